@@ -1,0 +1,13 @@
+"""personax: multimodal trait analysis and causal representation learning.
+
+The pipeline runs as ``python -m personax.run`` (a Hydra app over ``conf/``); the
+stages are also usable as a library:
+
+Example:
+    >>> from personax.data.synthetic import make_cohort
+    >>> cohort = make_cohort(50, kind="athlete", seed=0, images=False)
+    >>> len(cohort.table)
+    50
+"""
+
+__version__ = "0.1.0"

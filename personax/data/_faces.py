@@ -1,0 +1,109 @@
+"""Procedurally drawn faces whose geometry follows the CelebA face attributes.
+
+Each attribute changes one visible part of the drawing (a thicker brow, a longer
+nose, a second chin line, ...), gender changes hair length, age greys the hair
+and region shifts the skin tone, so an image model can recover these factors.
+Small random jitter (position, colours) stands in for per-photo noise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from personax.data.schema import FACE_ATTRIBUTES
+
+_SKIN_TONES = np.array(
+    [[241, 194, 167], [224, 172, 105], [198, 134, 66], [141, 85, 36], [255, 219, 172], [232, 190, 150], [170, 110, 70]],
+    dtype=float,
+)
+_HAIR = np.array([[40, 30, 25], [95, 60, 35], [200, 160, 90], [20, 20, 20]], dtype=float)
+_GREY = np.array([170, 170, 170], dtype=float)
+
+
+def draw_face(
+    attributes: dict[str, int],
+    *,
+    male: bool,
+    age_years: float,
+    region: int,
+    rng: np.random.Generator,
+    size: int = 64,
+) -> np.ndarray:
+    """Draws one face; returns a ``size x size x 3`` uint8 array.
+
+    Args:
+        attributes: Face attribute name -> -1 or +1 (all of ``FACE_ATTRIBUTES``).
+        male: Short hair if true, long hair otherwise.
+        age_years: Greys the hair from about 45 years on.
+        region: Index of the region (shifts the skin tone).
+        rng: Source of the per-photo jitter.
+        size: Output side in pixels (drawn at 64 and resized).
+
+    Example:
+        >>> import numpy as np
+        >>> face = draw_face({a: 1 for a in FACE_ATTRIBUTES}, male=True, age_years=40,
+        ...                  region=0, rng=np.random.default_rng(0))
+        >>> face.shape, face.dtype
+        ((64, 64, 3), dtype('uint8'))
+    """
+    on = {name: attributes.get(name, -1) == 1 for name in FACE_ATTRIBUTES}
+    background = tuple(int(v) for v in rng.integers(190, 250, size=3))
+    image = Image.new("RGB", (64, 64), background)
+    draw = ImageDraw.Draw(image)
+    dx, dy = (int(v) for v in rng.integers(-2, 3, size=2))
+    cx, cy = 32 + dx, 34 + dy
+
+    skin = _SKIN_TONES[region % len(_SKIN_TONES)] + rng.normal(0, 8, size=3)
+    skin_rgb = tuple(int(v) for v in np.clip(skin, 0, 255))
+    grey = float(np.clip((age_years - 45.0) / 30.0, 0.0, 1.0))
+    hair = (1 - grey) * _HAIR[rng.integers(len(_HAIR))] + grey * _GREY
+    hair_rgb = tuple(int(v) for v in np.clip(hair + rng.normal(0, 6, size=3), 0, 255))
+
+    half_w = 12 if on["Oval_Face"] else 15
+    half_h = 19 if on["Oval_Face"] else 16
+    if not male:  # long hair behind the face
+        draw.rectangle([cx - half_w - 4, cy - half_h, cx + half_w + 4, cy + half_h + 8], fill=hair_rgb)
+    if on["Double_Chin"]:
+        draw.ellipse([cx - half_w + 3, cy + half_h - 6, cx + half_w - 3, cy + half_h + 5], fill=skin_rgb, outline=(120, 80, 60))
+    draw.ellipse([cx - half_w, cy - half_h, cx + half_w, cy + half_h], fill=skin_rgb)
+    # Hair cap: a receding hairline leaves more forehead.
+    hairline = cy - half_h + (3 if on["Receding_Hairline"] else 8)
+    draw.chord([cx - half_w - 1, cy - half_h - 4, cx + half_w + 1, 2 * hairline - (cy - half_h - 4)], 180, 360, fill=hair_rgb)
+
+    eye_y = cy - 3
+    brow_y = eye_y - 5
+    brow_width = 3 if on["Bushy_Eyebrows"] else 1
+    for side in (-1, 1):
+        ex = cx + side * 6
+        if on["Arched_Eyebrows"]:
+            draw.arc([ex - 4, brow_y - 2, ex + 4, brow_y + 4], 200, 340, fill=hair_rgb, width=brow_width)
+        else:
+            draw.line([ex - 4, brow_y + 1, ex + 4, brow_y + 1], fill=hair_rgb, width=brow_width)
+        eye_h = 1 if on["Narrow_Eyes"] else 3
+        draw.ellipse([ex - 3, eye_y - eye_h, ex + 3, eye_y + eye_h], fill=(255, 255, 255), outline=(40, 40, 40))
+        draw.point([(ex, eye_y)], fill=(30, 30, 60))
+        if on["High_Cheekbones"]:
+            draw.ellipse([ex - 3, eye_y + 5, ex + 3, eye_y + 8], fill=(230, 140, 140))
+
+    nose_len = 9 if on["Big_Nose"] else 5
+    nose_w = 4 if on["Big_Nose"] else 2
+    nose_top, nose_tip = eye_y + 1, eye_y + 1 + nose_len
+    if on["Pointy_Nose"]:
+        draw.polygon([(cx, nose_top), (cx - nose_w, nose_tip), (cx + nose_w, nose_tip)], outline=(110, 70, 50))
+    else:
+        draw.line([cx, nose_top, cx, nose_tip - 1], fill=(110, 70, 50))
+        draw.ellipse([cx - nose_w, nose_tip - 2, cx + nose_w, nose_tip + 1], outline=(110, 70, 50))
+
+    mouth_y = nose_tip + 4
+    lip = (180, 60, 70)
+    if on["Big_Lips"]:
+        draw.ellipse([cx - 6, mouth_y - 2, cx + 6, mouth_y + 3], fill=lip)
+    else:
+        draw.line([cx - 5, mouth_y, cx + 5, mouth_y], fill=lip, width=1)
+    if on["High_Cheekbones"]:  # CelebA's high cheekbones go with a smile
+        draw.arc([cx - 6, mouth_y - 4, cx + 6, mouth_y + 3], 20, 160, fill=lip)
+
+    if size != 64:
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image, dtype=np.uint8)

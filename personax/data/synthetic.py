@@ -1,0 +1,537 @@
+"""A synthetic PersonaX cohort with a planted structural causal model.
+
+:func:`make_cohort` draws people whose latent Big Five traits depend on some
+biographical features and face attributes and not on others. The returned
+:class:`GroundTruth` holds the true trait values, the planted DAG over every
+variable (hidden ones included), which features are direct causes of which
+trait, and the *marginal* dependence matrix that an unconditional independence
+test should find. Bios are written from the traits (so text raters can recover
+them) and faces are drawn from the face attributes (so image models can).
+
+Marginal dependence is read off the DAG: two variables are dependent exactly
+when they share an ancestor (one may be the other's ancestor), which is
+d-connection given the empty set under faithfulness. One simplification is
+documented rather than modelled: the day of year of a date after February shifts
+by one day in leap years, so ``day_of_year`` is not exactly independent of
+``birth_year``; the DAG omits that edge because its effect is below one day.
+
+Example:
+    >>> cohort = make_cohort(200, kind="celeb", seed=0, images=False)
+    >>> cohort.table.shape[0], cohort.truth.traits
+    (200, ['o', 'c', 'e', 'a', 'n'])
+    >>> bool(cohort.truth.marginal_dependence.loc["birth_month"].any())
+    False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from personax.data import _bios, _faces
+from personax.data.schema import FACE_ATTRIBUTES, TRAITS, date_features
+
+KINDS = ("celeb", "athlete")
+
+OCCUPATIONS = ("actor", "musician", "athlete", "politician", "writer", "scientist", "entrepreneur", "model")
+# Effect of occupation on (O, C, E, A, N), in trait standard deviations.
+_OCCUPATION_EFFECT = np.array(
+    [
+        [0.5, -0.2, 0.7, 0.1, 0.2],
+        [0.8, -0.5, 0.4, 0.0, 0.4],
+        [-0.4, 0.4, 0.4, 0.0, -0.3],
+        [-0.2, 0.5, 0.6, -0.5, -0.2],
+        [0.9, 0.1, -0.6, 0.1, 0.4],
+        [0.6, 0.7, -0.6, 0.1, 0.0],
+        [0.2, 0.6, 0.3, -0.4, -0.3],
+        [0.0, -0.2, 0.3, 0.2, 0.3],
+    ]
+)
+_OCCUPATION_GIVEN_GENDER = np.array(  # rows: female, male
+    [
+        [0.22, 0.16, 0.06, 0.06, 0.14, 0.08, 0.08, 0.20],
+        [0.16, 0.14, 0.20, 0.14, 0.10, 0.12, 0.12, 0.02],
+    ]
+)
+LEAGUES = ("NBA", "NFL", "NHL", "ATP", "PGA", "Premier League", "Bundesliga")
+_LEAGUE_SHARE = np.array([450, 1700, 700, 300, 250, 500, 500], dtype=float)
+_LEAGUE_ROLE = (
+    "a basketball player in the NBA",
+    "an American football player in the NFL",
+    "an ice hockey player in the NHL",
+    "a tennis player on the ATP tour",
+    "a golfer on the PGA tour",
+    "a footballer in the Premier League",
+    "a footballer in the Bundesliga",
+)
+_LEAGUE_EFFECT = np.array(  # on (O, C, E, A, N)
+    [
+        [0.2, -0.2, 0.7, 0.0, 0.2],
+        [-0.4, 0.3, 0.5, -0.3, -0.1],
+        [-0.5, 0.4, 0.0, -0.4, -0.2],
+        [0.3, 0.6, -0.5, 0.1, 0.4],
+        [0.1, 0.8, -0.4, 0.4, -0.4],
+        [0.0, -0.3, 0.3, 0.2, 0.2],
+        [-0.2, 0.2, -0.2, 0.3, 0.0],
+    ]
+)
+_LEAGUE_HEIGHT = np.array([200.0, 188.0, 185.0, 186.0, 180.0, 181.0, 183.0])
+_LEAGUE_BMI = np.array([24.5, 31.0, 26.0, 23.0, 25.0, 23.0, 23.5])
+_LEAGUE_BIRTH_YEAR = np.array([1996.0, 1996.0, 1995.0, 1995.0, 1988.0, 1997.0, 1997.0])
+
+REGIONS = ("North America", "Latin America", "Western Europe", "Northern Europe", "East Asia", "Africa", "Oceania")
+_REGION_CENTRE = np.array([[40, -95], [-10, -60], [47, 5], [60, 15], [35, 120], [5, 20], [-30, 145]], dtype=float)
+_REGION_SPREAD = np.array([[8, 18], [15, 12], [4, 8], [4, 8], [8, 12], [12, 15], [6, 12]], dtype=float)
+_REGION_GIVEN_LEAGUE = np.array(
+    [
+        [0.80, 0.03, 0.07, 0.02, 0.02, 0.04, 0.02],
+        [0.97, 0.01, 0.00, 0.00, 0.00, 0.01, 0.01],
+        [0.72, 0.00, 0.02, 0.26, 0.00, 0.00, 0.00],
+        [0.12, 0.14, 0.40, 0.14, 0.10, 0.03, 0.07],
+        [0.60, 0.04, 0.10, 0.08, 0.08, 0.04, 0.06],
+        [0.00, 0.12, 0.60, 0.13, 0.01, 0.13, 0.01],
+        [0.00, 0.03, 0.78, 0.10, 0.03, 0.06, 0.00],
+    ]
+)
+_REGION_SHARE_CELEB = np.array([0.34, 0.08, 0.24, 0.08, 0.12, 0.07, 0.07])
+_REGION_EXTRAVERSION = np.array([0.3, 0.4, 0.0, -0.4, -0.5, 0.2, 0.1])
+
+# Face attributes: logit = base + gender_effect * male_sign + age_effect * age_z (+ weight)
+# male_sign is +1 for men, -1 for women; age_z is the standardised age.
+_FACE_MODEL = {
+    "Arched_Eyebrows": (-0.6, -1.2, 0.0),
+    "Big_Nose": (-0.8, 0.9, 0.0),
+    "Pointy_Nose": (-0.6, 0.0, 0.0),
+    "Bushy_Eyebrows": (-0.9, 0.9, 0.0),
+    "Big_Lips": (-0.7, -0.7, 0.0),
+    "Oval_Face": (-0.5, 0.0, 0.0),
+    "Double_Chin": (-1.8, 0.0, 0.8),
+    "Receding_Hairline": (-1.6, 1.0, 1.0),
+    "Narrow_Eyes": (-1.0, 0.0, 0.0),
+    "High_Cheekbones": (-0.2, -0.9, 0.0),
+}
+_FACE_ON_TRAIT = {("High_Cheekbones", "e"): 0.35, ("Big_Lips", "a"): 0.25}
+# Direct effect of gender on (O, C, E, A, N), times +1 for men and -1 for women.
+_GENDER_ON_TRAITS = np.array([0.25, -0.25, 0.25, -0.35, -0.35])
+
+SIMULATED_RATERS = {
+    # name: (noise sd, bias, probability of answering 0 = insufficient information)
+    "sima": (0.5, 0.0, 0.02),
+    "simb": (0.7, 0.2, 0.05),
+    "simc": (0.9, -0.2, 0.10),
+}
+
+
+@dataclasses.dataclass
+class GroundTruth:
+    """What was planted in a synthetic cohort.
+
+    Attributes:
+        kind: "celeb" or "athlete".
+        seed: Generator seed.
+        features: Observed feature columns of the person table.
+        traits: Trait letters ("o", "c", "e", "a", "n"); the latent trait nodes.
+        nodes: Every variable of the SCM, with its block: "feature", "trait"
+            or "hidden".
+        edges: (parent, child, weight) for every planted edge; the weight is the
+            effect size in the child's noise standard deviations (1.0 where the
+            effect is not a single number, e.g. a lookup table).
+        latent_blocks: Latent blocks for multimodal CRL: "shared" (seen in face
+            and bio), "image" (face only), "text" (bio only).
+        direct_effects: features x traits, 1 where the feature is a parent of
+            the trait.
+        marginal_dependence: features x traits, 1 where feature and trait are
+            d-connected given nothing (an unconditional test should reject).
+        trait_values: person_id plus the true continuous value of each trait.
+        raters: Simulated rater name -> noise sd, bias and probability of 0.
+    """
+
+    kind: str
+    seed: int
+    features: list[str]
+    traits: list[str]
+    nodes: dict[str, str]
+    edges: list[tuple[str, str, float]]
+    latent_blocks: dict[str, list[str]]
+    direct_effects: pd.DataFrame
+    marginal_dependence: pd.DataFrame
+    trait_values: pd.DataFrame
+    raters: dict[str, dict[str, float]]
+
+    def adjacency(self) -> pd.DataFrame:
+        """Weighted adjacency over all nodes; entry [parent, child]."""
+        names = list(self.nodes)
+        matrix = pd.DataFrame(0.0, index=names, columns=names)
+        for parent, child, weight in self.edges:
+            matrix.loc[parent, child] = weight
+        return matrix
+
+    def save(self, directory: str | Path) -> None:
+        """Writes ``ground_truth.json`` and ``trait_values.parquet`` into ``directory``."""
+        from personax.pipeline import atomic_path, write_json
+
+        directory = Path(directory)
+        payload = {
+            "kind": self.kind,
+            "seed": self.seed,
+            "features": self.features,
+            "traits": self.traits,
+            "nodes": self.nodes,
+            "edges": [list(e) for e in self.edges],
+            "latent_blocks": self.latent_blocks,
+            "direct_effects": _matrix_to_json(self.direct_effects),
+            "marginal_dependence": _matrix_to_json(self.marginal_dependence),
+            "raters": self.raters,
+        }
+        write_json(directory / "ground_truth.json", payload)
+        with atomic_path(directory / "trait_values.parquet") as tmp:
+            self.trait_values.to_parquet(tmp, index=False)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> GroundTruth:
+        """Reads what :meth:`save` wrote."""
+        directory = Path(directory)
+        payload = json.loads((directory / "ground_truth.json").read_text())
+        return cls(
+            kind=payload["kind"],
+            seed=payload["seed"],
+            features=payload["features"],
+            traits=payload["traits"],
+            nodes=payload["nodes"],
+            edges=[(p, c, float(w)) for p, c, w in payload["edges"]],
+            latent_blocks=payload["latent_blocks"],
+            direct_effects=_matrix_from_json(payload["direct_effects"]),
+            marginal_dependence=_matrix_from_json(payload["marginal_dependence"]),
+            trait_values=pd.read_parquet(directory / "trait_values.parquet"),
+            raters=payload["raters"],
+        )
+
+
+def _matrix_to_json(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
+    return {row: {col: int(frame.loc[row, col]) for col in frame.columns} for row in frame.index}
+
+
+def _matrix_from_json(obj: dict[str, dict[str, int]]) -> pd.DataFrame:
+    return pd.DataFrame.from_dict(obj, orient="index").astype(int)
+
+
+@dataclasses.dataclass
+class Cohort:
+    """A synthetic cohort: the person table, what was planted, and the faces.
+
+    Attributes:
+        table: Person table in canonical columns (``image_path`` empty until the
+            faces are written somewhere), plus simulated rater columns.
+        truth: The planted ground truth.
+        faces: ``n x size x size x 3`` uint8 array, or None.
+        label_maps: Label -> code maps for ``group`` and ``gender``.
+    """
+
+    table: pd.DataFrame
+    truth: GroundTruth
+    faces: np.ndarray | None
+    label_maps: dict[str, dict[str, int]]
+
+
+def ancestors(edges: Sequence[tuple[str, str, float]], node: str) -> set[str]:
+    """All ancestors of ``node`` in the DAG given by ``edges``."""
+    parents: dict[str, set[str]] = {}
+    for parent, child, _ in edges:
+        parents.setdefault(child, set()).add(parent)
+    seen: set[str] = set()
+    stack = [node]
+    while stack:
+        for parent in parents.get(stack.pop(), ()):
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def marginally_dependent(edges: Sequence[tuple[str, str, float]], a: str, b: str) -> bool:
+    """d-connection of ``a`` and ``b`` given nothing: they share an ancestor."""
+    return bool((ancestors(edges, a) | {a}) & (ancestors(edges, b) | {b}))
+
+
+def _random_dates(years: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform day of a (non-leap reference) year, as month and day."""
+    doy = rng.integers(0, 365, size=len(years))
+    reference = pd.Timestamp("2001-01-01") + pd.to_timedelta(doy, unit="D")
+    return reference.month.to_numpy(), reference.day.to_numpy()
+
+
+def _sample_categorical(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One draw per row of ``probs`` (rows sum to 1)."""
+    cumulative = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
+    return (rng.random((len(probs), 1)) > cumulative).sum(axis=1)
+
+
+def _simulated_scores(traits: np.ndarray, rng: np.random.Generator, raters: Sequence[str]) -> dict[str, np.ndarray]:
+    """Scores on the study's Number-L3-Inc scale: 1..3, 0 = insufficient information."""
+    cuts = np.array([-0.43, 0.43])  # terciles of a standard normal
+    scores = {}
+    scale = traits.std(axis=0, keepdims=True)
+    for name in raters:
+        if name not in SIMULATED_RATERS:
+            raise ValueError(f"unknown simulated rater {name!r}; known: {sorted(SIMULATED_RATERS)}")
+        noise, bias, p_zero = SIMULATED_RATERS[name]
+        perceived = traits / scale + bias + rng.normal(0.0, noise, size=traits.shape)
+        level = 1 + np.searchsorted(cuts, perceived).astype(float)
+        level[rng.random(traits.shape) < p_zero] = 0.0
+        scores[name] = level
+    return scores
+
+
+def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
+    male = (rng.random(n) < 0.55).astype(int)
+    occupation = _sample_categorical(_OCCUPATION_GIVEN_GENDER[male], rng)
+    birth_year = np.clip(np.round(rng.normal(1968, 16, n)), 1920, 2006).astype(int)
+    age_z = (1968 - birth_year) / 16.0
+    region = _sample_categorical(np.tile(_REGION_SHARE_CELEB, (n, 1)), rng)
+    male_sign = 2 * male - 1
+    height = 166 + 7 * male_sign + rng.normal(0, 7, n)
+    weight = 22.5 * (height / 100) ** 2 * np.exp(0.03 * male_sign + rng.normal(0, 0.10, n))
+    faces = {}
+    for name, (base, gender_effect, age_effect) in _FACE_MODEL.items():
+        logit = base + gender_effect * male_sign + age_effect * age_z
+        faces[name] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), 1, -1)
+    traits = rng.normal(0, 1, (n, 5)) + _OCCUPATION_EFFECT[occupation]
+    traits[:, 0] += -0.30 * age_z
+    traits[:, 1] += 0.35 * age_z
+    traits[:, 2] += _REGION_EXTRAVERSION[region]
+    traits += _GENDER_ON_TRAITS * male_sign[:, None]
+    traits[:, 4] += -0.25 * age_z
+    for (face, trait), effect in _FACE_ON_TRAIT.items():
+        traits[:, TRAITS.index(trait)] += effect * faces[face]
+
+    edges: list[tuple[str, str, float]] = [
+        ("gender", "group", 1.0),
+        ("gender", "height_cm", 1.0),
+        ("height_cm", "weight_kg", 1.0),
+        ("gender", "weight_kg", 0.3),
+        ("region", "latitude", 1.0),
+        ("region", "longitude", 1.0),
+        ("region", "e", 1.0),
+        ("birth_month", "day_of_year", 1.0),
+        ("birth_day", "day_of_year", 1.0),
+        ("birth_month", "birth_day", 1.0),  # the day's range depends on the month
+        ("day_of_year", "day_sin", 1.0),
+        ("day_of_year", "day_cos", 1.0),
+        ("birth_year", "o", -0.30),
+        ("birth_year", "c", 0.35),
+        ("birth_year", "n", -0.25),
+    ]
+    edges += [("gender", t, float(w)) for t, w in zip(TRAITS, _GENDER_ON_TRAITS)]
+    edges += [("group", t, 1.0) for t in TRAITS]
+    for name, (_, gender_effect, age_effect) in _FACE_MODEL.items():
+        if gender_effect:
+            edges.append(("gender", name, gender_effect))
+        if age_effect:
+            edges.append(("birth_year", name, age_effect))
+    edges += [(face, trait, effect) for (face, trait), effect in _FACE_ON_TRAIT.items()]
+    return {
+        "group": occupation,
+        "group_labels": OCCUPATIONS,
+        "male": male,
+        "gender_map": {"female": 0, "male": 1},
+        "birth_year": birth_year,
+        "region": region,
+        "height": height,
+        "weight": weight,
+        "faces": faces,
+        "faces_observed": True,
+        "traits": traits,
+        "edges": edges,
+        "roles": [("an " if OCCUPATIONS[o][0] in "aeiou" else "a ") + OCCUPATIONS[o] for o in occupation],
+        "features": [
+            "height_cm", "weight_kg", "birth_year", "birth_month", "birth_day", "day_of_year", "day_sin",
+            "day_cos", "latitude", "longitude", "group", "gender", *FACE_ATTRIBUTES,
+        ],
+        "hidden": ["region"],
+        "latent_blocks": {"shared": ["gender", "birth_year"], "image": list(FACE_ATTRIBUTES), "text": list(TRAITS)},
+    }
+
+
+def _athlete(n: int, rng: np.random.Generator) -> dict[str, Any]:
+    league = _sample_categorical(np.tile(_LEAGUE_SHARE / _LEAGUE_SHARE.sum(), (n, 1)), rng)
+    birth_year = np.clip(np.round(_LEAGUE_BIRTH_YEAR[league] + rng.normal(0, 4.5, n)), 1970, 2007).astype(int)
+    age_z = (1995 - birth_year) / 5.0
+    region = _sample_categorical(_REGION_GIVEN_LEAGUE[league], rng)
+    height = _LEAGUE_HEIGHT[league] + rng.normal(0, 7, n)
+    weight = _LEAGUE_BMI[league] * (height / 100) ** 2 * np.exp(rng.normal(0, 0.07, n))
+    # Athletes' faces are drawn too, from attributes the table does not record.
+    faces = {name: np.where(rng.random(n) < 0.4, 1, -1) for name in FACE_ATTRIBUTES}
+    traits = rng.normal(0, 1, (n, 5)) + _LEAGUE_EFFECT[league]
+    traits[:, 0] += -0.30 * age_z
+    traits[:, 1] += 0.40 * age_z
+    traits[:, 4] += -0.30 * age_z
+    edges: list[tuple[str, str, float]] = [
+        ("group", "birth_year", 1.0),
+        ("group", "region", 1.0),
+        ("group", "height_cm", 1.0),
+        ("group", "weight_kg", 1.0),
+        ("height_cm", "weight_kg", 1.0),
+        ("region", "latitude", 1.0),
+        ("region", "longitude", 1.0),
+        ("birth_month", "day_of_year", 1.0),
+        ("birth_day", "day_of_year", 1.0),
+        ("birth_month", "birth_day", 1.0),
+        ("day_of_year", "day_sin", 1.0),
+        ("day_of_year", "day_cos", 1.0),
+        ("birth_year", "o", -0.30),
+        ("birth_year", "c", 0.40),
+        ("birth_year", "n", -0.30),
+    ]
+    edges += [("group", t, 1.0) for t in TRAITS]
+    return {
+        "group": league,
+        "group_labels": LEAGUES,
+        "male": np.ones(n, dtype=int),
+        "gender_map": {"male": 1},
+        "birth_year": birth_year,
+        "region": region,
+        "height": height,
+        "weight": weight,
+        "faces": faces,
+        "faces_observed": False,
+        "traits": traits,
+        "edges": edges,
+        "roles": [_LEAGUE_ROLE[g] for g in league],
+        "features": ["birth_year", "birth_month", "birth_day", "group", "latitude", "longitude", "height_cm", "weight_kg"],
+        "hidden": ["region"],
+        "latent_blocks": {"shared": ["group", "birth_year"], "image": ["region"], "text": list(TRAITS)},
+    }
+
+
+def make_cohort(
+    n: int = 2000,
+    kind: str = "celeb",
+    seed: int = 0,
+    *,
+    images: bool = True,
+    image_size: int = 64,
+    simulated_raters: Sequence[str] = tuple(SIMULATED_RATERS),
+) -> Cohort:
+    """Draws a synthetic cohort of ``n`` people; the same arguments give the same cohort.
+
+    Args:
+        n: Number of people.
+        kind: "celeb" (occupation, gender, face attributes) or "athlete" (7
+            leagues, men only, no face attributes).
+        seed: Seed of every random choice.
+        images: Draw a face per person (about 0.3 ms each).
+        image_size: Side of the face images in pixels.
+        simulated_raters: Names from ``SIMULATED_RATERS``; each adds noisy
+            ``trait_<name>_<t>`` scores on the study's 1..3 scale (0 =
+            insufficient information), standing in for LLM raters. ``()`` for none.
+
+    Returns:
+        The cohort: table, ground truth, faces and label maps.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    rng = np.random.default_rng(seed)
+    draw = _celeb(n, rng) if kind == "celeb" else _athlete(n, rng)
+    month, day = _random_dates(draw["birth_year"], rng)
+    doy, day_sin, day_cos = np.array(
+        [date_features(int(y), int(m), int(d)) for y, m, d in zip(draw["birth_year"], month, day)]
+    ).T
+    region = draw["region"]
+    centre, spread = _REGION_CENTRE[region], _REGION_SPREAD[region]
+    latitude = np.clip(centre[:, 0] + spread[:, 0] * rng.standard_normal(n), -89.0, 89.0)
+    longitude = (centre[:, 1] + spread[:, 1] * rng.standard_normal(n) + 180.0) % 360.0 - 180.0
+    traits = draw["traits"]
+
+    ids = [f"{kind}-{i:06d}" for i in range(n)]
+    names = _bios.make_names(n, rng)
+    places = [REGIONS[r] for r in region]
+    birth = np.stack([draw["birth_year"], month, day], axis=1)
+    bios = _bios.write_bios(names, draw["roles"], places, birth, traits, rng)
+
+    table = pd.DataFrame(
+        {
+            "person_id": ids,
+            "name": names,
+            "dataset": pd.Categorical([kind] * n, categories=KINDS),
+            "group": pd.array(draw["group"], dtype="Int64"),
+            "gender": pd.array(draw["male"], dtype="Int64"),
+            "birth_year": pd.array(draw["birth_year"], dtype="Int64"),
+            "birth_month": pd.array(month, dtype="Int64"),
+            "birth_day": pd.array(day, dtype="Int64"),
+            "day_of_year": pd.array(doy.astype(int), dtype="Int64"),
+            "day_sin": day_sin,
+            "day_cos": day_cos,
+            "latitude": latitude,
+            "longitude": longitude,
+            "height_cm": np.round(draw["height"], 1),
+            "weight_kg": np.round(draw["weight"], 1),
+        }
+    )
+    for name in FACE_ATTRIBUTES:
+        values = draw["faces"][name] if draw["faces_observed"] else np.full(n, pd.NA)
+        table[name] = pd.array(values, dtype="Int8")
+    table["bio"] = pd.Series(bios, dtype=object)
+    table["image_path"] = pd.Series([None] * n, dtype=object)
+    for rater, scores in _simulated_scores(traits, rng, list(simulated_raters)).items():
+        for j, trait in enumerate(TRAITS):
+            table[f"trait_{rater}_{trait}"] = scores[:, j]
+
+    faces = None
+    if images:
+        face_rng = np.random.default_rng([seed, 1])
+        ages = 2025 - draw["birth_year"]
+        faces = np.stack(
+            [
+                _faces.draw_face(
+                    {a: int(draw["faces"][a][i]) for a in FACE_ATTRIBUTES},
+                    male=bool(draw["male"][i]),
+                    age_years=float(ages[i]),
+                    region=int(region[i]),
+                    rng=face_rng,
+                    size=image_size,
+                )
+                for i in range(n)
+            ]
+        )
+
+    features = draw["features"]
+    edges = draw["edges"]
+    nodes = {f: "feature" for f in features}
+    nodes.update({t: "trait" for t in TRAITS})
+    nodes.update({h: "hidden" for h in draw["hidden"]})
+    direct = pd.DataFrame(0, index=features, columns=list(TRAITS))
+    for parent, child, _ in edges:
+        if parent in direct.index and child in direct.columns:
+            direct.loc[parent, child] = 1
+    marginal = pd.DataFrame(
+        [[int(marginally_dependent(edges, f, t)) for t in TRAITS] for f in features],
+        index=features,
+        columns=list(TRAITS),
+    )
+    trait_values = pd.DataFrame({"person_id": ids, **{t: traits[:, j] for j, t in enumerate(TRAITS)}})
+    truth = GroundTruth(
+        kind=kind,
+        seed=seed,
+        features=list(features),
+        traits=list(TRAITS),
+        nodes=nodes,
+        edges=edges,
+        latent_blocks=draw["latent_blocks"],
+        direct_effects=direct,
+        marginal_dependence=marginal,
+        trait_values=trait_values,
+        raters={r: dict(zip(("noise_sd", "bias", "p_insufficient"), SIMULATED_RATERS[r])) for r in simulated_raters},
+    )
+    label_maps = {
+        "group": {label: code for code, label in enumerate(draw["group_labels"])},
+        "gender": dict(draw["gender_map"]),
+    }
+    return Cohort(table=table, truth=truth, faces=faces, label_maps=label_maps)

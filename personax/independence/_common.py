@@ -1,0 +1,133 @@
+"""Shared helpers: float64 scope, input checks, standardisation, shape buckets."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import jax
+import numpy as np
+
+MIN_ROWS = 10
+
+SKIP_NON_NUMERIC = "skipped: non-numeric data"
+SKIP_INFINITE = "skipped: infinite values"
+SKIP_ALL_MISSING = "skipped: all values missing"
+SKIP_CONSTANT = "skipped: constant column"
+SKIP_CONSTANT_Z = "skipped: constant conditioning column"
+SKIP_FEW_ROWS = "skipped: fewer than {min_rows} usable rows"
+SKIP_CONTINUOUS = "skipped: continuous"
+
+
+@contextlib.contextmanager
+def float64() -> Iterator[None]:
+    """Run JAX in float64 inside this block only.
+
+    Agreement with causal-learn (float64 NumPy) needs double precision. The flag is scoped
+    with ``jax.enable_x64`` so importing personax never flips it for the rest of the process.
+    """
+    with jax.enable_x64(True):
+        yield
+
+
+def as_float_matrix(values) -> tuple[np.ndarray | None, str | None]:
+    """Convert 1-D or 2-D input to a float64 (n, d) array with NaN for missing values.
+
+    Returns:
+        ``(array, None)`` or ``(None, status)`` when the data are non-numeric or contain
+        infinities.
+    """
+    if values is None:
+        return None, None
+    try:
+        import pandas as pd
+
+        if isinstance(values, (pd.Series, pd.DataFrame)):
+            frame = values.to_frame() if isinstance(values, pd.Series) else values
+            for col in frame.columns:
+                dt = frame[col].dtype
+                if not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt)):
+                    return None, SKIP_NON_NUMERIC
+            arr = frame.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            arr = np.asarray(values)
+            if arr.dtype == object:
+                try:
+                    arr = arr.astype(np.float64)
+                except (TypeError, ValueError):
+                    return None, SKIP_NON_NUMERIC
+            elif not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+                return None, SKIP_NON_NUMERIC
+            arr = arr.astype(np.float64)
+    except (TypeError, ValueError):
+        return None, SKIP_NON_NUMERIC
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"expected 1-D or 2-D data, got shape {arr.shape}")
+    if np.isinf(arr).any():
+        return None, SKIP_INFINITE
+    return arr, None
+
+
+def usable_rows(*arrays: np.ndarray | None) -> np.ndarray:
+    """Boolean mask of rows that are non-missing in every given (n, d) array."""
+    mask = None
+    for a in arrays:
+        if a is None:
+            continue
+        m = ~np.isnan(a).any(axis=1)
+        mask = m if mask is None else mask & m
+    return mask
+
+
+def is_constant(a: np.ndarray) -> bool:
+    """True when every column of ``a`` (n, d) has a single value (or ``a`` is empty)."""
+    if a.shape[0] == 0:
+        return True
+    return bool(np.all(a.max(axis=0) == a.min(axis=0)))
+
+
+def any_constant_column(a: np.ndarray) -> bool:
+    """True when at least one column of ``a`` is constant."""
+    return bool(np.any(a.max(axis=0) == a.min(axis=0)))
+
+
+def zscore(a: np.ndarray) -> np.ndarray:
+    """Column z-score with ``ddof=1`` (causal-learn's convention); constant columns become 0."""
+    sd = a.std(axis=0, ddof=1)
+    out = (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    out[:, sd == 0] = 0.0
+    return out
+
+
+def bucket_rows(n: int) -> int:
+    """Padded row count: powers of two up to 1024, then multiples of 512 (limits recompiles)."""
+    if n <= 16:
+        return 16
+    if n <= 1024:
+        return 1 << (n - 1).bit_length()
+    return ((n + 511) // 512) * 512
+
+
+def bucket_rank(r: int) -> int:
+    """Padded rank: powers of two, at least 4."""
+    r = max(int(r), 1)
+    return max(4, 1 << (r - 1).bit_length())
+
+
+def pad_rows(a: np.ndarray, n_pad: int) -> np.ndarray:
+    """Zero-pad axis -2 of ``a`` to ``n_pad`` rows."""
+    pad = [(0, 0)] * a.ndim
+    pad[-2] = (0, n_pad - a.shape[-2])
+    return np.pad(a, pad)
+
+
+def kci_width_unconditional(n: int) -> float:
+    """causal-learn's empirical HSIC/KCI width for the unconditional test (SPEC §3)."""
+    return 0.8 if n < 200 else (0.5 if n < 1200 else 0.3)
+
+
+def kci_width_conditional(n: int) -> float:
+    """causal-learn's empirical width for the conditional KCI test (SPEC §3)."""
+    return 1.2 if n < 200 else (0.7 if n < 1200 else 0.4)
