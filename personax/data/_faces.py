@@ -51,7 +51,7 @@ def draw_face(
     background = tuple(int(v) for v in rng.integers(190, 250, size=3))
     image = Image.new("RGB", (64, 64), background)
     draw = ImageDraw.Draw(image)
-    dx, dy = (int(v) for v in rng.integers(-2, 3, size=2))
+    dx, dy = (int(v) for v in rng.integers(-1, 2, size=2))
     cx, cy = 32 + dx, 34 + dy
 
     skin = _SKIN_TONES[region % len(_SKIN_TONES)] + rng.normal(0, 8, size=3)
@@ -73,13 +73,14 @@ def draw_face(
 
     eye_y = cy - 3
     brow_y = eye_y - 5
-    brow_width = 3 if on["Bushy_Eyebrows"] else 1
+    brow_width = 4 if on["Bushy_Eyebrows"] else 1
+    brow_rgb = tuple(int(0.6 * v) for v in hair_rgb)  # brows darker than hair, visible on any skin
     for side in (-1, 1):
         ex = cx + side * 6
         if on["Arched_Eyebrows"]:
-            draw.arc([ex - 4, brow_y - 2, ex + 4, brow_y + 4], 200, 340, fill=hair_rgb, width=brow_width)
+            draw.arc([ex - 4, brow_y - 3, ex + 4, brow_y + 7], 200, 340, fill=brow_rgb, width=brow_width)
         else:
-            draw.line([ex - 4, brow_y + 1, ex + 4, brow_y + 1], fill=hair_rgb, width=brow_width)
+            draw.line([ex - 4, brow_y + 1, ex + 4, brow_y + 1], fill=brow_rgb, width=brow_width)
         eye_h = 1 if on["Narrow_Eyes"] else 3
         draw.ellipse([ex - 3, eye_y - eye_h, ex + 3, eye_y + eye_h], fill=(255, 255, 255), outline=(40, 40, 40))
         draw.point([(ex, eye_y)], fill=(30, 30, 60))
@@ -90,7 +91,7 @@ def draw_face(
     nose_w = 4 if on["Big_Nose"] else 2
     nose_top, nose_tip = eye_y + 1, eye_y + 1 + nose_len
     if on["Pointy_Nose"]:
-        draw.polygon([(cx, nose_top), (cx - nose_w, nose_tip), (cx + nose_w, nose_tip)], outline=(110, 70, 50))
+        draw.polygon([(cx, nose_top), (cx - nose_w - 1, nose_tip), (cx + nose_w + 1, nose_tip)], fill=(150, 95, 70))
     else:
         draw.line([cx, nose_top, cx, nose_tip - 1], fill=(110, 70, 50))
         draw.ellipse([cx - nose_w, nose_tip - 2, cx + nose_w, nose_tip + 1], outline=(110, 70, 50))

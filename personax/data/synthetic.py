@@ -118,7 +118,7 @@ _FACE_MODEL = {
 }
 _FACE_ON_TRAIT = {("High_Cheekbones", "e"): 0.35, ("Big_Lips", "a"): 0.25}
 # Direct effect of gender on (O, C, E, A, N), times +1 for men and -1 for women.
-_GENDER_ON_TRAITS = np.array([0.25, -0.25, 0.25, -0.35, -0.35])
+_GENDER_ON_TRAITS = np.array([0.25, -0.25, -0.25, -0.35, -0.35])
 
 SIMULATED_RATERS = {
     # name: (noise sd, bias, probability of answering 0 = insufficient information)

@@ -1,0 +1,29 @@
+"""Shared fixtures: composing configs and running stages in temporary run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from personax.run import config_dir
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The run config as `python -m personax.run <overrides>` would build it."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides or []), return_hydra_config=False)
+
+
+@pytest.fixture
+def compose_cfg():
+    return compose_config
+
+
+@pytest.fixture
+def run_path(tmp_path: Path) -> Path:
+    path = tmp_path / "run"
+    path.mkdir()
+    return path

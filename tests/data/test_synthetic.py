@@ -1,0 +1,118 @@
+"""The synthetic cohort: deterministic, and what was planted is what the data show."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from personax.data._bios import TRAIT_PHRASES
+from personax.data.schema import FACE_ATTRIBUTES, TRAITS
+from personax.data.synthetic import GroundTruth, make_cohort, marginally_dependent
+
+
+def test_same_arguments_same_cohort():
+    a = make_cohort(150, kind="celeb", seed=7)
+    b = make_cohort(150, kind="celeb", seed=7)
+    pd.testing.assert_frame_equal(a.table, b.table)
+    np.testing.assert_array_equal(a.faces, b.faces)
+    pd.testing.assert_frame_equal(a.truth.trait_values, b.truth.trait_values)
+    c = make_cohort(150, kind="celeb", seed=8)
+    assert not a.table.bio.equals(c.table.bio)
+
+
+def test_ground_truth_round_trips(tmp_path):
+    truth = make_cohort(40, kind="athlete", seed=1, images=False).truth
+    truth.save(tmp_path)
+    loaded = GroundTruth.load(tmp_path)
+    pd.testing.assert_frame_equal(loaded.marginal_dependence, truth.marginal_dependence)
+    pd.testing.assert_frame_equal(loaded.direct_effects, truth.direct_effects)
+    assert loaded.edges == truth.edges and loaded.nodes == truth.nodes
+    assert loaded.adjacency().loc["group", "o"] == 1.0
+
+
+def test_dependence_is_read_off_the_dag():
+    edges = [("a", "b", 1.0), ("c", "b", 1.0), ("d", "a", 1.0)]
+    assert marginally_dependent(edges, "d", "b")  # chain
+    assert marginally_dependent(edges, "a", "d")
+    assert not marginally_dependent(edges, "a", "c")  # collider b is not conditioned on
+    truth = make_cohort(10, kind="celeb", seed=0, images=False).truth
+    # Direct causes are always marginally dependent; fine birth-date structure never is.
+    assert (truth.marginal_dependence >= truth.direct_effects).all().all()
+    for feature in ("birth_month", "birth_day", "day_of_year", "day_sin", "day_cos", "Pointy_Nose", "Narrow_Eyes", "Oval_Face"):
+        assert truth.marginal_dependence.loc[feature].sum() == 0
+    assert truth.marginal_dependence.loc["gender"].all() and truth.marginal_dependence.loc["group"].all()
+
+
+def _kruskal_p(feature: pd.Series, trait: np.ndarray) -> float:
+    values = feature.astype("float64").to_numpy()
+    if len(np.unique(values)) > 12:  # continuous: compare the trait across deciles
+        values = pd.qcut(values, 10, labels=False, duplicates="drop")
+    return stats.kruskal(*[trait[values == v] for v in np.unique(values)]).pvalue
+
+
+@pytest.mark.parametrize("kind", ["celeb", "athlete"])
+def test_planted_dependencies_and_independencies_hold(kind):
+    """At n = 20,000 every planted dependence is detected (p < 1e-3, Kruskal-Wallis on
+    categories or deciles) and independent pairs look like the null: of the ~40 (celeb) or
+    10 (athlete) independent pairs at most 2 may fall below p = 0.01 (0.4 expected)."""
+    cohort = make_cohort(20_000, kind=kind, seed=0, images=False)
+    truth = cohort.truth
+    p = pd.DataFrame(
+        {t: [_kruskal_p(cohort.table[f], truth.trait_values[t].to_numpy()) for f in truth.features] for t in TRAITS},
+        index=truth.features,
+    )
+    dependent = truth.marginal_dependence == 1
+    assert (p[dependent].max().max()) < 1e-3, p.where(dependent).max()
+    assert int((p[~dependent] < 0.01).sum().sum()) <= 2
+
+
+def test_faces_show_the_face_attributes():
+    """A linear probe on pixels recovers each attribute (held-out accuracy >= 0.9)."""
+    from sklearn.linear_model import RidgeClassifier
+
+    cohort = make_cohort(900, kind="celeb", seed=3)
+    pixels = cohort.faces.reshape(len(cohort.faces), -1).astype(np.float32) / 255.0
+    train, test = slice(0, 700), slice(700, None)
+    for attribute in FACE_ATTRIBUTES:
+        labels = cohort.table[attribute].to_numpy(dtype=int)
+        probe = RidgeClassifier(alpha=1.0).fit(pixels[train], labels[train])
+        assert probe.score(pixels[test], labels[test]) >= 0.9, attribute
+
+
+def test_bios_let_a_lexicon_recover_the_traits():
+    """Counting the high minus low phrases per trait correlates with the true trait (Spearman > 0.45)."""
+    cohort = make_cohort(2000, kind="athlete", seed=4, images=False)
+    for trait in TRAITS:
+        score = np.zeros(len(cohort.table))
+        for sign, level in ((1, "high"), (-1, "low")):
+            for phrase in TRAIT_PHRASES[trait][level]:
+                score += sign * cohort.table.bio.str.contains(phrase, regex=False).to_numpy()
+        rho = stats.spearmanr(score, cohort.truth.trait_values[trait]).statistic
+        assert rho > 0.45, (trait, rho)
+
+
+def test_simulated_raters_follow_the_traits_on_the_study_scale():
+    cohort = make_cohort(3000, kind="celeb", seed=5, images=False)
+    for rater, params in cohort.truth.raters.items():
+        for trait in TRAITS:
+            scores = cohort.table[f"trait_{rater}_{trait}"]
+            assert set(np.unique(scores)) <= {0.0, 1.0, 2.0, 3.0}
+            assert abs((scores == 0).mean() - params["p_insufficient"]) < 0.03
+            valid = scores > 0
+            rho = stats.spearmanr(scores[valid], cohort.truth.trait_values[trait][valid]).statistic
+            assert rho > 0.5, (rater, trait, rho)
+
+
+def test_athletes_are_men_without_face_attributes():
+    table = make_cohort(100, kind="athlete", seed=0, images=False).table
+    assert (table.gender == 1).all() and table[list(FACE_ATTRIBUTES)].isna().all().all()
+    assert table.group.between(0, 6).all()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="kind must be one of"):
+        make_cohort(10, kind="dogs")
+    with pytest.raises(ValueError, match="unknown simulated rater"):
+        make_cohort(10, simulated_raters=["gpt"], images=False)
