@@ -1,0 +1,58 @@
+"""End to end: `python -m personax.run` in a temporary directory, resume, and sweeps."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "personax.run", *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_default_run_then_resume(tmp_path):
+    _run(tmp_path, "data.n=150")
+    run_dir = tmp_path / "runs" / "demo"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["ingest"]["status"] == "done"
+    assert len(pd.read_parquet(run_dir / "data/persons.parquet")) == 150
+    assert (run_dir / "data/ground_truth/ground_truth.json").is_file()
+    assert (run_dir / ".hydra/config.yaml").is_file()
+    second = _run(tmp_path, "data.n=150")
+    assert "stage ingest: up to date, skipped" in second.stdout + second.stderr
+    history = json.loads((run_dir / "manifest.json").read_text())["history"]
+    assert [h["status"] for h in history] == ["done", "skipped"]
+
+
+def test_experiment_and_bad_input_exit_nonzero_with_the_reason(tmp_path):
+    _run(tmp_path, "+experiment=smoke")
+    assert (tmp_path / "runs/smoke/data/persons.parquet").is_file()
+    bios = tmp_path / "bios.csv"
+    bios.write_text("person_id,height_cm\na,-3\n")
+    failed = subprocess.run(
+        [sys.executable, "-m", "personax.run", "data=raw", f"data.bios={bios}", "name=bad"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert failed.returncode != 0
+    assert "bios.csv row 1 (person_id 'a'), column 'height_cm': negative value -3" in failed.stderr
+
+
+def test_multirun_sequential_and_joblib(tmp_path):
+    _run(tmp_path, "-m", "seed=0,1", "data.n=40", "data.images=false", "name=sweep")
+    _run(tmp_path, "-m", "seed=2,3", "data.n=40", "data.images=false", "name=par", "hydra/launcher=joblib",
+         "hydra.launcher.n_jobs=2")
+    for name, seeds in (("sweep", [0, 1]), ("par", [2, 3])):
+        jobs = sorted((tmp_path / "multirun" / name).glob("*/[0-9]*"))
+        assert len(jobs) == 2
+        bios = [pd.read_parquet(job / "data/persons.parquet").bio.iloc[0] for job in jobs]
+        assert bios[0] != bios[1]  # different seeds, different people
+        for job in jobs:
+            assert json.loads((job / "manifest.json").read_text())["stages"]["ingest"]["status"] == "done"
