@@ -68,6 +68,7 @@ STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in [
         StageSpec("ingest", "personax.data.stage:run", config_keys=("data",)),
+        StageSpec("embeddings", "personax.embeddings.stage:run", config_keys=("embeddings",), requires=("ingest",)),
         StageSpec("independence", "personax.independence.stage:run", config_keys=("independence",), requires=("ingest",)),
     ]
 }

@@ -17,6 +17,12 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides or []), return_hydra_config=False)
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Keeps every test's embedding cache out of the user's home folder."""
+    monkeypatch.setenv("PERSONAX_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def compose_cfg():
     return compose_config
