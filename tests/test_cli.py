@@ -27,13 +27,14 @@ def test_default_run_then_resume(tmp_path):
     assert (run_dir / "data/ground_truth/ground_truth.json").is_file()
     assert (run_dir / ".hydra/config.yaml").is_file()
     second = _run(tmp_path, "data.n=150")
+    assert (run_dir / "embeddings/image.npy").is_file() and (run_dir / "embeddings/text_bio.npy").is_file()
     assert "stage ingest: up to date, skipped" in second.stdout + second.stderr
     history = json.loads((run_dir / "manifest.json").read_text())["history"]
-    assert [h["status"] for h in history] == ["done", "skipped"]
+    assert [h["status"] for h in history] == ["done", "done", "skipped", "skipped"]
 
 
 def test_experiment_and_bad_input_exit_nonzero_with_the_reason(tmp_path):
-    _run(tmp_path, "+experiment=smoke")
+    _run(tmp_path, "+experiment=smoke", "stages=[ingest]")
     assert (tmp_path / "runs/smoke/data/persons.parquet").is_file()
     bios = tmp_path / "bios.csv"
     bios.write_text("person_id,height_cm\na,-3\n")
@@ -46,8 +47,8 @@ def test_experiment_and_bad_input_exit_nonzero_with_the_reason(tmp_path):
 
 
 def test_multirun_sequential_and_joblib(tmp_path):
-    _run(tmp_path, "-m", "seed=0,1", "data.n=40", "data.images=false", "name=sweep")
-    _run(tmp_path, "-m", "seed=2,3", "data.n=40", "data.images=false", "name=par", "hydra/launcher=joblib",
+    _run(tmp_path, "-m", "seed=0,1", "data.n=40", "data.images=false", "name=sweep", "stages=[ingest]")
+    _run(tmp_path, "-m", "seed=2,3", "data.n=40", "data.images=false", "name=par", "stages=[ingest]", "hydra/launcher=joblib",
          "hydra.launcher.n_jobs=2")
     for name, seeds in (("sweep", [0, 1]), ("par", [2, 3])):
         jobs = sorted((tmp_path / "multirun" / name).glob("*/[0-9]*"))
