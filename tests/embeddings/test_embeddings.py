@@ -155,3 +155,9 @@ def test_stage_scores_face_attributes_when_the_table_has_none(compose_cfg, run_p
     run_pipeline(cfg, run_path)
     scores = pd.read_parquet(run_path / "embeddings/face_attributes.parquet")
     assert len(scores) == 20 and scores.weights.eq("random (meaningless)").all()
+
+
+def test_worker_processes_give_the_same_vectors(clip, faces):
+    inline = embed_images(faces, clip, batch_size=4, progress=False).vectors
+    workers = embed_images(faces, clip, batch_size=4, num_workers=1, progress=False).vectors
+    np.testing.assert_allclose(inline, workers, atol=1e-6)
