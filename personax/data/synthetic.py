@@ -535,3 +535,112 @@ def make_cohort(
         "gender": dict(draw["gender_map"]),
     }
     return Cohort(table=table, truth=truth, faces=faces, label_maps=label_maps)
+
+
+# --------------------------------------------------------------------------- CRL benchmark
+
+
+@dataclasses.dataclass
+class MultimodalBenchmark:
+    """Multi-measurement multimodal data with known latents (SPEC §4's generative model).
+
+    Attributes:
+        modalities: modality name -> list of K measurement arrays (n x obs_dim each),
+            x(m,k) = g(m,k)(s, z(m), eta(m,k)).
+        latents: "shared" and each modality name -> the true latent block (n x dim).
+        noise: modality name -> list of per-measurement noise arrays eta(m,k).
+        graph: Weighted adjacency over the latent names (entry [parent, child]);
+            nothing points into the shared block.
+    """
+
+    modalities: dict[str, list[np.ndarray]]
+    latents: dict[str, np.ndarray]
+    noise: dict[str, list[np.ndarray]]
+    graph: pd.DataFrame
+
+
+def _invertible_mlp(in_dim: int, out_dim: int, rng: np.random.Generator, layers: int = 2) -> Any:
+    """A random injective map R^in -> R^out (out >= in): leaky-ReLU MLP with full-rank weights."""
+    if out_dim < in_dim:
+        raise ValueError(f"obs_dim ({out_dim}) must be at least the input dimension ({in_dim}) to stay injective")
+    weights = []
+    dim = in_dim
+    for layer in range(layers):
+        target = out_dim if layer == 0 else out_dim
+        q, _ = np.linalg.qr(rng.normal(size=(max(dim, target), max(dim, target))))
+        w = q[:target, :dim] if target >= dim else q[:dim, :target].T
+        weights.append(w * rng.uniform(0.8, 1.2, size=(target, 1)))
+        dim = target
+
+    def apply(u: np.ndarray) -> np.ndarray:
+        h = u
+        for i, w in enumerate(weights):
+            h = h @ w.T
+            if i < len(weights) - 1:
+                h = np.where(h > 0, h, 0.2 * h)  # leaky ReLU: strictly monotone, so invertible
+        return h
+
+    return apply
+
+
+def make_multimodal_numeric(
+    n: int = 5000,
+    *,
+    shared_dim: int = 2,
+    modality_dims: dict[str, int] | None = None,
+    measurements: dict[str, int] | None = None,
+    obs_dim: int = 10,
+    noise_dim: int = 1,
+    noise_scale: float = 0.5,
+    edge_probability: float = 0.5,
+    seed: int = 0,
+) -> MultimodalBenchmark:
+    """The numeric CRL benchmark: latents from a known SCM, measurements through random injective MLPs.
+
+    Latents are ordered [s, z(1), ..., z(M)]. Shared latents are independent roots.
+    Each modality latent gets each earlier latent as a parent with probability
+    ``edge_probability`` (at least one shared parent, so the blocks are linked), and
+    mechanism ``z = sum_p w_p * tanh(parent_p) + 0.5 * e`` with |w| in [0.5, 1.5].
+
+    Example:
+        >>> bench = make_multimodal_numeric(100, seed=0)
+        >>> [x.shape for x in bench.modalities["image"]]
+        [(100, 10), (100, 10), (100, 10)]
+        >>> bool(bench.graph.loc[:, ["s1", "s2"]].abs().sum().sum() == 0)
+        True
+    """
+    modality_dims = dict(modality_dims or {"image": 2, "text": 2})
+    measurements = dict(measurements or {m: 3 for m in modality_dims})
+    rng = np.random.default_rng(seed)
+    names = [f"s{i + 1}" for i in range(shared_dim)]
+    for modality, dim in modality_dims.items():
+        names += [f"{modality}{i + 1}" for i in range(dim)]
+    graph = pd.DataFrame(0.0, index=names, columns=names)
+    values = np.zeros((n, len(names)))
+    values[:, :shared_dim] = rng.normal(size=(n, shared_dim))
+    for j in range(shared_dim, len(names)):
+        parents = [i for i in range(j) if rng.random() < edge_probability]
+        if not any(i < shared_dim for i in parents):
+            parents.append(int(rng.integers(shared_dim)))
+        total = 0.5 * rng.normal(size=n)
+        for i in sorted(set(parents)):
+            weight = rng.choice([-1, 1]) * rng.uniform(0.5, 1.5)
+            graph.iloc[i, j] = weight
+            total = total + weight * np.tanh(values[:, i])
+        values[:, j] = total / values[:, :j].std(axis=0).mean() if j else total
+        values[:, j] = (values[:, j] - values[:, j].mean()) / values[:, j].std()
+    latents = {"shared": values[:, :shared_dim]}
+    start = shared_dim
+    for modality, dim in modality_dims.items():
+        latents[modality] = values[:, start : start + dim]
+        start += dim
+    modalities, noise = {}, {}
+    for modality in modality_dims:
+        modalities[modality], noise[modality] = [], []
+        for _ in range(measurements[modality]):
+            eta = noise_scale * rng.normal(size=(n, noise_dim))
+            inputs = np.concatenate([latents["shared"], latents[modality], eta], axis=1)
+            mix = _invertible_mlp(inputs.shape[1], obs_dim, rng)
+            modalities[modality].append(mix(inputs).astype(np.float32))
+            noise[modality].append(eta)
+    return MultimodalBenchmark(modalities=modalities, latents=latents, noise=noise, graph=graph)
