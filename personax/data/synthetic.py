@@ -644,3 +644,113 @@ def make_multimodal_numeric(
             modalities[modality].append(mix(inputs).astype(np.float32))
             noise[modality].append(eta)
     return MultimodalBenchmark(modalities=modalities, latents=latents, noise=noise, graph=graph)
+
+
+VARIANT_DIGITS_GRAPH = (("Z11", "Z12"), ("Z11", "Z21"), ("Z21", "Z22"))
+_COLOURS = np.array([[1.0, 0.25, 0.25], [0.25, 1.0, 0.25], [0.3, 0.45, 1.0]])
+
+
+def _read_idx_images(path: str | Path) -> np.ndarray:
+    """Reads an MNIST-format IDX image file (optionally gzipped) without pickle."""
+    import gzip
+
+    path = Path(path).expanduser()
+    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 16 or int.from_bytes(raw[:4], "big") != 2051:
+        raise ValueError(f"{path} is not an IDX image file (magic number 2051 expected)")
+    count, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
+    if len(raw) != 16 + count * rows * cols:
+        raise ValueError(f"{path}: expected {count}x{rows}x{cols} bytes of pixels, found {len(raw) - 16}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(count, rows, cols).astype(np.float32) / 255.0
+
+
+def _bundled_digits(classes: Sequence[int], size: int) -> np.ndarray:
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images[np.isin(digits.target, classes)] / 16.0
+    padded = np.pad(images, ((0, 0), (2, 2), (2, 2)))  # room to rotate and scale
+    return np.clip(zoom(padded, (1, size / 12, size / 12), order=1), 0, 1).astype(np.float32)
+
+
+def _transform(image: np.ndarray, angle: float, scale: float, shear: float, shift: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import affine_transform
+
+    c, s = np.cos(angle), np.sin(angle)
+    matrix = np.array([[c, -s], [s, c]]) @ np.array([[1.0, shear], [0.0, 1.0]]) / scale
+    centre = (np.array(image.shape) - 1) / 2
+    offset = centre - matrix @ centre + shift
+    return affine_transform(image, matrix, offset=offset, order=1, mode="constant")
+
+
+def make_variant_digits(
+    n: int = 5000,
+    *,
+    seed: int = 0,
+    measurements: int = 3,
+    image_size: int = 28,
+    mnist_path: str | Path | None = None,
+    fashion_path: str | Path | None = None,
+    pixel_noise: float = 0.05,
+) -> MultimodalBenchmark:
+    """The "variant digits" CRL benchmark (SPEC §4) from real handwritten digits.
+
+    True graph over [Z11, Z12, Z21, Z22]: Z11 -> Z12, Z11 -> Z21, Z21 -> Z22.
+    Modality ``digit``: a digit whose rotation follows Z11 and scale Z12, rendered
+    ``measurements`` times in different colours, each with its own noise eta (a
+    small translation) and pixel noise. Modality ``fashion``: a second image type
+    whose shear follows Z21 and scale Z22. By default both come from scikit-learn's
+    bundled 8x8 digits (classes 0-4 for ``digit``, 5-9 for ``fashion``), upsampled;
+    with ``mnist_path`` / ``fashion_path`` (IDX files, e.g. train-images-idx3-ubyte.gz)
+    the real MNIST / Fashion-MNIST images are used.
+
+    Returns:
+        A :class:`MultimodalBenchmark`; images are flattened ``size*size*3`` float32
+        vectors in [0, 1]; ``latents`` has ``digit`` = [Z11, Z12] and ``fashion`` =
+        [Z21, Z22] and an empty ``shared`` block.
+
+    Example:
+        >>> bench = make_variant_digits(20, seed=0, image_size=16)
+        >>> bench.modalities["digit"][0].shape, list(bench.graph.index)
+        ((20, 768), ['Z11', 'Z12', 'Z21', 'Z22'])
+    """
+    from scipy.ndimage import zoom
+
+    rng = np.random.default_rng(seed)
+    z11 = rng.uniform(-1, 1, n)
+    z12 = np.tanh(1.5 * z11) * 0.6 + 0.4 * rng.uniform(-1, 1, n)
+    z21 = np.sin(1.5 * z11) * 0.6 + 0.4 * rng.uniform(-1, 1, n)
+    z22 = np.tanh(1.5 * z21) * 0.6 + 0.4 * rng.uniform(-1, 1, n)
+    names = ["Z11", "Z12", "Z21", "Z22"]
+    graph = pd.DataFrame(0.0, index=names, columns=names)
+    for parent, child in VARIANT_DIGITS_GRAPH:
+        graph.loc[parent, child] = 1.0
+
+    def pool(path, classes):
+        if path is None:
+            return _bundled_digits(classes, image_size)
+        images = _read_idx_images(path)
+        return np.clip(zoom(images, (1, image_size / images.shape[1], image_size / images.shape[2]), order=1), 0, 1)
+
+    sources = {"digit": pool(mnist_path, range(5)), "fashion": pool(fashion_path, range(5, 10))}
+    factors = {
+        "digit": [dict(angle=0.6 * a, scale=1.0 + 0.25 * b, shear=0.0) for a, b in zip(z11, z12)],
+        "fashion": [dict(angle=0.0, scale=1.0 + 0.25 * b, shear=0.6 * a) for a, b in zip(z21, z22)],
+    }
+    modalities, noise = {}, {}
+    for modality, images in sources.items():
+        picks = images[rng.integers(len(images), size=n)]
+        modalities[modality], noise[modality] = [], []
+        for k in range(measurements):
+            eta = rng.uniform(-1, 1, size=(n, 2))
+            colour = _COLOURS[k % len(_COLOURS)]
+            out = np.empty((n, image_size, image_size, 3), dtype=np.float32)
+            for i in range(n):
+                grey = _transform(picks[i], shift=1.5 * eta[i], **factors[modality][i])
+                out[i] = grey[..., None] * colour
+            out += pixel_noise * rng.normal(size=out.shape).astype(np.float32)
+            modalities[modality].append(np.clip(out, 0, 1).reshape(n, -1))
+            noise[modality].append(eta)
+    latents = {"shared": np.zeros((n, 0)), "digit": np.column_stack([z11, z12]), "fashion": np.column_stack([z21, z22])}
+    return MultimodalBenchmark(modalities=modalities, latents=latents, noise=noise, graph=graph)

@@ -136,3 +136,31 @@ def test_multimodal_benchmark_is_injective_and_structured():
             assert min(r2["r2"]) > 0.9, (modality, k, r2["r2"])
     again = make_multimodal_numeric(800, seed=0)
     np.testing.assert_array_equal(again.modalities["text"][2], bench.modalities["text"][2])
+
+
+def test_variant_digits_follow_their_factors(tmp_path):
+    """Scale factors show in the ink mass (Spearman > 0.5); IDX files load without pickle."""
+    import gzip
+
+    from personax.data.synthetic import make_variant_digits
+
+    bench = make_variant_digits(400, seed=0, image_size=20)
+    assert list(bench.graph.index) == ["Z11", "Z12", "Z21", "Z22"] and bench.graph.to_numpy().sum() == 3
+    for modality, scale_factor in (("digit", 1), ("fashion", 1)):
+        images = bench.modalities[modality]
+        assert len(images) == 3 and images[0].shape == (400, 20 * 20 * 3)
+        assert 0 <= images[0].min() and images[0].max() <= 1
+        ink = images[0].sum(axis=1)
+        rho = stats.spearmanr(ink, bench.latents[modality][:, scale_factor]).statistic
+        assert rho > 0.5, (modality, rho)
+        assert not np.allclose(images[0], images[1])  # measurements differ (colour, noise)
+    # Real MNIST-format files are read from a path.
+    pixels = np.random.default_rng(0).integers(0, 256, size=(7, 28, 28), dtype=np.uint8)
+    header = b"".join(v.to_bytes(4, "big") for v in (2051, 7, 28, 28))
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + pixels.tobytes()))
+    real = make_variant_digits(10, seed=1, image_size=28, mnist_path=path, fashion_path=path)
+    assert real.modalities["digit"][0].shape == (10, 28 * 28 * 3)
+    (tmp_path / "bad").write_bytes(b"\0" * 32)
+    with pytest.raises(ValueError, match="not an IDX image file"):
+        make_variant_digits(5, mnist_path=tmp_path / "bad")
