@@ -1,0 +1,282 @@
+"""Training, encoding, saving and loading the causal multimodal VAE.
+
+Example:
+    >>> from personax.data.synthetic import make_multimodal_numeric
+    >>> bench = make_multimodal_numeric(300, seed=0)
+    >>> model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
+    ...             max_epochs=2, hidden=(16,))
+    >>> sorted(model.encode(bench.modalities))
+    ['image', 'shared', 'text']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+from flax import serialization
+
+from personax.crl._model import CausalMultimodalVAE, CRLConfig, measurement_keys
+
+FORMAT = "personax-crl-v1"
+
+
+def _check_modalities(modalities: Mapping[str, Sequence[np.ndarray]], latent_dims: Mapping[str, int]) -> int:
+    if set(modalities) != set(latent_dims):
+        raise ValueError(f"latent_dims names {sorted(latent_dims)} must match the modalities {sorted(modalities)}")
+    sizes = {len(x) for arrays in modalities.values() for x in arrays}
+    if len(sizes) != 1:
+        raise ValueError(f"every measurement needs the same rows (same people, same order); got sizes {sorted(sizes)}")
+    for name, arrays in modalities.items():
+        if not arrays:
+            raise ValueError(f"modality {name!r} has no measurements")
+        dims = {np.asarray(x).reshape(len(x), -1).shape[1] for x in arrays}
+        if len(dims) != 1:
+            raise ValueError(f"measurements of {name!r} differ in dimension: {sorted(dims)}")
+        for k, x in enumerate(arrays):
+            if not np.isfinite(np.asarray(x, dtype=np.float64)).all():
+                raise ValueError(f"modality {name!r} measurement {k} has missing or infinite values; drop those rows first")
+    return sizes.pop()
+
+
+def _flatten(modalities: Mapping[str, Sequence[np.ndarray]], config: CRLConfig) -> dict[str, np.ndarray]:
+    return {f"{m}_{k}": np.asarray(modalities[m][k], np.float32).reshape(len(modalities[m][k]), -1)
+            for m, k in measurement_keys(config)}
+
+
+@dataclasses.dataclass
+class FittedCRL:
+    """A trained model: encode new data, read the learned graph, save it.
+
+    Attributes:
+        config: The model's configuration.
+        params: Flax parameters.
+        standardization: measurement -> (mean, std) of the training rows.
+        history: Per-epoch training and validation ELBO per example.
+        splits: Row indices of the train / val / test splits used in fitting.
+        fit_seconds: Wall time of training.
+    """
+
+    config: CRLConfig
+    params: Any
+    standardization: dict[str, tuple[np.ndarray, np.ndarray]]
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    splits: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+    fit_seconds: float = 0.0
+    _encode_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def module(self) -> CausalMultimodalVAE:
+        return CausalMultimodalVAE(self.config)
+
+    def _standardise(self, modalities) -> dict[str, np.ndarray]:
+        flat = _flatten(modalities, self.config)
+        return {k: (v - self.standardization[k][0]) / self.standardization[k][1] for k, v in flat.items()}
+
+    def encode(self, modalities: Mapping[str, Sequence[np.ndarray]], *, chunk: int = 4096) -> dict[str, np.ndarray]:
+        """Posterior means: ``"shared"`` and one array per modality."""
+        data = self._standardise(modalities)
+        n = len(next(iter(data.values())))
+        if self._encode_fn is None:  # compiled once per model, reused across calls
+            module = self.module
+            self._encode_fn = jax.jit(lambda p, b: module.apply({"params": p}, b, method=CausalMultimodalVAE.encode))
+        pieces = [self._encode_fn(self.params, {k: v[i : i + chunk] for k, v in data.items()}) for i in range(0, n, chunk)]
+        return {name: np.concatenate([np.asarray(p[name]) for p in pieces]) for name in pieces[0]}
+
+    def elbo(self, modalities: Mapping[str, Sequence[np.ndarray]], *, seed: int = 0) -> float:
+        """Mean ELBO per example on (standardised) data."""
+        data = self._standardise(modalities)
+        terms = self.module.apply({"params": self.params}, data, jax.random.key(seed))
+        return float(jnp.mean(terms[0]))
+
+    def graph(self, *, threshold: float | None = None) -> pd.DataFrame:
+        """Weighted adjacency over the latent names (entry [parent, child]); tiny weights zeroed."""
+        weights = np.asarray(self.params["adjacency"]) * self.config.edge_mask()
+        cut = self.config.graph_threshold if threshold is None else threshold
+        weights = np.where(np.abs(weights) > cut, weights, 0.0)
+        return pd.DataFrame(weights, index=self.config.latent_names, columns=self.config.latent_names)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Writes ``config.json`` and ``weights.msgpack`` (no pickle anywhere)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FORMAT,
+            "config": dataclasses.asdict(self.config),
+            "standardization": {k: [m.tolist(), s.tolist()] for k, (m, s) in self.standardization.items()},
+            "history": self.history,
+        }
+        (directory / "config.json").write_text(json.dumps(payload, indent=2))
+        (directory / "weights.msgpack").write_bytes(serialization.to_bytes(self.params))
+        return directory
+
+
+def _config_from_json(fields: Mapping[str, Any]) -> CRLConfig:
+    known = {f.name: f for f in dataclasses.fields(CRLConfig)}
+    unknown = sorted(set(fields) - set(known))
+    if unknown:
+        raise ValueError(f"config.json has unknown fields {unknown}")
+    values = dict(fields)
+    values["hidden"] = tuple(int(v) for v in values.get("hidden", ()))
+    for name in ("latent_dims", "measurements", "input_dims"):
+        values[name] = {str(k): int(v) for k, v in values[name].items()}
+    return CRLConfig(**values)
+
+
+def load_pretrained(directory: str | Path) -> FittedCRL:
+    """Loads a model written by :meth:`FittedCRL.save_pretrained`.
+
+    Only JSON and msgpack are read, into a parameter structure built from the
+    config: loading a directory from an untrusted source cannot execute code.
+    """
+    directory = Path(directory)
+    payload = json.loads((directory / "config.json").read_text())
+    if payload.get("format") != FORMAT:
+        raise ValueError(f"{directory / 'config.json'} is not a personax CRL model (format {payload.get('format')!r})")
+    config = _config_from_json(payload["config"])
+    template = _init_params(config, jax.random.key(0))
+    params = serialization.from_bytes(template, (directory / "weights.msgpack").read_bytes())
+    standardization = {k: (np.asarray(m, np.float32), np.asarray(s, np.float32))
+                       for k, (m, s) in payload["standardization"].items()}
+    return FittedCRL(config=config, params=params, standardization=standardization, history=payload.get("history", []))
+
+
+def _init_params(config: CRLConfig, key: jax.Array):
+    batch = {f"{m}_{k}": jnp.zeros((2, config.input_dims[m])) for m, k in measurement_keys(config)}
+    return CausalMultimodalVAE(config).init(key, batch, key)["params"]
+
+
+def _split(n: int, config: CRLConfig) -> dict[str, np.ndarray]:
+    order = np.random.default_rng(config.seed).permutation(n)
+    n_test, n_val = int(round(n * config.test_fraction)), int(round(n * config.val_fraction))
+    return {"test": np.sort(order[:n_test]), "val": np.sort(order[n_test : n_test + n_val]),
+            "train": np.sort(order[n_test + n_val :])}
+
+
+def fit(
+    modalities: Mapping[str, Sequence[np.ndarray]],
+    *,
+    latent_dims: Mapping[str, int],
+    shared_dim: int,
+    seed: int = 0,
+    progress: bool = False,
+    **overrides: Any,
+) -> FittedCRL:
+    """Fits the causal multimodal VAE.
+
+    Args:
+        modalities: modality name -> list of measurement arrays (n x d each, same rows).
+        latent_dims: modality name -> size of its block z(m); the order of this
+            mapping is the causal order of the blocks (earlier may cause later).
+        shared_dim: Size of the shared block s.
+        seed: Seed of splits, initialisation and sampling.
+        progress: Print one line per 10 epochs.
+        **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).
+
+    Returns:
+        The model with the parameters of the best validation ELBO (early stopping on
+        the validation split only; the test split is never looked at).
+    """
+    latent_dims = dict(latent_dims)
+    n = _check_modalities(modalities, latent_dims)
+    config = CRLConfig(
+        shared_dim=int(shared_dim),
+        latent_dims={m: int(d) for m, d in latent_dims.items()},
+        measurements={m: len(modalities[m]) for m in latent_dims},
+        input_dims={m: int(np.asarray(modalities[m][0]).reshape(n, -1).shape[1]) for m in latent_dims},
+        seed=int(seed),
+        **overrides,
+    )
+    splits = _split(n, config)
+    flat = _flatten(modalities, config)
+    train_rows = splits["train"]
+    standardization = {}
+    for name, x in flat.items():
+        mean, std = x[train_rows].mean(0), x[train_rows].std(0)
+        standardization[name] = (mean, np.where(std > 1e-8, std, 1.0).astype(np.float32))
+    data = {k: (v - standardization[k][0]) / standardization[k][1] for k, v in flat.items()}
+
+    devices = jax.devices()
+    batch_size = min(config.batch_size, len(train_rows))
+    batch_size -= batch_size % len(devices) if batch_size >= len(devices) else 0
+    n_batches = max(1, len(train_rows) // batch_size)
+    sharding = None
+    if len(devices) > 1:
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+        mesh = Mesh(np.array(devices), ("data",))
+        sharding = NamedSharding(mesh, PartitionSpec("data"))
+        replicated = NamedSharding(mesh, PartitionSpec())
+
+    module = CausalMultimodalVAE(config)
+    key = jax.random.key(config.seed)
+    key, init_key = jax.random.split(key)
+    params = _init_params(config, init_key)
+    optimizer = optax.adam(config.learning_rate)
+    opt_state = optimizer.init(params)
+    train = {k: jnp.asarray(v[train_rows]) for k, v in data.items()}
+    val = {k: jnp.asarray(v[splits["val"]]) for k, v in data.items()}
+    if sharding is not None:
+        params, opt_state = jax.device_put((params, opt_state), replicated)
+
+    def loss_fn(p, batch, rng):
+        elbo, _, _ = module.apply({"params": p}, batch, rng)
+        decay = jnp.sum(p["mech_w1"] ** 2) + jnp.sum(p["mech_w2"] ** 2)
+        return -jnp.mean(elbo) + config.weight_decay * decay
+
+    def step(carry, rows):
+        p, state, rng = carry
+        rng, sub = jax.random.split(rng)
+        batch = {k: v[rows] for k, v in train.items()}
+        if sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, sharding)
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch, sub)
+        updates, state = optimizer.update(grads, state, p)
+        p = optax.apply_updates(p, updates)
+        # Proximal L1 step: exact zeros, so the learned graph is genuinely sparse.
+        shrink = config.learning_rate * config.l1_graph
+        adjacency = p["adjacency"]
+        p = {**p, "adjacency": jnp.sign(adjacency) * jnp.maximum(jnp.abs(adjacency) - shrink, 0.0)}
+        return (p, state, rng), loss
+
+    @jax.jit
+    def epoch(p, state, rng):
+        rng, perm_key = jax.random.split(rng)
+        order = jax.random.permutation(perm_key, len(train_rows))[: n_batches * batch_size]
+        (p, state, rng), losses = jax.lax.scan(step, (p, state, rng), order.reshape(n_batches, batch_size))
+        return p, state, rng, jnp.mean(losses)
+
+    @jax.jit
+    def validation_elbo(p, rng):
+        return jnp.mean(module.apply({"params": p}, val, rng)[0])
+
+    start = time.perf_counter()
+    history: list[dict[str, float]] = []
+    best, best_params, waited = -np.inf, params, 0
+    val_key = jax.random.key(config.seed + 1)  # fixed sampling noise: comparable across epochs
+    for index in range(config.max_epochs):
+        params, opt_state, key, train_loss = epoch(params, opt_state, key)
+        val_elbo = float(validation_elbo(params, val_key))
+        history.append({"epoch": index + 1, "train_loss": float(train_loss), "val_elbo": val_elbo})
+        if progress and (index + 1) % 10 == 0:
+            print(f"epoch {index + 1}: train loss {float(train_loss):.3f}, validation ELBO {val_elbo:.3f}")
+        if not np.isfinite(val_elbo):
+            raise FloatingPointError(f"training diverged at epoch {index + 1} (validation ELBO {val_elbo})")
+        if val_elbo > best:
+            best, best_params, waited = val_elbo, params, 0
+        else:
+            waited += 1
+            if waited >= config.patience:
+                break
+    best_params = jax.device_get(best_params)
+    return FittedCRL(config=config, params=best_params, standardization=standardization, history=history,
+                     splits=splits, fit_seconds=time.perf_counter() - start)
