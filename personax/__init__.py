@@ -11,3 +11,10 @@ Example:
 """
 
 __version__ = "0.1.0"
+
+
+def load_pretrained(directory):
+    """Loads a CRL model saved with ``save_pretrained`` (see :func:`personax.crl.load_pretrained`)."""
+    from personax.crl import load_pretrained as _load
+
+    return _load(directory)
