@@ -101,6 +101,8 @@ class FittedCRL:
     def graph(self, *, threshold: float | None = None) -> pd.DataFrame:
         """Weighted adjacency over the latent names (entry [parent, child]); tiny weights zeroed."""
         weights = np.asarray(self.params["adjacency"]) * self.config.edge_mask()
+        if self.config.prior != "causal":
+            weights = np.zeros_like(weights)  # a model without a causal prior has no graph
         cut = self.config.graph_threshold if threshold is None else threshold
         weights = np.where(np.abs(weights) > cut, weights, 0.0)
         return pd.DataFrame(weights, index=self.config.latent_names, columns=self.config.latent_names)
@@ -228,10 +230,13 @@ def fit(
     if sharding is not None:
         params, opt_state = jax.device_put((params, opt_state), replicated)
 
+    if config.prior not in ("causal", "gaussian"):
+        raise ValueError(f"prior must be 'causal' or 'gaussian', got {config.prior!r}")
+
     def loss_fn(p, batch, rng):
-        elbo, _, _ = module.apply({"params": p}, batch, rng)
+        _, log_lik, rest = module.apply({"params": p}, batch, rng)
         decay = jnp.sum(p["mech_w1"] ** 2) + jnp.sum(p["mech_w2"] ** 2)
-        return -jnp.mean(elbo) + config.weight_decay * decay
+        return -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * decay
 
     def step(carry, rows):
         p, state, rng = carry

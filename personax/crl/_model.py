@@ -48,6 +48,9 @@ class CRLConfig:
         weight_decay: L2 on the mechanism MLPs (stops them absorbing the scale of A).
         graph_threshold: |A| below this is "no edge" in reports.
         val_fraction, test_fraction: Split sizes.
+        prior: "causal" (the model) or "gaussian" (standard normal latents: the
+            multimodal beta-VAE baseline, with no graph).
+        beta: Weight of the prior and entropy terms in the training loss (1 = ELBO).
         seed: Seed of initialisation, splits and sampling.
     """
 
@@ -67,6 +70,8 @@ class CRLConfig:
     graph_threshold: float = 0.05
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    prior: str = "causal"
+    beta: float = 1.0
     seed: int = 0
 
     @property
@@ -207,7 +212,11 @@ class CausalMultimodalVAE(nn.Module):
             pieces = ([u[:, : c.shared_dim]] if c.shared_dim else []) + [z[m], e]
             recon = self.decoders[name](jnp.concatenate(pieces, axis=-1))
             log_lik = log_lik + jnp.sum(_gaussian_logpdf(batch[name], recon, 2 * self.log_sigma_x[i]), axis=-1)
-        rest = self.prior_logpdf(u) + log_prior_eta + entropy
+        if c.prior == "causal":
+            log_prior_u = self.prior_logpdf(u)
+        else:
+            log_prior_u = jnp.sum(-0.5 * (LOG_2PI + u**2), axis=-1)
+        rest = log_prior_u + log_prior_eta + entropy
         return log_lik + rest, log_lik, rest
 
     def encode(self, batch: dict[str, jnp.ndarray]):

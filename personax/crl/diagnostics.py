@@ -151,6 +151,18 @@ def shd(learned: np.ndarray, true: np.ndarray, *, threshold: float = 0.0) -> int
     return int(((a != b) | (a.T != b.T))[upper].sum())
 
 
+def permute_graph(learned: np.ndarray, assignment: Sequence[int]) -> np.ndarray:
+    """A learned adjacency re-indexed into the true latents' order.
+
+    Args:
+        learned: Learned adjacency (learned latent order).
+        assignment: Learned index for each true latent (``mcc(...)["assignment"]``).
+    """
+    learned = np.asarray(learned, float)
+    index = np.asarray(assignment)
+    return learned[np.ix_(index, index)]
+
+
 def seed_stability(latents: Sequence[np.ndarray], *, method: str = "pearson") -> dict[str, Any]:
     """MCC between the latents of every pair of independent restarts (same rows)."""
     if len(latents) < 2:
