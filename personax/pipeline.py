@@ -69,7 +69,9 @@ STAGES: dict[str, StageSpec] = {
     for spec in [
         StageSpec("ingest", "personax.data.stage:run", config_keys=("data",)),
         StageSpec("embeddings", "personax.embeddings.stage:run", config_keys=("embeddings",), requires=("ingest",)),
+        StageSpec("crl", "personax.crl.stage:run", config_keys=("crl",), requires=("ingest", "embeddings")),
         StageSpec("independence", "personax.independence.stage:run", config_keys=("independence",), requires=("ingest",)),
+        StageSpec("traits", "personax.traits.stage:run", config_keys=("traits",), requires=("ingest",)),
     ]
 }
 

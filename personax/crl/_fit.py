@@ -190,6 +190,8 @@ def fit(
     """
     latent_dims = dict(latent_dims)
     n = _check_modalities(modalities, latent_dims)
+    if "hidden" in overrides:
+        overrides["hidden"] = tuple(int(h) for h in overrides["hidden"])
     config = CRLConfig(
         shared_dim=int(shared_dim),
         latent_dims={m: int(d) for m, d in latent_dims.items()},

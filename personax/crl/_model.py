@@ -65,7 +65,7 @@ class CRLConfig:
     batch_size: int = 256
     max_epochs: int = 200
     patience: int = 20
-    l1_graph: float = 0.05
+    l1_graph: float = 0.5
     weight_decay: float = 1e-3
     graph_threshold: float = 0.05
     val_fraction: float = 0.15
