@@ -111,9 +111,11 @@ def bucket_rows(n: int) -> int:
 
 
 def bucket_rank(r: int) -> int:
-    """Padded rank: powers of two, at least 4."""
+    """Padded rank: powers of two (at least 4) up to 64, then multiples of 64."""
     r = max(int(r), 1)
-    return max(4, 1 << (r - 1).bit_length())
+    if r <= 64:
+        return max(4, 1 << (r - 1).bit_length())
+    return ((r + 63) // 64) * 64
 
 
 def pad_rows(a: np.ndarray, n_pad: int) -> np.ndarray:
@@ -131,3 +133,25 @@ def kci_width_unconditional(n: int) -> float:
 def kci_width_conditional(n: int) -> float:
     """causal-learn's empirical width for the conditional KCI test (SPEC §3)."""
     return 1.2 if n < 200 else (0.7 if n < 1200 else 0.4)
+
+
+def pad_pairs(batch: int, *arrays):
+    """Pad pair-index arrays (axis 0) to a multiple of ``batch`` by repeating the last entry.
+
+    ``jax.lax.map(..., batch_size=b)`` hangs on CPU in jax 0.10 when the length is not a
+    multiple of ``b`` (remainder path); padding avoids that path. Slice results to the
+    original length.
+    """
+    n = arrays[0].shape[0]
+    batch = max(1, min(int(batch), n))
+    extra = (-n) % batch
+    if extra == 0:
+        return batch, arrays
+    import jax.numpy as jnp
+
+    def grow(a):
+        if isinstance(a, np.ndarray):
+            return np.concatenate([a, np.repeat(a[-1:], extra, axis=0)])
+        return jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+
+    return batch, tuple(grow(a) for a in arrays)

@@ -28,8 +28,8 @@ import numpy as np
 from scipy import stats
 
 from personax.independence import _common as C
-from personax.independence._kci import _padded_stack
-from personax.independence._lowrank import DEFAULT_TOL, center, kernel_factors, sum_sq_hadamard
+from personax.independence._kci import _center_batch, _padded_stack
+from personax.independence._lowrank import DEFAULT_TOL, center, kernel_factors, rank_groups, sum_sq_hadamard
 from personax.independence._result import OK, TestResult
 
 
@@ -130,15 +130,20 @@ def hsic_group(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], pairs: Sequen
     thy, sy = thetas(yz)
     Lx, rx = kernel_factors(_padded_stack(xz, n_pad), w, thx, tol=tol)
     Ly, ry = kernel_factors(_padded_stack(yz, n_pad), w, thy, tol=tol)
-    FX = jax.vmap(center, in_axes=(0, None))(Lx, wj)
-    FY = jax.vmap(center, in_axes=(0, None))(Ly, wj)
+    FX = _center_batch(Lx, wj)
+    FY = _center_batch(Ly, wj)
     fx = np.asarray(_fro(FX))
     fy = np.asarray(_fro(FY))
     ix = np.array([p[0] for p in pairs], dtype=np.int32)
     iy = np.array([p[1] for p in pairs], dtype=np.int32)
     with np.errstate(divide="ignore", invalid="ignore"):
         if null_dist == "gamma":
-            raw, offdiag = (np.asarray(v) for v in _hsic_pairs(FX, FY, jnp.asarray(ix), jnp.asarray(iy), batch_size))
+            raw, offdiag = np.zeros(len(pairs)), np.zeros(len(pairs))
+            for (bx, by), qs in rank_groups(rx, ry, pairs).items():
+                bx, by = min(bx, FX.shape[2]), min(by, FY.shape[2])
+                bs, (pix, piy) = C.pad_pairs(batch_size, ix[qs], iy[qs])
+                got = _hsic_pairs(FX[:, :, :bx], FY[:, :, :by], pix, piy, bs)
+                raw[qs], offdiag[qs] = (np.asarray(g)[: len(qs)] for g in got)
             stat = raw / m
             # mu = mean off-diagonal entry of the (uncentred) kernel: (1^T K 1 - m) / (m (m - 1))
             sumx = np.asarray(jnp.sum(jnp.einsum("n,vnr->vr", wj, Lx) ** 2, axis=1))
@@ -157,8 +162,9 @@ def hsic_group(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], pairs: Sequen
             if key is None:
                 raise ValueError("HSIC with null_dist='permutation' needs an explicit key=jax.random.key(...)")
             keys = jax.random.split(key, len(pairs))
+            bs = 64 if n_perm % 64 == 0 else None  # lax.map's remainder path hangs (see pad_pairs)
             raw, exceed = (np.asarray(v) for v in _hsic_perm(FX, FY, jnp.asarray(ix), jnp.asarray(iy), keys,
-                                                              m, n_perm, 64))
+                                                              m, n_perm, bs))
             stat = raw / m
             p = (1.0 + exceed) / (1.0 + n_perm)
             extra = [{"n_perm": n_perm}] * len(pairs)

@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 from personax.independence import _common as C
-from personax.independence._lowrank import DEFAULT_TOL, center, kernel_factors, sum_sq_hadamard
+from personax.independence._lowrank import DEFAULT_TOL, center, kernel_factors, rank_groups, sum_sq_hadamard
 from personax.independence._result import OK, TestResult
 
 EPSILON = 1e-3  # causal-learn's ridge for the conditional test
@@ -79,6 +79,9 @@ def _uncond_pairs(FX, FY, ix, iy, batch):
         return jnp.sum((FX[ij[0]].T @ FY[ij[1]]) ** 2)
 
     return jax.lax.map(one, (ix, iy), batch_size=batch)
+
+
+_center_batch = jax.jit(jax.vmap(center, in_axes=(0, None)))
 
 
 @jax.jit
@@ -153,13 +156,14 @@ def kci_unconditional_group(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], 
     Lx, rx = kernel_factors(_padded_stack(xz, n_pad), w, thx, tol=tol)
     Ly, ry = kernel_factors(_padded_stack(yz, n_pad), w, thy, tol=tol)
     wj = jnp.asarray(w)
-    FX = jax.vmap(center, in_axes=(0, None))(Lx, wj)
-    FY = jax.vmap(center, in_axes=(0, None))(Ly, wj)
+    FX = _center_batch(Lx, wj)
+    FY = _center_batch(Ly, wj)
     trx, fx = (np.asarray(v) for v in _trace_and_fro(FX))
     tr_y, fy = (np.asarray(v) for v in _trace_and_fro(FY))
     ix = np.array([p[0] for p in pairs], dtype=np.int32)
     iy = np.array([p[1] for p in pairs], dtype=np.int32)
-    stat = np.asarray(_uncond_pairs(FX, FY, jnp.asarray(ix), jnp.asarray(iy), batch_size))
+    bs, (pix, piy) = C.pad_pairs(batch_size, ix, iy)
+    stat = np.asarray(_uncond_pairs(FX, FY, pix, piy, bs))[: len(ix)]
     mean = trx[ix] * tr_y[iy] / m
     var = 2.0 * fx[ix] * fy[iy] / m**2
     p, k, scale = gamma_pvalues(stat, mean, var)
@@ -254,13 +258,19 @@ def kci_conditional_group(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], z:
     D = S2 / (S2 + epsilon)
     Lx, rx = kernel_factors(_padded_stack(xt, n_pad), w, thx, tol=tol)
     Ly, ry = kernel_factors(_padded_stack(yz, n_pad), w, thy, tol=tol)
-    MX = _residualise(jax.vmap(center, in_axes=(0, None))(Lx, wj), U, D)
-    MY = _residualise(jax.vmap(center, in_axes=(0, None))(Ly, wj), U, D)
+    MX = _residualise(_center_batch(Lx, wj), U, D)
+    MY = _residualise(_center_batch(Ly, wj), U, D)
     _, fx = (np.asarray(v) for v in _trace_and_fro(MX))
     _, fy = (np.asarray(v) for v in _trace_and_fro(MY))
     ix = np.array([p[0] for p in pairs], dtype=np.int32)
     iy = np.array([p[1] for p in pairs], dtype=np.int32)
-    stat, mean, var = (np.asarray(v) for v in _cond_pairs(MX, MY, jnp.asarray(ix), jnp.asarray(iy), batch_size))
+    stat, mean, var = (np.zeros(len(pairs)) for _ in range(3))
+    for (bx, by), qs in rank_groups(rx, ry, pairs).items():
+        bx, by = min(bx, MX.shape[2]), min(by, MY.shape[2])
+        bs, (pix, piy) = C.pad_pairs(batch_size, ix[qs], iy[qs])
+        got = _cond_pairs(MX[:, :, :bx], MY[:, :, :by], pix, piy, bs)
+        for arr, g in zip((stat, mean, var), got):
+            arr[qs] = np.asarray(g)[: len(qs)]
     p, k, scale = gamma_pvalues(stat, mean, var)
     with np.errstate(divide="ignore", invalid="ignore"):
         eff = stat / np.sqrt(fx[ix] * fy[iy])

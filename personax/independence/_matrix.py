@@ -108,8 +108,10 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
         conditioning: Optional columns to condition on (every pair is then tested
             conditionally; HSIC has no conditional form and is reported as skipped).
         options: Per-test keyword options, e.g. ``{"kci": {"est_width": "median"}}``.
-        discrete: Columns treated as discrete by chi-square / G-square. ``None`` applies the
-            cardinality rule (integer-valued, at most ``max_categories`` values) to every column.
+        discrete: Columns treated as discrete by chi-square / G-square; when given, every
+            column not listed (trait columns included) counts as continuous. ``None`` applies
+            the cardinality rule (integer-valued, at most ``max_categories`` values) to every
+            column.
         max_categories: Cardinality rule threshold.
         min_rows: Minimum complete rows per pair.
         seed: Seed for randomised tests (RCIT, permutation HSIC) when ``key`` is None.
@@ -229,7 +231,6 @@ def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, blo
                     for lp, (i, j) in zip(local, pairs)]
         return hsic_group(xs, ys, local, **opts)
     if test == "rcit":
-        opts = {"batch_size": block_size, **opts}
         keys = [_pair_key(base_key, i, j) for i, j in pairs]
         return rcit_group(xs, ys, z, local, key=base_key, pair_keys=jax.numpy.stack(keys), **opts)
     if test in ("chisq", "gsq"):
@@ -241,3 +242,6 @@ def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, blo
 
 def _pair_key(base_key, i: int, j: int):
     return jax.random.fold_in(jax.random.fold_in(base_key, i), j)
+
+
+test_matrix.__test__ = False  # a library function, not a pytest test

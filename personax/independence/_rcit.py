@@ -24,17 +24,17 @@ a status, never as a p-value.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import math
-
 from momentchi2 import hbe, sw
 from momentchi2 import utilities as _mc
 from scipy import stats
+from scipy.spatial.distance import pdist
 
 from personax.independence import _common as C
 from personax.independence._result import OK, TestResult
@@ -76,16 +76,6 @@ def _masked_standardise(a, valid, m):
     return c / jnp.where(sd > 0, sd, 1.0)
 
 
-def _median_sigma(a, valid, m):
-    k = min(_MEDIAN_ROWS, a.shape[0])
-    sub = a[:k]
-    ok = (jnp.arange(k) < jnp.minimum(m, _MEDIAN_ROWS)) & valid[:k]
-    d = jnp.sqrt(jnp.sum((sub[:, None, :] - sub[None, :, :]) ** 2, axis=-1))
-    keep = ok[:, None] & ok[None, :] & (d != 0)
-    s = jnp.nanmedian(jnp.where(keep, d, jnp.nan))
-    return jnp.where(jnp.isfinite(s) & (s > 0), s, 1.0)
-
-
 def _rff(key, a, sigma, num_f, valid, m):
     kw, kb = jax.random.split(key)
     W = jax.random.normal(kw, (num_f, a.shape[1]), a.dtype) / sigma
@@ -101,12 +91,10 @@ def _product_cov_eigs(rx, ry, m):
     return jnp.linalg.eigvalsh(cov), cov
 
 
-def _rit_one(x, y, valid, m, key, num_f2):
-    x = _masked_standardise(x, valid, m)
-    y = _masked_standardise(y, valid, m)
+def _rit_one(x, sx, y, sy, valid, m, key, num_f2):
     kx, ky = jax.random.split(key)
-    fx = _rff(kx, x, _median_sigma(x, valid, m), num_f2, valid, m)
-    fy = _rff(ky, y, _median_sigma(y, valid, m), num_f2, valid, m)
+    fx = _rff(kx, x, sx, num_f2, valid, m)
+    fy = _rff(ky, y, sy, num_f2, valid, m)
     cxy = fx.T @ fy / (m - 1)
     sta = m * jnp.sum(cxy**2)
     cxx = fx.T @ fx / (m - 1)
@@ -116,16 +104,11 @@ def _rit_one(x, y, valid, m, key, num_f2):
     return sta, eig, cov, cxy.reshape(-1), eff
 
 
-def _rcit_one(x, y, z, valid, m, key, num_f, num_f2, rcit):
-    x = _masked_standardise(x, valid, m)
-    y = _masked_standardise(y, valid, m)
-    z = _masked_standardise(z, valid, m)
-    if rcit:
-        y = jnp.concatenate([y, z], axis=1)
+def _rcit_one(x, sx, y, sy, z, sz, valid, m, key, num_f, num_f2):
     kx, ky, kz = jax.random.split(key, 3)
-    fz = _rff(kz, z, _median_sigma(z, valid, m), num_f, valid, m)
-    fx = _rff(kx, x, _median_sigma(x, valid, m), num_f2, valid, m)
-    fy = _rff(ky, y, _median_sigma(y, valid, m), num_f2, valid, m)
+    fz = _rff(kz, z, sz, num_f, valid, m)
+    fx = _rff(kx, x, sx, num_f2, valid, m)
+    fy = _rff(ky, y, sy, num_f2, valid, m)
     czz = fz.T @ fz / (m - 1) + 1e-10 * jnp.eye(num_f, dtype=x.dtype)
     i_czz = jnp.linalg.inv(czz)  # the reference's inv(chol)^T inv(chol) of the same matrix
     cxy = fx.T @ fy / (m - 1)
@@ -143,24 +126,39 @@ def _rcit_one(x, y, z, valid, m, key, num_f, num_f2, rcit):
     return sta, eig, cov, cxy_z.reshape(-1), eff
 
 
+def _standardise_and_sigma(A: np.ndarray, m: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Per variable (axis 0): z-scored data (ddof=1 over the first m rows, padding zero) and
+    its median-distance bandwidth (NumPy, once per variable rather than once per pair)."""
+    S = np.zeros_like(A)
+    sig = np.ones(A.shape[0])
+    for v in range(A.shape[0]):
+        S[v, :m] = C.zscore(A[v, :m])
+        sub = S[v, : min(m, _MEDIAN_ROWS)]
+        d = pdist(sub, metric="euclidean")
+        d = d[d != 0]
+        if d.size and np.median(d) > 0:
+            sig[v] = float(np.median(d))
+    return jnp.asarray(S), jnp.asarray(sig)
+
+
 @partial(jax.jit, static_argnames=("num_f2", "batch"))
-def _rit_batch(X, Y, ix, iy, keys, m, num_f2, batch):
+def _rit_batch(X, SX, Y, SY, ix, iy, keys, m, num_f2, batch):
     valid = jnp.arange(X.shape[1]) < m
 
     def one(args):
         i, j, k = args
-        return _rit_one(X[i], Y[j], valid, m, k, num_f2)
+        return _rit_one(X[i], SX[i], Y[j], SY[j], valid, m, k, num_f2)
 
     return jax.lax.map(one, (ix, iy, keys), batch_size=batch)
 
 
-@partial(jax.jit, static_argnames=("num_f", "num_f2", "rcit", "batch"))
-def _rcit_batch(X, Y, Z, ix, iy, keys, m, num_f, num_f2, rcit, batch):
+@partial(jax.jit, static_argnames=("num_f", "num_f2", "batch"))
+def _rcit_batch(X, SX, Y, SY, Z, sz, ix, iy, keys, m, num_f, num_f2, batch):
     valid = jnp.arange(X.shape[1]) < m
 
     def one(args):
         i, j, k = args
-        return _rcit_one(X[i], Y[j], Z, valid, m, k, num_f, num_f2, rcit)
+        return _rcit_one(X[i], SX[i], Y[j], SY[j], Z, sz, valid, m, k, num_f, num_f2)
 
     return jax.lax.map(one, (ix, iy, keys), batch_size=batch)
 
@@ -191,7 +189,7 @@ def _null_pvalue(sta: float, eig: np.ndarray, cov: np.ndarray, c: np.ndarray, ap
 
 def rcit_group(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], z: np.ndarray | None,
                pairs: Sequence[tuple[int, int]], *, key, approx: str = "lpd4", num_f: int = 100,
-               num_f2: int = 5, rcit: bool = True, batch_size: int = 32, pair_keys=None) -> list[TestResult]:
+               num_f2: int = 5, rcit: bool = True, batch_size: int = 1, pair_keys=None) -> list[TestResult]:
     """RIT (``z is None``) or RCIT / RCoT for many pairs sharing rows.
 
     Args:
@@ -204,7 +202,7 @@ def rcit_group(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], z: np.ndarray
         num_f: Fourier features for z.
         num_f2: Fourier features for x and y (the reference's RIT always uses 5).
         rcit: RCIT (True, reference default) or RCoT (False).
-        batch_size: Pairs evaluated together.
+        batch_size: Pairs vmapped together (1 = sequential scan; compiles fastest).
         pair_keys: Optional stacked keys, one per pair (overrides the ``fold_in`` keys).
 
     Returns:
@@ -233,23 +231,32 @@ def rcit_group(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], z: np.ndarray
 
     if any(a.shape[1] != xs[0].shape[1] for a in xs) or any(a.shape[1] != ys[0].shape[1] for a in ys):
         raise ValueError("rcit_group needs equal dimensions within xs and within ys")
-    X = jnp.asarray(stack(xs))
-    Y = jnp.asarray(stack(ys))
+    m_j = jnp.asarray(m)
+    X, SX = _standardise_and_sigma(stack(xs), m)
     ix = jnp.asarray([p[0] for p in pairs], dtype=jnp.int32)
     iy = jnp.asarray([p[1] for p in pairs], dtype=jnp.int32)
     if pair_keys is not None:
         keys = pair_keys
     else:
         keys = jax.vmap(lambda q: jax.random.fold_in(key, q))(jnp.arange(len(pairs)))
+    bs, (ix, iy, keys) = C.pad_pairs(batch_size, ix, iy, keys)
+    bs = None if bs <= 1 else bs
     if z is None:
-        sta, eig, cov, c, eff = _rit_batch(X, Y, ix, iy, keys, m, num_f2, batch_size)
+        Y, SY = _standardise_and_sigma(stack(ys), m)
+        sta, eig, cov, c, eff = _rit_batch(X, SX, Y, SY, ix, iy, keys, m_j, num_f2, bs)
         kind = "rit"
     else:
-        Z = np.zeros((n_pad, z.shape[1]))
-        Z[:m] = z
-        sta, eig, cov, c, eff = _rcit_batch(X, Y, jnp.asarray(Z), ix, iy, keys, m, num_f, num_f2, rcit, batch_size)
+        Zp = np.zeros((1, n_pad, z.shape[1]))
+        Zp[0, :m] = z
+        Zs, sz = _standardise_and_sigma(Zp, m)
+        Ys = stack(ys)
+        if rcit:  # RCIT: y (z-scored) augmented with the z-scored z, as in the reference
+            Ys = np.concatenate([np.asarray(_standardise_and_sigma(Ys, m)[0]),
+                                 np.broadcast_to(np.asarray(Zs), (Ys.shape[0],) + Zs.shape[1:])], axis=2)
+        Y, SY = _standardise_and_sigma(Ys, m)
+        sta, eig, cov, c, eff = _rcit_batch(X, SX, Y, SY, Zs[0], sz[0], ix, iy, keys, m_j, num_f, num_f2, bs)
         kind = "rcit" if rcit else "rcot"
-    sta, eig, cov, c, eff = (np.asarray(v) for v in (sta, eig, cov, c, eff))
+    sta, eig, cov, c, eff = (np.asarray(v)[: len(pairs)] for v in (sta, eig, cov, c, eff))
     out = []
     for q in range(len(pairs)):
         use = approx if num_f2 > 1 else "hbe"  # the reference switches to hbe for one feature

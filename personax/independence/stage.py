@@ -86,7 +86,8 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
     table = test_matrix(
         frame, features, traits, tests=tests, conditioning=conditioning,
         options={t: _options(cfg, t) for t in tests},
-        discrete=list(cfg.discrete_features) if cfg.get("discrete_features") is not None else None,
+        # trait scores (1..3) are always discrete; discrete_features names the discrete features
+        discrete=[*cfg.discrete_features, *traits] if cfg.get("discrete_features") is not None else None,
         max_categories=int(cfg.max_categories), min_rows=int(cfg.min_rows), seed=int(cfg.seed),
         block_size=int(cfg.block_size),
     )
@@ -192,15 +193,15 @@ def plot_heatmap(sub: pd.DataFrame, features: Sequence[str], traits: Sequence[st
     mat = sub.pivot(index="feature", columns="trait", values="p_value").reindex(index=features, columns=traits)
     vals = mat.to_numpy(dtype=float)
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(traits) + 2.0, 1.2 + 0.38 * len(features)))
-    cmap = matplotlib.colormaps["RdYlBu"].copy()
-    cmap.set_bad("#d9d9d9")
+    cmap = matplotlib.colormaps["RdYlBu"].with_extremes(bad="#d9d9d9")
     im = ax.imshow(np.ma.masked_invalid(vals), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")
     for i in range(vals.shape[0]):
         for j in range(vals.shape[1]):
             v = vals[i, j]
             txt = f"{v:.3f}" if np.isfinite(v) else "–"
-            ax.text(j, i, txt, ha="center", va="center", fontsize=6,
-                    color="black", fontweight="bold" if np.isfinite(v) and v < alpha else "normal")
+            dark = np.isfinite(v) and (v < 0.15 or v > 0.85)
+            ax.text(j, i, txt, ha="center", va="center", fontsize=6, color="white" if dark else "black",
+                    fontweight="bold" if np.isfinite(v) and v < alpha else "normal")
     ax.set_yticks(range(len(features)), features, fontsize=7)
     ax.set_xticks(range(len(traits)), [t[-1].upper() for t in traits], fontsize=7)
     raters = [rater_of(t) for t in traits]
