@@ -126,7 +126,7 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -156,7 +156,7 @@ def fingerprint(path: Path, previous: Mapping[str, Any] | None = None) -> dict[s
         and previous.get("mtime_ns") == stat.st_mtime_ns
     ):
         return dict(previous)
-    return {"kind": "file", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": _sha256_file(path)}
+    return {"kind": "file", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(path)}
 
 
 def _same_fingerprint(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:

@@ -13,7 +13,6 @@ tower) with ``open_clip.add_model_config`` for tests and the demo.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ import pandas as pd
 from personax.data.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, check_image
 from personax.data.schema import FACE_ATTRIBUTES
 from personax.embeddings._cache import EmbeddingCache, sha256_bytes
+from personax.pipeline import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,6 @@ def register_model_configs() -> None:
 
     if TINY_CLIP not in open_clip.list_models():
         open_clip.add_model_config(_CONFIG_DIR)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclasses.dataclass
@@ -115,7 +107,7 @@ def load_clip(
         path = Path(checkpoint).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"CLIP checkpoint {path} does not exist")
-        weights, weights_id = str(path), f"ckpt-{_file_sha256(path)[:16]}"
+        weights, weights_id = str(path), f"ckpt-{sha256_file(path)[:16]}"
     elif pretrained:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights must already be cached locally
         weights, weights_id = pretrained, f"pretrained-{pretrained}"
