@@ -102,7 +102,10 @@ def block_r2(
     """Held-out R² of each true latent predicted from a learned block.
 
     Args:
-        learned_train, true_train, learned_test, true_test: Splits (rows are people).
+        learned_train: Learned latents on the training split (rows are people).
+        true_train: True latents on the training split.
+        learned_test: Learned latents on the held-out split.
+        true_test: True latents on the held-out split.
         model: ``"linear"`` (RidgeCV) or ``"kernel"`` (RBF kernel ridge; width by the
             median heuristic, ridge chosen by 3-fold CV on train).
         seed: Seed of the CV split.
