@@ -175,7 +175,7 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
         if child.is_dir() and not child.name.startswith(".")
         and (child.name.isdigit() or (child / ".hydra").is_dir() or (child / MANIFEST_NAME).is_file())
     ]
-    return sorted(found, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+    return sorted(found, key=lambda p: _natural(p.name))
 
 
 def planned_jobs(sweep_dir: Path) -> list[list[str]] | None:
@@ -250,16 +250,17 @@ def collect_jobs(sweep_dir: str | Path) -> pd.DataFrame:
     plan = planned_jobs(sweep_dir)
     if plan is not None:
         seen = {frozenset(row["overrides"]) for row in rows if row["overrides"] is not None}
+        by_name = {row["job"]: row for row in rows}
         for number, overrides in enumerate(plan):
+            name = str(number)
             if frozenset(overrides) in seen:
                 continue
-            name = str(number)
-            existing = next((row for row in rows if row["job"] == name and row["overrides"] is None), None)
-            if existing is not None:  # a folder without .hydra: take the plan's overrides
-                existing["overrides"] = overrides
-            else:
-                rows.append({"job": name, "status": "missing", "problem": "never started: no job folder",
-                             "overrides": overrides, "metrics": {}})
+            if name in by_name:  # a folder without .hydra takes the plan's overrides; a rerun keeps its own
+                if by_name[name]["overrides"] is None:
+                    by_name[name]["overrides"] = overrides
+                continue
+            rows.append({"job": name, "status": "missing", "problem": "never started: no job folder",
+                         "overrides": overrides, "metrics": {}})
     if not rows:
         subs = sorted(str(p) for p in sweep_dir.glob("*/multirun.yaml"))
         hint = f"; sweeps below it: {[str(Path(s).parent) for s in subs]}" if subs else ""
@@ -306,8 +307,11 @@ def summarize_jobs(jobs: pd.DataFrame) -> pd.DataFrame:
     done = jobs[jobs["status"] == "done"]
     keyed = done.assign(**{c: done[c].fillna("<default>").astype(str) for c in groups})
     records = []
-    parts = [(k if isinstance(k, tuple) else (k,), p) for k, p in keyed.groupby(groups, sort=False)] if groups else [((), keyed)]
-    for key, part in sorted(parts, key=lambda kp: [_natural(v) for v in kp[0]]):
+    parts = [((), keyed)]
+    if groups:
+        parts = sorted(((k if isinstance(k, tuple) else (k,), p) for k, p in keyed.groupby(groups, sort=False)),
+                       key=lambda kp: [_natural(v) for v in kp[0]])
+    for key, part in parts:
         for metric in metrics:
             values = part[metric].dropna().to_numpy(dtype=float)
             if len(values) == 0:
@@ -350,11 +354,11 @@ def summary_markdown(sweep_dir: Path, jobs: pd.DataFrame, summary: pd.DataFrame)
     constant = [c for c in overrides if c not in groups and c not in repeats]
     counts = jobs["status"].value_counts()
     lines = [f"# Sweep summary: {sweep_dir}", "",
-             f"{len(jobs)} jobs: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "failed", "incomplete", "missing")
+             f"{len(jobs)} job{'s' * (len(jobs) != 1)}: " + ", ".join(f"{counts[s]} {s}" for s in ("done", "failed", "incomplete", "missing")
                                              if s in counts) + ".", ""]
     if groups:
-        lines.append("Varied: " + "; ".join(f"`{c}` ({', '.join(sorted(jobs[c].fillna('<default>').astype(str).unique()))})"
-                                            for c in groups) + ".")
+        values = {c: sorted(jobs[c].fillna("<default>").astype(str).unique(), key=_natural) for c in groups}
+        lines.append("Varied: " + "; ".join(f"`{c}` ({', '.join(v)})" for c, v in values.items()) + ".")
     for c in repeats:
         lines.append(f"Repetitions over `{c}`: {', '.join(sorted(jobs[c].dropna().astype(str).unique(), key=_natural))}.")
     if constant:
@@ -365,16 +369,18 @@ def summary_markdown(sweep_dir: Path, jobs: pd.DataFrame, summary: pd.DataFrame)
               for key in summary[groups].itertuples(index=False, name=None)]
     summary = summary.assign(group_label=labels, stage_name=summary["metric"].str.split(".").str[0])
     columns = list(dict.fromkeys(summary["group_label"]))
-    for stage, part in summary.groupby("stage_name", sort=False):
+    sections = sorted(summary.groupby("stage_name", sort=False), key=lambda kv: kv[0] == "total")  # totals last
+    for stage, part in sections:
         cells = {(r.metric, r.group_label): _cell(r.mean, r.sd, r.n) for r in part.itertuples()}
-        metrics = list(dict.fromkeys(part["metric"]))
+        metrics = sorted(set(part["metric"]))
         rows = ([m, *(cells.get((m, col), "") for col in columns)] for m in metrics)
         lines += [f"## {stage}", "", _table(["metric", *columns], rows), ""]
     left_out = jobs[jobs["status"] != "done"]
+    shown = [c for c in overrides if c in groups or is_repeat_key(c)]
     if len(left_out):
         lines += ["## Jobs left out", "",
                   _table(["job", "status", "overrides", "problem"],
-                         ([r["job"], r["status"], " ".join(f"{c}={r[c]}" for c in groups + repeats if pd.notna(r[c])),
+                         ([r["job"], r["status"], " ".join(f"{c}={r[c]}" for c in shown if pd.notna(r[c])),
                            str(r["problem"]).replace("|", "\\|").replace("\n", " ")] for _, r in left_out.iterrows())), ""]
     return "\n".join(lines)
 

@@ -155,11 +155,25 @@ def test_failed_incomplete_and_missing_jobs_are_listed(tmp_path):
     assert "6 jobs: 4 done, 1 failed, 1 missing." in markdown
     assert "Varied: `crl.shared_dim` (2, 4)." in markdown and "Repetitions over `seed`: 0, 1, 2." in markdown
     left_out = markdown.split("## Jobs left out")[1]
-    assert "| 3 | failed | crl.shared_dim=4 seed=1 | stage crl failed: ValueError: only 3 people |" in left_out
+    assert "| 3 | failed | seed=1 crl.shared_dim=4 | stage crl failed: ValueError: only 3 people |" in left_out
     assert "| 5 | missing |" in left_out
     table = pd.read_csv(paths["summary.csv"], dtype={"crl.shared_dim": str})
     assert set(table["crl.shared_dim"]) == {"2", "4"}
     assert pd.read_csv(paths["jobs.csv"])["status"].value_counts().to_dict() == {"done": 4, "failed": 1, "missing": 1}
+
+
+def test_plan_from_sweeper_params_and_a_rerun_job_is_not_missing(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
+        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": {"seed": "0,1,2"}},
+        "overrides": {"task": ["data.n=40"]}}}))
+    _write_job(sweep, "0", ["data.n=40", "seed=0"], {"ingest": {"status": "done", "duration_s": 1.0}})
+    # Job 1 rerun by hand with another data.n: its folder is its record, not a missing job.
+    _write_job(sweep, "1", ["data.n=50", "seed=1"], {"ingest": {"status": "done", "duration_s": 1.0}})
+    jobs = collect_jobs(sweep).set_index("job")
+    assert jobs["status"].to_dict() == {"0": "done", "1": "done", "2": "missing"}
+    assert jobs.loc["2", "seed"] == "2" and jobs.loc["1", "data.n"] == "50"
 
 
 def test_cli_writes_to_out_and_refuses_a_folder_without_jobs(tmp_path, capsys):
