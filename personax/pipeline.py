@@ -72,6 +72,10 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("crl", "personax.crl.stage:run", config_keys=("crl",), requires=("ingest", "embeddings")),
         StageSpec("independence", "personax.independence.stage:run", config_keys=("independence",), requires=("ingest",)),
         StageSpec("traits", "personax.traits.stage:run", config_keys=("traits",), requires=("ingest",)),
+        # Last: reads every other stage's outputs that exist (recorded as inputs); its config hash
+        # covers the config it prints (seed flows into each block), and `stages`, so a new stage list rebuilds it.
+        StageSpec("report", "personax.report.stage:run", requires=("ingest",),
+                  config_keys=("report", "stages", "data", "embeddings", "traits", "independence", "crl")),
     ]
 }
 
