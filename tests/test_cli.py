@@ -30,7 +30,10 @@ def test_default_run_then_resume(tmp_path):
     assert (run_dir / "embeddings/image.npy").is_file() and (run_dir / "embeddings/text_bio.npy").is_file()
     assert "stage ingest: up to date, skipped" in second.stdout + second.stderr
     history = json.loads((run_dir / "manifest.json").read_text())["history"]
-    assert [h["status"] for h in history] == ["done", "done", "skipped", "skipped"]
+    assert [(h["stage"], h["status"]) for h in history] == [
+        ("ingest", "done"), ("embeddings", "done"), ("report", "done"),
+        ("ingest", "skipped"), ("embeddings", "skipped"), ("report", "skipped")]
+    assert (run_dir / "report/report.html").is_file() and (run_dir / "report/report.md").is_file()
 
 
 def test_experiment_and_bad_input_exit_nonzero_with_the_reason(tmp_path):
