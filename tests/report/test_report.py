@@ -1,0 +1,136 @@
+"""The report stage: sections from every stage, escaping, secret redaction, notes for missing stages, resume."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from personax.pipeline import run_pipeline
+from personax.report import build_report, redact
+from personax.report._markdown import escape
+from tests.report.conftest import HOSTILE, HOSTILE_ID, raw_config
+
+SECTIONS = ["Data", "Rejected rows", "Embeddings", "Trait reliability", "Level I: independence tests",
+            "Level II: CRL metrics", "Latent graphs", "Training curves", "Provenance"]
+
+
+def _manifest(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text())
+
+
+def test_full_run_report_has_every_section_and_figure(full_run):
+    html = (full_run / "report/report.html").read_text()
+    markdown = (full_run / "report/report.md").read_text()
+    for title in SECTIONS:
+        assert f"<h2>{title}</h2>" in html and f"## {title}\n" in markdown, title
+    assert "did not run" not in html and "could not be built" not in html
+    figures = sorted(p.name for p in (full_run / "report/figures").glob("*.png"))
+    assert {"traits_reliability.png", "level1_heatmap_fisherz.png", "level1_heatmap_chisq.png", "crl_graph.png",
+            "crl_pc_graph.png", "crl_training_curve.png"} <= set(figures)
+    # Self-contained: every figure inlined, nothing loaded from elsewhere.
+    assert html.count('src="data:image/png;base64,') == len(figures)
+    assert not re.search(r'(src|href)="(?!data:|#)', html)
+    # The Markdown twin links the copied PNGs, relative to report/.
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert sorted(Path(link).name for link in links) == figures
+    assert all((full_run / "report" / link).is_file() for link in links)
+    # The data summary, the Level I summary, CRL metrics and provenance carry the run's facts.
+    assert "| persons | 60 |" in markdown
+    assert "| fisherz |" in markdown and "Dependent pairs per feature" in markdown
+    metrics = json.loads((full_run / "crl/metrics.json").read_text())
+    assert f"| epochs | {metrics['epochs']} |" in markdown
+    for stage in ("ingest", "traits", "independence", "embeddings", "crl"):
+        assert re.search(rf"\| {stage} \| done \|", markdown), stage
+    assert "| crl.seed | 0 |" in markdown and re.search(r"\| numpy \| \d", markdown)
+    assert re.search(r"\| git commit \| ([0-9a-f]{40}|unknown)", markdown)
+
+
+def test_report_stage_records_what_it_read_and_is_skipped_when_nothing_changed(full_run):
+    record = _manifest(full_run)["stages"]["report"]
+    assert record["status"] == "done" and record["summary"]["figures"] >= 6
+    inputs = {i["path"] for i in record["inputs"]}
+    assert {"data/persons.parquet", "data/rejected.parquet", "traits/reliability.json", "level1/pvalues.parquet",
+            "crl/metrics.json", "crl/graph.png", "embeddings/info.json"} <= inputs
+    assert {"data", "traits", "level1", "embeddings", "crl"} <= inputs  # whole output folders: reruns, timings
+    outputs = {o["path"] for o in record["outputs"]}
+    assert {"report/report.html", "report/report.md", "report/figures/crl_graph.png"} <= outputs
+
+
+def test_hostile_values_are_escaped_in_both_reports(hostile_bios, run_path):
+    run_pipeline(raw_config(hostile_bios), run_path)
+    html = (run_path / "report/report.html").read_text()
+    markdown = (run_path / "report/report.md").read_text()
+    rejected = pd.read_parquet(run_path / "data/rejected.parquet")
+    assert rejected["value"].str.contains(HOSTILE, regex=False).any() and HOSTILE_ID in set(rejected["person_id"])
+    for text in (html, markdown):
+        assert HOSTILE not in text and "<img src=x" not in text and "<b>actor" not in text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+        assert "&lt;img src=x onerror=alert(2)&gt;" in text and "&lt;b&gt;actor&lt;/b&gt;" in text
+    # The page's only script is its own image check.
+    assert html.count("<script") == 1 and "window.addEventListener" in html
+    assert "2 row(s) rejected" in markdown
+
+
+def test_missing_and_failed_stages_get_a_one_line_note(hostile_bios, run_path):
+    run_pipeline(raw_config(hostile_bios), run_path)
+    markdown = (run_path / "report/report.md").read_text()
+    for stage, path in (("embeddings", "embeddings/info.json"), ("traits", "traits/reliability.json"),
+                        ("independence", "level1/pvalues.parquet"), ("crl", "crl/metrics.json")):
+        assert f"> *Stage {stage} did not run in this run directory (no {path}).*" in markdown
+    assert "> *Stage ingest" not in markdown
+    manifest = _manifest(run_path)
+    manifest["stages"]["crl"] = {"stage": "crl", "status": "failed", "error": "ValueError: only 3 people"}
+    (run_path / "manifest.json").write_text(json.dumps(manifest))
+    build_report(run_path)
+    markdown = (run_path / "report/report.md").read_text()
+    assert "Stage crl failed (ValueError: only 3 people), so crl/metrics.json is missing." in markdown
+    assert "| crl | failed |" in markdown
+
+
+def test_secrets_in_the_config_are_redacted(hostile_bios, run_path):
+    config = raw_config(hostile_bios)
+    OmegaConf.set_struct(config, False)
+    config.traits.raters["remote"] = {"kind": "openai", "api_key": "hunter2-plain", "base_url":
+                                      "https://user:pa55word@llm.example/v1", "headers": {"Authorization":
+                                      "Bearer tok-123456"}, "api_key_env": "REMOTE_API_KEY"}
+    config["my_token"] = "t0k3n-value"
+    config["db"] = {"password": "s3cret", "note": "sk-abcdefghijklmnopqrstu"}
+    build_report(run_path, config)
+    for name in ("report.html", "report.md"):
+        text = (run_path / "report" / name).read_text()
+        for secret in ("hunter2-plain", "pa55word", "tok-123456", "t0k3n-value", "s3cret", "sk-abcdefghij",
+                       "REMOTE_API_KEY"):
+            assert secret not in text, (name, secret)
+        shown = "https://user:<redacted>@llm.example/v1"  # the Markdown shows the config in a code block
+        assert (shown if name == "report.md" else shown.replace("<", "&lt;").replace(">", "&gt;")) in text
+    assert redact({"a": {"secret_x": 1, "b": [{"token": "x"}]}}) == {"a": {"secret_x": "<redacted>",
+                                                                          "b": [{"token": "<redacted>"}]}}
+
+
+def test_report_reruns_when_an_earlier_stage_reruns(hostile_bios, run_path):
+    config = raw_config(hostile_bios)
+    assert run_pipeline(config, run_path) == {"ingest": "done", "report": "done"}
+    assert run_pipeline(config, run_path) == {"ingest": "skipped", "report": "skipped"}
+    config.force = ["ingest"]
+    assert run_pipeline(config, run_path) == {"ingest": "done", "report": "done"}
+    config.force = False
+    config.report.title = "Another title"
+    assert run_pipeline(config, run_path) == {"ingest": "skipped", "report": "done"}
+    assert "<title>Another title</title>" in (run_path / "report/report.html").read_text()
+
+
+def test_report_options_and_a_plain_config(hostile_bios, run_path, tmp_path):
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    written = build_report(run_path, OmegaConf.create({"name": "x"}), {"title": "T & <U>", "max_rejected_rows": 1})
+    html = written["html"].read_text()
+    assert "<h1>T &amp; &lt;U&gt;</h1>" in html and "The first 1 of 2" in html
+    assert written["markdown"].read_text().startswith("# T &amp; &lt;U&gt;\n")
+
+
+def test_markdown_escape():
+    assert escape("a|b\nc") == "a\\|b c"
+    assert escape("person_id [x](y) `z`") == "person_id \\[x\\](y) \\`z\\`"
