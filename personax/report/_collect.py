@@ -170,7 +170,8 @@ def data_section(ctx: _Context) -> Section:
         limit = 12
         rows = []
         for name, labels in label_maps.items():
-            items = sorted(labels.items(), key=lambda kv: (str(type(kv[1])), kv[1])) if isinstance(labels, Mapping) else []
+            items = sorted(labels.items(), key=lambda kv: (str(type(kv[1])), kv[1])) if isinstance(labels, Mapping) \
+                else []
             shown = ", ".join(f"{code} = {label}" for label, code in items[:limit])
             if len(items) > limit:
                 shown += f", … ({len(items) - limit} more)"
@@ -194,7 +195,8 @@ def rejected_section(ctx: _Context) -> Section:
     limit = int(ctx.options.get("max_rejected_rows", 20))
     columns = [c for c in REJECTED_COLUMNS if c in frame] + [c for c in frame if c not in REJECTED_COLUMNS]
     shown = frame[columns].head(limit)
-    caption = f"The first {len(shown)} of {len(frame)}" if len(frame) > limit else f"All {len(frame)}"
+    caption = (f"The first {len(shown)} of {len(frame)} problems" if len(frame) > limit
+               else f"All {len(frame)} problems")
     section.blocks.append(_frame_table(shown, caption))
     return section
 
