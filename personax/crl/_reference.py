@@ -357,13 +357,15 @@ class FittedReference:
 
     def loss(self, modalities: Mapping[str, Sequence[np.ndarray]]) -> dict[str, float]:
         """The study's loss terms on these rows (``total``, ``recon``, ``nll``, ``sparsity``)."""
-        terms = self.module.apply({"params": self.params}, _flatten(modalities, self.config))
+        module = self.module
+        terms = jax.jit(lambda p, b: module.apply({"params": p}, b))(self.params, _flatten(modalities, self.config))
         return {k: float(v) for k, v in terms.items()}
 
     def graph(self) -> pd.DataFrame:
         """The graph the design uses: 1 where ``A[child, parent]`` exceeds the threshold, as
         ``[parent, child]`` over the latent names. Expected: the complete DAG in index order."""
-        mask = np.asarray(self.module.apply({"params": self.params}, method=ReferenceModel.parent_mask))
+        matrix = np.tril(np.asarray(self.params["adjacency"]), -1)  # ReferenceModel.parent_mask, in NumPy
+        mask = (matrix * (matrix > self.config.alpha_threshold) > self.config.alpha_threshold).astype(float)
         names = self.config.latent_names
         return pd.DataFrame(mask.T, index=names, columns=names)
 
@@ -380,7 +382,7 @@ class FittedReference:
 
 def _init_params(config: ReferenceConfig, key: jax.Array):
     batch = {key_: jnp.zeros((2, config.input_dims[key_.rsplit("_", 1)[0]])) for key_ in config.keys}
-    return ReferenceModel(config).init(key, batch)["params"]
+    return jax.jit(ReferenceModel(config).init)(key, batch)["params"]  # one compile, not one per op
 
 
 def load_reference(directory: str | Path) -> FittedReference:
@@ -392,7 +394,9 @@ def load_reference(directory: str | Path) -> FittedReference:
     values = dict(payload["config"])
     values["hidden"] = tuple(int(v) for v in values["hidden"])
     config = ReferenceConfig(**values)
-    params = serialization.from_bytes(_init_params(config, jax.random.key(0)), (directory / "weights.msgpack").read_bytes())
+    batch = {key: jnp.zeros((2, config.input_dims[key.rsplit("_", 1)[0]])) for key in config.keys}
+    template = jax.eval_shape(ReferenceModel(config).init, jax.random.key(0), batch)["params"]  # structure only
+    params = serialization.from_bytes(template, (directory / "weights.msgpack").read_bytes())
     return FittedReference(config=config, params=params, history=payload.get("history", []),
                            selected_epoch=int(payload.get("selected_epoch", 0)))
 
