@@ -3,7 +3,11 @@
 Reads the arrays listed in ``config.crl.modalities`` (modality -> list of
 measurement files, e.g. the image embedding, and one text embedding per rater or
 per text source) and ``data/persons.parquet``; people missing any measurement are
-left out (and counted). Writes into ``crl/``:
+left out (and counted). ``config.crl.model`` picks the model: ``personax`` (default) or
+``crl_reference``, the original study's design kept for comparison
+(:func:`personax.crl.fit_reference`; its ``model/`` reloads with
+``personax.crl._reference.load_reference`` and its metrics report the study's loss,
+not an ELBO). Writes into ``crl/``:
 
 * ``model/`` — the fitted model (``personax.load_pretrained``);
 * ``latents.parquet`` — person_id, split, and every learned latent;
@@ -28,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from personax.crl import diagnostics as D
 from personax.crl._fit import fit
+from personax.crl._reference import fit_reference
 from personax.pipeline import RunDir, atomic_path, write_json
 
 log = logging.getLogger(__name__)
@@ -130,8 +135,12 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     data = {m: [a[complete] for a in arrays] for m, arrays in modalities.items()}
     kept = persons.loc[complete].reset_index(drop=True)
     latent_dims = {m: int(options.latent_dims[m]) for m in options.modalities}
-    model = fit(data, latent_dims=latent_dims, shared_dim=int(options.shared_dim), seed=int(options.seed),
-                **OmegaConf.to_container(options.fit, resolve=True))
+    kind = str(options.get("model", "personax"))
+    if kind not in ("personax", "crl_reference"):
+        raise ValueError(f"crl.model must be 'personax' or 'crl_reference' (the study's design, for comparison), got {kind!r}")
+    fitter = fit if kind == "personax" else fit_reference
+    model = fitter(data, latent_dims=latent_dims, shared_dim=int(options.shared_dim), seed=int(options.seed),
+                   **OmegaConf.to_container(options.fit, resolve=True))
     model.save_pretrained(run_dir.output("crl/model", directory=True))
     latents = model.encode(data)
     split = np.empty(len(kept), dtype=object)
@@ -161,22 +170,30 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
     epochs = [h["epoch"] for h in model.history]
-    ax.plot(epochs, [-h["train_loss"] for h in model.history], label="train (-loss)")
-    ax.plot(epochs, [h["val_elbo"] for h in model.history], label="validation ELBO")
+    if kind == "personax":
+        ax.plot(epochs, [-h["train_loss"] for h in model.history], label="train (-loss)")
+        ax.plot(epochs, [h["val_elbo"] for h in model.history], label="validation ELBO")
+        ax.set_ylabel("ELBO per person")
+    else:  # the reference has no ELBO: its own (gameable) objective
+        ax.plot(epochs, [h["train_loss"] for h in model.history], label="train loss")
+        ax.plot(epochs, [h["val_loss"] for h in model.history], label="validation loss")
+        ax.set_ylabel("the study's loss")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("ELBO per person")
     ax.legend()
     fig.tight_layout()
     with atomic_path(_figure_path(run_dir, "training_curve.png")) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
 
+    test_data = {m: [a[model.splits["test"]] for a in arrays] for m, arrays in data.items()}
     metrics: dict[str, Any] = {
+        "model": kind,
         "people": int(len(kept)),
         "left_out_missing_measurement": int((~complete).sum()),
-        "epochs": len(model.history),
-        "best_val_elbo": max(h["val_elbo"] for h in model.history),
-        "test_elbo": model.elbo({m: [a[model.splits["test"]] for a in arrays] for m, arrays in data.items()}),
+        "epochs": model.history[-1]["epoch"],
+        **({"best_val_elbo": max(h["val_elbo"] for h in model.history), "test_elbo": model.elbo(test_data)}
+           if kind == "personax" else
+           {"best_val_loss": min(h["val_loss"] for h in model.history), "test_loss": model.loss(test_data)["total"]}),
         "fit_seconds": round(model.fit_seconds, 2),
         "edges": int((graph.to_numpy() != 0).sum()),
         "pc_edges": int(np.triu(pc_graph.to_numpy() + pc_graph.to_numpy().T).astype(bool).sum()),
