@@ -30,9 +30,10 @@ def test_default_run_then_resume(tmp_path):
     assert (run_dir / "embeddings/image.npy").is_file() and (run_dir / "embeddings/text_bio.npy").is_file()
     assert "stage ingest: up to date, skipped" in second.stdout + second.stderr
     history = json.loads((run_dir / "manifest.json").read_text())["history"]
-    assert [(h["stage"], h["status"]) for h in history] == [
-        ("ingest", "done"), ("embeddings", "done"), ("report", "done"),
-        ("ingest", "skipped"), ("embeddings", "skipped"), ("report", "skipped")]
+    statuses = [(h["stage"], h["status"]) for h in history]
+    stages = [stage for stage, _ in statuses[: len(statuses) // 2]]  # the default list, whatever it holds
+    assert stages[0] == "ingest" and stages[-1] == "report"
+    assert statuses == [(s, "done") for s in stages] + [(s, "skipped") for s in stages]
     assert (run_dir / "report/report.html").is_file() and (run_dir / "report/report.md").is_file()
 
 
