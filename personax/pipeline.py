@@ -69,7 +69,8 @@ STAGES: dict[str, StageSpec] = {
     for spec in [
         StageSpec("ingest", "personax.data.stage:run", config_keys=("data",)),
         StageSpec("embeddings", "personax.embeddings.stage:run", config_keys=("embeddings",), requires=("ingest",)),
-        StageSpec("crl", "personax.crl.stage:run", config_keys=("crl",), requires=("ingest", "embeddings")),
+        # crl reads whatever crl.modalities names (embeddings, or a benchmark's arrays from ingest).
+        StageSpec("crl", "personax.crl.stage:run", config_keys=("crl",), requires=("ingest",)),
         StageSpec("independence", "personax.independence.stage:run", config_keys=("independence",), requires=("ingest",)),
         StageSpec("traits", "personax.traits.stage:run", config_keys=("traits",), requires=("ingest",)),
         # Last: reads every other stage's outputs that exist (recorded as inputs); its config hash

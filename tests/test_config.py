@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from personax.data.stage import SOURCES
 from personax.pipeline import STAGES
 from personax.run import config_dir
 
@@ -22,14 +23,14 @@ def test_default_config_runs_the_synthetic_cohort(compose_cfg):
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_composes(compose_cfg, experiment):
     cfg = compose_cfg([f"+experiment={experiment}"])
-    assert cfg.name and cfg.data.source in ("synthetic", "raw", "release")
+    assert cfg.name and cfg.data.source in SOURCES
     assert all(stage in STAGES for stage in cfg.stages), f"{experiment} lists a stage that does not exist"
 
 
 @pytest.mark.parametrize("source", DATA_SOURCES)
 def test_every_data_config_composes(compose_cfg, source):
     cfg = compose_cfg([f"data={source}"])
-    assert cfg.data.source in ("synthetic", "raw", "release") and cfg.data.dataset in ("celeb", "athlete")
+    assert cfg.data.source in SOURCES and cfg.data.dataset in ("celeb", "athlete", "variant_digits")
 
 
 def test_command_line_beats_the_experiment(compose_cfg):

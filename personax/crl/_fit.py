@@ -152,6 +152,25 @@ def load_pretrained(directory: str | Path) -> FittedCRL:
     return FittedCRL(config=config, params=params, standardization=standardization, history=payload.get("history", []))
 
 
+def notears_acyclicity(adjacency: jax.Array) -> jax.Array:
+    """NOTEARS h(A) = tr(exp(A * A)) - d: zero exactly when A is acyclic (Zheng et al. 2018)."""
+    return jnp.trace(jax.scipy.linalg.expm(adjacency * adjacency)) - adjacency.shape[0]
+
+
+def break_cycles(adjacency: np.ndarray) -> np.ndarray:
+    """Removes the weakest edge of the graph until no directed cycle is left."""
+    adjacency = np.array(adjacency, dtype=np.float32)
+    while True:
+        reach = (adjacency != 0).astype(np.int64)
+        for _ in range(adjacency.shape[0]):  # transitive closure by repeated squaring
+            reach = ((reach + reach @ reach) > 0).astype(np.int64)
+        on_cycle = (reach * reach.T) * (adjacency != 0)
+        if not on_cycle.any():
+            return adjacency
+        weakest = np.unravel_index(np.argmin(np.where(on_cycle, np.abs(adjacency), np.inf)), adjacency.shape)
+        adjacency[weakest] = 0.0
+
+
 def _init_params(config: CRLConfig, key: jax.Array):
     batch = {f"{m}_{k}": jnp.zeros((2, config.input_dims[m])) for m, k in measurement_keys(config)}
     return CausalMultimodalVAE(config).init(key, batch, key)["params"]
@@ -224,9 +243,14 @@ def fit(
     module = CausalMultimodalVAE(config)
     key = jax.random.key(config.seed)
     key, init_key = jax.random.split(key)
-    params = _init_params(config, init_key)
-    optimizer = optax.adam(config.learning_rate)
-    opt_state = optimizer.init(params)
+    # `restarts` independent initialisations train side by side (vmapped); the one with the
+    # best validation ELBO is kept (model selection on the validation split only).
+    restarts = max(1, int(config.restarts))
+    params = jax.vmap(lambda k: _init_params(config, k))(jax.random.split(init_key, restarts))
+    # Cosine decay to a tenth over max_epochs: the late epochs refine instead of jitter.
+    schedule = optax.cosine_decay_schedule(config.learning_rate, config.max_epochs * n_batches, alpha=0.1)
+    optimizer = optax.adam(schedule)
+    opt_state = jax.vmap(optimizer.init)(params)
     train = {k: jnp.asarray(v[train_rows]) for k, v in data.items()}
     val = {k: jnp.asarray(v[splits["val"]]) for k, v in data.items()}
     if sharding is not None:
@@ -235,55 +259,78 @@ def fit(
     if config.prior not in ("causal", "gaussian"):
         raise ValueError(f"prior must be 'causal' or 'gaussian', got {config.prior!r}")
 
-    def loss_fn(p, batch, rng):
+    mask = jnp.asarray(config.edge_mask())
+    learn_order = config.prior == "causal" and config.within_block_order == "learned"
+
+    def loss_fn(p, batch, rng, acyclicity_weight):
         _, log_lik, rest = module.apply({"params": p}, batch, rng)
         decay = jnp.sum(p["mech_w1"] ** 2) + jnp.sum(p["mech_w2"] ** 2)
-        return -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * decay
+        loss = -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * decay
+        if learn_order:
+            loss = loss + acyclicity_weight * notears_acyclicity(p["adjacency"] * mask)
+        return loss
 
     def step(carry, rows):
-        p, state, rng = carry
+        p, state, rng, acyclicity_weight = carry
         rng, sub = jax.random.split(rng)
         batch = {k: v[rows] for k, v in train.items()}
         if sharding is not None:
             batch = jax.lax.with_sharding_constraint(batch, sharding)
-        loss, grads = jax.value_and_grad(loss_fn)(p, batch, sub)
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch, sub, acyclicity_weight)
+        step_size = schedule(state[-1].count)  # adam's chain ends with the schedule's step counter
         updates, state = optimizer.update(grads, state, p)
         p = optax.apply_updates(p, updates)
         # Proximal L1 step: exact zeros, so the learned graph is genuinely sparse.
-        shrink = config.learning_rate * config.l1_graph
+        shrink = step_size * config.l1_graph
         adjacency = p["adjacency"]
         p = {**p, "adjacency": jnp.sign(adjacency) * jnp.maximum(jnp.abs(adjacency) - shrink, 0.0)}
-        return (p, state, rng), loss
+        return (p, state, rng, acyclicity_weight), loss
 
-    @jax.jit
-    def epoch(p, state, rng):
+    def one_epoch(p, state, rng, acyclicity_weight):
         rng, perm_key = jax.random.split(rng)
         order = jax.random.permutation(perm_key, len(train_rows))[: n_batches * batch_size]
-        (p, state, rng), losses = jax.lax.scan(step, (p, state, rng), order.reshape(n_batches, batch_size))
+        (p, state, rng, _), losses = jax.lax.scan(
+            step, (p, state, rng, acyclicity_weight), order.reshape(n_batches, batch_size))
         return p, state, rng, jnp.mean(losses)
 
+    epoch = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, None)))
+    validation_elbo = jax.jit(jax.vmap(lambda p, rng: jnp.mean(module.apply({"params": p}, val, rng)[0]),
+                                       in_axes=(0, None)))
+
     @jax.jit
-    def validation_elbo(p, rng):
-        return jnp.mean(module.apply({"params": p}, val, rng)[0])
+    def keep_improved(improved, new, old):
+        return jax.tree_util.tree_map(
+            lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
     start = time.perf_counter()
-    history: list[dict[str, float]] = []
-    best, best_params, waited = -np.inf, params, 0
+    curves: list[tuple[np.ndarray, np.ndarray]] = []
+    best = np.full(restarts, -np.inf)
+    best_params, waited = params, np.zeros(restarts, dtype=int)
+    keys = jax.random.split(key, restarts)
     val_key = jax.random.key(config.seed + 1)  # fixed sampling noise: comparable across epochs
     for index in range(config.max_epochs):
-        params, opt_state, key, train_loss = epoch(params, opt_state, key)
-        val_elbo = float(validation_elbo(params, val_key))
-        history.append({"epoch": index + 1, "train_loss": float(train_loss), "val_elbo": val_elbo})
+        ramp = config.acyclicity * (index + 1) / config.max_epochs
+        params, opt_state, keys, train_loss = epoch(params, opt_state, keys, jnp.float32(ramp))
+        val_elbo = np.asarray(validation_elbo(params, val_key), dtype=np.float64)
+        curves.append((np.asarray(train_loss, dtype=np.float64), val_elbo))
         if progress and (index + 1) % 10 == 0:
-            print(f"epoch {index + 1}: train loss {float(train_loss):.3f}, validation ELBO {val_elbo:.3f}")
-        if not np.isfinite(val_elbo):
+            print(f"epoch {index + 1}: train loss {train_loss.min():.3f}, validation ELBO {val_elbo.max():.3f}")
+        if not np.isfinite(val_elbo).any():
             raise FloatingPointError(f"training diverged at epoch {index + 1} (validation ELBO {val_elbo})")
-        if val_elbo > best:
-            best, best_params, waited = val_elbo, params, 0
-        else:
-            waited += 1
-            if waited >= config.patience:
-                break
-    best_params = jax.device_get(best_params)
+        improved = np.nan_to_num(val_elbo, nan=-np.inf) > best
+        best = np.where(improved, val_elbo, best)
+        waited = np.where(improved, 0, waited + 1)
+        best_params = keep_improved(jnp.asarray(improved), params, best_params)
+        if waited.min() >= config.patience:
+            break
+    chosen = int(np.argmax(best))
+    history = [{"epoch": i + 1, "train_loss": float(loss[chosen]), "val_elbo": float(elbo[chosen])}
+               for i, (loss, elbo) in enumerate(curves)]
+    if restarts > 1:
+        for entry, (_, elbo) in zip(history, curves):
+            entry["val_elbo_restarts"] = [float(v) for v in elbo]
+    best_params = jax.device_get(jax.tree_util.tree_map(lambda x: x[chosen], best_params))
+    if learn_order:  # the penalty leaves cycles only near zero; cut them exactly
+        best_params = {**best_params, "adjacency": break_cycles(np.asarray(best_params["adjacency"]) * config.edge_mask())}
     return FittedCRL(config=config, params=best_params, standardization=standardization, history=history,
                      splits=splits, fit_seconds=time.perf_counter() - start)

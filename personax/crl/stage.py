@@ -98,10 +98,20 @@ def pc_on_latents(latents: np.ndarray, names: list[str], shared: int, *, alpha: 
     return pd.DataFrame(adjacency, index=names, columns=names)
 
 
-def _truth_blocks(run_dir: RunDir, persons: pd.DataFrame) -> dict[str, np.ndarray] | None:
+def _truth_blocks(run_dir: RunDir, persons: pd.DataFrame, complete: np.ndarray) -> tuple[dict[str, np.ndarray] | None, pd.DataFrame | None]:
+    """The planted latent blocks (rows of the kept people) and, for a benchmark, the true graph."""
+    benchmark_file = run_dir.path / "data/ground_truth/benchmark.json"
+    if benchmark_file.exists():
+        import json
+
+        payload = json.loads(run_dir.input("data/ground_truth/benchmark.json", producer="ingest").read_text())
+        nodes = payload["graph"]["nodes"]
+        graph = pd.DataFrame(payload["graph"]["adjacency"], index=nodes, columns=nodes)
+        return {b: np.asarray(v, dtype=float)[complete] for b, v in payload["blocks"].items()}, graph
     truth_file = run_dir.path / "data/ground_truth/ground_truth.json"
     if not truth_file.exists():
-        return None
+        return None, None
+    persons = persons.loc[complete].reset_index(drop=True)
     from personax.data.synthetic import GroundTruth
 
     truth = GroundTruth.load(run_dir.input("data/ground_truth", producer="ingest"))
@@ -111,7 +121,30 @@ def _truth_blocks(run_dir: RunDir, persons: pd.DataFrame) -> dict[str, np.ndarra
         present = [c for c in columns if c in values.columns and values[c].notna().all()]
         if present:
             blocks[block] = values[present].to_numpy(dtype=float)
-    return blocks
+    return blocks, None
+
+
+def load_measurement(run_dir: RunDir, spec: str, persons: pd.DataFrame) -> np.ndarray:
+    """One measurement, rows in the order of ``persons``.
+
+    ``spec`` is an ``.npy`` file (one row per person) or ``table.parquet:pattern``:
+    the columns of a parquet table (with ``person_id``) matching a shell-style
+    pattern, e.g. ``traits/scores.parquet:trait_sima_?`` for one rater's five scores.
+    """
+    import fnmatch
+
+    if ":" in spec and spec.split(":", 1)[0].endswith(".parquet"):
+        file, pattern = spec.split(":", 1)
+        table = pd.read_parquet(run_dir.input(file, producer="traits"))
+        columns = [c for c in table.columns if fnmatch.fnmatchcase(str(c), pattern)]
+        if not columns or "person_id" not in table.columns:
+            raise ValueError(f"{file}: no columns match {pattern!r} (or no person_id column); columns are {list(table.columns)[:20]}")
+        aligned = persons[["person_id"]].merge(table[["person_id", *columns]], on="person_id", how="left")
+        return aligned[columns].to_numpy(dtype=np.float64)
+    array = np.load(run_dir.input(spec, producer="embeddings"), allow_pickle=False)
+    if len(array) != len(persons):
+        raise ValueError(f"{spec} has {len(array)} rows but data/persons.parquet has {len(persons)}")
+    return array
 
 
 def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
@@ -120,12 +153,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     persons = pd.read_parquet(run_dir.input("data/persons.parquet", producer="ingest"))
     modalities: dict[str, list[np.ndarray]] = {}
     for modality, files in options.modalities.items():
-        modalities[modality] = []
-        for file in files:
-            array = np.load(run_dir.input(file, producer="embeddings"), allow_pickle=False)
-            if len(array) != len(persons):
-                raise ValueError(f"{file} has {len(array)} rows but data/persons.parquet has {len(persons)}")
-            modalities[modality].append(array)
+        modalities[modality] = [load_measurement(run_dir, str(file), persons) for file in files]
     complete = np.ones(len(persons), dtype=bool)
     for arrays in modalities.values():
         for array in arrays:
@@ -198,7 +226,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         "edges": int((graph.to_numpy() != 0).sum()),
         "pc_edges": int(np.triu(pc_graph.to_numpy() + pc_graph.to_numpy().T).astype(bool).sum()),
     }
-    truth = _truth_blocks(run_dir, kept)
+    truth, true_graph = _truth_blocks(run_dir, persons, complete)
     if truth:
         train, test = model.splits["train"], model.splits["test"]
         recovery: dict[str, Any] = {}
@@ -211,6 +239,15 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                 "mcc_spearman": D.mcc(learned[train], true[train], learned[test], true[test], method="spearman")["mcc"],
                 "block_r2_linear": D.block_r2(learned[train], true[train], learned[test], true[test])["mean"],
             }
+        if true_graph is not None and [b for b in order if b in truth] == [b for b in order if latents[b].shape[1]]:
+            # Every block has a planted counterpart: match latents to true nodes and score the graph.
+            learned_all = np.concatenate([latents[b] for b in order if latents[b].shape[1]], axis=1)
+            true_all = np.concatenate([truth[b] for b in order if b in truth], axis=1)
+            assignment = D.mcc(learned_all[train], true_all[train], learned_all[test], true_all[test])["assignment"]
+            recovery["all"] = {"mcc": D.mcc(learned_all[train], true_all[train], learned_all[test], true_all[test])["mcc"]}
+            for label, adjacency in (("learned", graph), ("pc", pc_graph)):
+                matched = D.permute_graph(adjacency.to_numpy(), assignment)
+                recovery["all"][f"shd_{label}_graph"] = D.shd(matched, true_graph.to_numpy(), threshold=0.0)
         write_json(run_dir.output("crl/recovery.json"), recovery)
         corr = D.correlation_matrix(stacked[test], np.concatenate([truth[b] for b in truth], axis=1)[test])
         D.save_diagnostics(run_dir.path / "crl", "mcc", {"blocks": recovery}, matrix=corr, row_labels=names,

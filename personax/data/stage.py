@@ -6,6 +6,10 @@
   faces and the ground truth.
 * ``raw`` — a user's bio table (CSV / TSV / JSONL / parquet) and image folder.
 * ``release`` — the released PersonaX parquet files, with their embeddings.
+* ``variant_digits`` — the "variant digits" CRL benchmark
+  (:func:`personax.data.synthetic.make_variant_digits`): no person table to
+  validate; writes each measurement as ``data/variant_digits/<modality>_<k>.npy``
+  and the true latents and graph into ``data/ground_truth/benchmark.json``.
 
 Outputs (in the run directory): ``data/persons.parquet``, ``data/rejected.parquet``
 (problems with file, row, column and reason; written even when a strict run
@@ -39,7 +43,7 @@ from personax.pipeline import RunDir, atomic_path, write_json
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("synthetic", "raw", "release")
+SOURCES = ("synthetic", "raw", "release", "variant_digits")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
@@ -50,6 +54,33 @@ def _container(node: Any) -> Any:
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False)
+
+
+def _ingest_variant_digits(data: DictConfig, run_dir: RunDir) -> dict[str, Any]:
+    bench = synthetic.make_variant_digits(
+        int(data.n), seed=int(data.seed), measurements=int(data.get("measurements", 3)),
+        image_size=int(data.get("image_size", 28)), mnist_path=data.get("mnist_path"),
+        fashion_path=data.get("fashion_path"), exemplars=str(data.get("exemplars", "per_measurement")),
+    )
+    n = int(data.n)
+    files = {}
+    for modality, arrays in bench.modalities.items():
+        for k, array in enumerate(arrays):
+            path = run_dir.output(f"data/variant_digits/{modality}_{k}.npy")
+            with atomic_path(path) as tmp:
+                with open(tmp, "wb") as handle:
+                    np.save(handle, array, allow_pickle=False)
+            files.setdefault(modality, []).append(f"data/variant_digits/{modality}_{k}.npy")
+    persons = pd.DataFrame({"person_id": [f"digits{i:06d}" for i in range(n)], "dataset": "variant_digits"})
+    _write_parquet(persons, run_dir.output("data/persons.parquet"))
+    _write_parquet(problems_frame([]), run_dir.output("data/rejected.parquet"))
+    write_json(run_dir.output("data/label_maps.json"), {})
+    write_json(run_dir.output("data/ground_truth/benchmark.json"), {
+        "graph": {"nodes": list(bench.graph.index), "adjacency": bench.graph.to_numpy().tolist()},
+        "blocks": {block: values.tolist() for block, values in bench.latents.items() if values.shape[1]},
+    })
+    return {"source": "variant_digits", "dataset": "variant_digits", "persons": n, "rejected_rows": 0,
+            "other_problems": 0, "measurements": files}
 
 
 def _ingest_synthetic(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, dict[str, Any]]:
@@ -193,6 +224,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     data = config.data
     if data.source not in SOURCES:
         raise ValueError(f"data.source must be one of {SOURCES}, got {data.source!r}")
+    if data.source == "variant_digits":
+        return _ingest_variant_digits(data, run_dir)
     ingest = {"synthetic": _ingest_synthetic, "raw": _ingest_raw, "release": _ingest_release}[data.source]
     result, extra = ingest(data, run_dir)
 

@@ -693,6 +693,7 @@ def make_variant_digits(
     mnist_path: str | Path | None = None,
     fashion_path: str | Path | None = None,
     pixel_noise: float = 0.05,
+    exemplars: str = "per_measurement",
 ) -> MultimodalBenchmark:
     """The "variant digits" CRL benchmark (SPEC §4) from real handwritten digits.
 
@@ -740,10 +741,11 @@ def make_variant_digits(
     }
     modalities, noise = {}, {}
     for modality, images in sources.items():
-        picks = images[rng.integers(len(images), size=n)]
+        shared_picks = images[rng.integers(len(images), size=n)]
         modalities[modality], noise[modality] = [], []
         for k in range(measurements):
             eta = rng.uniform(-1, 1, size=(n, 2))
+            picks = images[rng.integers(len(images), size=n)] if exemplars == "per_measurement" else shared_picks
             colour = _COLOURS[k % len(_COLOURS)]
             out = np.empty((n, image_size, image_size, 3), dtype=np.float32)
             for i in range(n):
