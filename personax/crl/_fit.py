@@ -129,6 +129,7 @@ def _config_from_json(fields: Mapping[str, Any]) -> CRLConfig:
         raise ValueError(f"config.json has unknown fields {unknown}")
     values = dict(fields)
     values["hidden"] = tuple(int(v) for v in values.get("hidden", ()))
+    values["image_shapes"] = {str(k): tuple(int(d) for d in v) for k, v in values.get("image_shapes", {}).items()}
     for name in ("latent_dims", "measurements", "input_dims"):
         values[name] = {str(k): int(v) for k, v in values[name].items()}
     return CRLConfig(**values)
@@ -211,6 +212,15 @@ def fit(
     n = _check_modalities(modalities, latent_dims)
     if "hidden" in overrides:
         overrides["hidden"] = tuple(int(h) for h in overrides["hidden"])
+    shapes = {str(m): tuple(int(d) for d in shape) for m, shape in dict(overrides.pop("image_shapes", None) or {}).items()}
+    for m, shape in shapes.items():
+        if m not in latent_dims or len(shape) != 3:
+            raise ValueError(f"image_shapes[{m!r}] = {shape}: needs a modality name and (height, width, channels)")
+        width = int(np.prod(shape))
+        if np.asarray(modalities[m][0]).reshape(n, -1).shape[1] != width:
+            raise ValueError(f"image_shapes[{m!r}] = {shape} has {width} values but the measurements have "
+                             f"{np.asarray(modalities[m][0]).reshape(n, -1).shape[1]}")
+    overrides["image_shapes"] = shapes
     config = CRLConfig(
         shared_dim=int(shared_dim),
         latent_dims={m: int(d) for m, d in latent_dims.items()},

@@ -62,6 +62,9 @@ class CRLConfig:
             either way; a NOTEARS penalty makes the graph acyclic and the fit
             breaks any remaining cycle at its weakest edge) or "fixed" (index order).
             Blocks are always in the given causal order and nothing points into s.
+        image_shapes: modality -> (height, width, channels) for modalities whose
+            measurements are images (flattened rows): those get a small conv-net
+            encoder and decoder instead of MLPs.
         restarts: Independent initialisations trained side by side (vmapped); the
             one with the best validation ELBO is kept.
         acyclicity: Final weight of the NOTEARS penalty tr(exp(A*A)) - d (ramped up
@@ -91,6 +94,7 @@ class CRLConfig:
     within_block_order: str = "learned"
     acyclicity: float = 50.0
     restarts: int = 1
+    image_shapes: dict[str, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
     beta: float = 1.0
     seed: int = 0
 
@@ -129,6 +133,39 @@ class CRLConfig:
         return mask
 
 
+class ConvEncoder(nn.Module):
+    """Two stride-2 convolutions and an MLP head, for flattened images."""
+
+    shape: tuple[int, int, int]
+    hidden: int
+    out: int
+
+    @nn.compact
+    def __call__(self, x):
+        x = x.reshape((x.shape[0], *self.shape))
+        for channels in (32, 64):
+            x = nn.elu(nn.Conv(channels, (3, 3), strides=(2, 2))(x))
+        x = nn.elu(nn.Dense(self.hidden)(x.reshape((x.shape[0], -1))))
+        return nn.Dense(self.out)(x)
+
+
+class ConvDecoder(nn.Module):
+    """An MLP and two stride-2 transposed convolutions back to the flattened image."""
+
+    shape: tuple[int, int, int]
+    hidden: int
+
+    @nn.compact
+    def __call__(self, x):
+        height, width, channels = self.shape
+        h4, w4 = -(-height // 4), -(-width // 4)
+        x = nn.elu(nn.Dense(self.hidden)(x))
+        x = nn.elu(nn.Dense(h4 * w4 * 64)(x)).reshape((x.shape[0], h4, w4, 64))
+        x = nn.elu(nn.ConvTranspose(32, (3, 3), strides=(2, 2))(x))
+        x = nn.ConvTranspose(channels, (3, 3), strides=(2, 2))(x)
+        return x[:, :height, :width, :].reshape((x.shape[0], -1))
+
+
 class MLP(nn.Module):
     """ELU multilayer perceptron."""
 
@@ -165,10 +202,19 @@ class CausalMultimodalVAE(nn.Module):
     def setup(self):
         c = self.config
         self.keys = measurement_keys(c)
-        self.encoders = {
-            f"{m}_{k}": MLP((*c.hidden, 2 * (c.shared_dim + c.latent_dims[m] + c.noise_dim))) for m, k in self.keys
-        }
-        self.decoders = {f"{m}_{k}": MLP((*reversed(c.hidden), c.input_dims[m])) for m, k in self.keys}
+        def encoder(m):
+            out = 2 * (c.shared_dim + c.latent_dims[m] + c.noise_dim)
+            if m in c.image_shapes:
+                return ConvEncoder(tuple(c.image_shapes[m]), c.hidden[-1], out)
+            return MLP((*c.hidden, out))
+
+        def decoder(m):
+            if m in c.image_shapes:
+                return ConvDecoder(tuple(c.image_shapes[m]), c.hidden[-1])
+            return MLP((*reversed(c.hidden), c.input_dims[m]))
+
+        self.encoders = {f"{m}_{k}": encoder(m) for m, k in self.keys}
+        self.decoders = {f"{m}_{k}": decoder(m) for m, k in self.keys}
         self.log_sigma_x = self.param("log_sigma_x", nn.initializers.zeros, (len(self.keys),))
         d, h = c.total_latent, c.mechanism_hidden
         self.adjacency = self.param("adjacency", nn.initializers.uniform(0.2), (d, d))

@@ -143,3 +143,19 @@ def test_data_parallel_over_two_cpu_devices(tmp_path):
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and "ok 3" in result.stdout, result.stderr[-3000:]
+
+
+def test_image_modalities_get_conv_nets_and_reload(tmp_path):
+    from personax.data.synthetic import make_variant_digits
+
+    digits = make_variant_digits(80, seed=0, image_size=8)
+    shapes = {"digit": (8, 8, 3), "fashion": (8, 8, 3)}
+    model = fit(digits.modalities, latent_dims={"digit": 2, "fashion": 2}, shared_dim=0, seed=0,
+                max_epochs=2, hidden=(16,), noise_dim=2, image_shapes=shapes)
+    assert any("Conv" in name for name in model.params["encoders_digit_0"])  # a conv net, not an MLP
+    model.save_pretrained(tmp_path / "conv")
+    loaded = load_pretrained(tmp_path / "conv")
+    assert loaded.config.image_shapes == shapes
+    np.testing.assert_array_equal(loaded.encode(digits.modalities)["digit"], model.encode(digits.modalities)["digit"])
+    with pytest.raises(ValueError, match=r"image_shapes\['digit'\] = \(9, 9, 3\) has 243 values"):
+        fit(digits.modalities, latent_dims={"digit": 2, "fashion": 2}, shared_dim=0, image_shapes={"digit": (9, 9, 3)})
