@@ -256,11 +256,11 @@ def fit(
     # `restarts` independent initialisations train side by side (vmapped); the one with the
     # best validation ELBO is kept (model selection on the validation split only).
     restarts = max(1, int(config.restarts))
-    params = jax.vmap(lambda k: _init_params(config, k))(jax.random.split(init_key, restarts))
+    params = jax.jit(jax.vmap(lambda k: _init_params(config, k)))(jax.random.split(init_key, restarts))
     # Cosine decay to a tenth over max_epochs: the late epochs refine instead of jitter.
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.max_epochs * n_batches, alpha=0.1)
     optimizer = optax.adam(schedule)
-    opt_state = jax.vmap(optimizer.init)(params)
+    opt_state = jax.jit(jax.vmap(optimizer.init))(params)
     train = {k: jnp.asarray(v[train_rows]) for k, v in data.items()}
     val = {k: jnp.asarray(v[splits["val"]]) for k, v in data.items()}
     if sharding is not None:
