@@ -204,14 +204,14 @@ def save_diagnostics(
         import matplotlib.pyplot as plt
 
         matrix = np.asarray(matrix, float)
-        fig, ax = plt.subplots(figsize=(1.0 + 0.6 * matrix.shape[1], 1.0 + 0.5 * matrix.shape[0]))
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.0 + 0.6 * matrix.shape[1]), max(3.0, 1.0 + 0.5 * matrix.shape[0])))
         image = ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(1.0, float(np.nanmax(matrix))))
         for (i, j), value in np.ndenumerate(matrix):
             ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
                     color="white" if value > 0.6 else "black")
         ax.set_xticks(range(matrix.shape[1]), list(col_labels) or range(matrix.shape[1]), rotation=45, ha="right")
         ax.set_yticks(range(matrix.shape[0]), list(row_labels) or range(matrix.shape[0]))
-        ax.set_title(title or name)
+        ax.set_title(title or name, fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.046)
         fig.tight_layout()
         paths["png"] = directory / f"{name}.png"

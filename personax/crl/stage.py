@@ -250,8 +250,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                 recovery["all"][f"shd_{label}_graph"] = D.shd(matched, true_graph.to_numpy(), threshold=0.0)
         write_json(run_dir.output("crl/recovery.json"), recovery)
         corr = D.correlation_matrix(stacked[test], np.concatenate([truth[b] for b in truth], axis=1)[test])
+        true_labels = (list(true_graph.index) if true_graph is not None else
+                       [f"{block}{i + 1}" for block in truth for i in range(truth[block].shape[1])])
         D.save_diagnostics(run_dir.path / "crl", "mcc", {"blocks": recovery}, matrix=corr, row_labels=names,
-                           title="|corr| learned (rows) vs planted (columns), test split")
+                           col_labels=true_labels, title="|corr| learned (rows)\nvs planted (columns), test split")
         run_dir.output("crl/mcc.json")
         run_dir.output("crl/mcc.png")
         metrics["recovery"] = recovery
