@@ -123,6 +123,14 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def write_npy(path: str | os.PathLike[str], array: Any) -> None:
+    """Writes ``array`` as ``.npy`` (no pickled objects), atomically."""
+    import numpy as np
+
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
+        np.save(handle, np.asarray(array), allow_pickle=False)
+
+
 def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):  # numpy scalars
         return obj.item()

@@ -22,6 +22,7 @@ from sklearn.decomposition import PCA, FastICA
 from personax.crl import diagnostics as D
 from personax.crl import fit, fit_reference
 from personax.crl._fit import _split
+from personax.crl._model import CRLConfig
 from personax.data.synthetic import make_multimodal_numeric, make_variant_digits
 
 RESULTS = Path(__file__).parent / "results"
@@ -82,8 +83,6 @@ def main() -> None:
                 model = fit_reference(bench.modalities, latent_dims=dims, shared_dim=shared, seed=seed)
                 latents, splits, graph = model.encode(bench.modalities), model.splits, model.graph().to_numpy()
             else:
-                from personax.crl._model import CRLConfig
-
                 splits = _split(len(bench.latents["shared"]), CRLConfig(0, {}, {}, {}, seed=seed))  # the models' splits
                 flat = np.concatenate([x for arrays in bench.modalities.values() for x in arrays], axis=1)
                 k = shared + sum(dims.values())

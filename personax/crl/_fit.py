@@ -48,6 +48,19 @@ def _check_modalities(modalities: Mapping[str, Sequence[np.ndarray]], latent_dim
     return sizes.pop()
 
 
+def _data_fields(modalities: Mapping[str, Sequence[np.ndarray]], latent_dims: Mapping[str, int], shared_dim: int,
+                 seed: int) -> tuple[int, dict[str, Any]]:
+    """Checks the inputs; returns the row count and the config fields read off the data."""
+    n = _check_modalities(modalities, latent_dims)
+    return n, {
+        "shared_dim": int(shared_dim),
+        "latent_dims": {m: int(d) for m, d in latent_dims.items()},
+        "measurements": {m: len(modalities[m]) for m in latent_dims},
+        "input_dims": {m: int(np.asarray(modalities[m][0]).reshape(n, -1).shape[1]) for m in latent_dims},
+        "seed": int(seed),
+    }
+
+
 def _flatten(modalities: Mapping[str, Sequence[np.ndarray]], config: CRLConfig) -> dict[str, np.ndarray]:
     return {f"{m}_{k}": np.asarray(modalities[m][k], np.float32).reshape(len(modalities[m][k]), -1)
             for m, k in measurement_keys(config)}
@@ -209,26 +222,17 @@ def fit(
         the validation split only; the test split is never looked at).
     """
     latent_dims = dict(latent_dims)
-    n = _check_modalities(modalities, latent_dims)
+    n, fields = _data_fields(modalities, latent_dims, shared_dim, seed)
     if "hidden" in overrides:
         overrides["hidden"] = tuple(int(h) for h in overrides["hidden"])
     shapes = {str(m): tuple(int(d) for d in shape) for m, shape in dict(overrides.pop("image_shapes", None) or {}).items()}
     for m, shape in shapes.items():
         if m not in latent_dims or len(shape) != 3:
             raise ValueError(f"image_shapes[{m!r}] = {shape}: needs a modality name and (height, width, channels)")
-        width = int(np.prod(shape))
-        if np.asarray(modalities[m][0]).reshape(n, -1).shape[1] != width:
-            raise ValueError(f"image_shapes[{m!r}] = {shape} has {width} values but the measurements have "
-                             f"{np.asarray(modalities[m][0]).reshape(n, -1).shape[1]}")
-    overrides["image_shapes"] = shapes
-    config = CRLConfig(
-        shared_dim=int(shared_dim),
-        latent_dims={m: int(d) for m, d in latent_dims.items()},
-        measurements={m: len(modalities[m]) for m in latent_dims},
-        input_dims={m: int(np.asarray(modalities[m][0]).reshape(n, -1).shape[1]) for m in latent_dims},
-        seed=int(seed),
-        **overrides,
-    )
+        if fields["input_dims"][m] != int(np.prod(shape)):
+            raise ValueError(f"image_shapes[{m!r}] = {shape} has {int(np.prod(shape))} values but the measurements "
+                             f"have {fields['input_dims'][m]}")
+    config = CRLConfig(**fields, image_shapes=shapes, **overrides)
     splits = _split(n, config)
     flat = _flatten(modalities, config)
     train_rows = splits["train"]

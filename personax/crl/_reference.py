@@ -85,7 +85,7 @@ import optax
 import pandas as pd
 from flax import serialization
 
-from personax.crl._fit import _check_modalities, _split
+from personax.crl._fit import _data_fields, _split
 from personax.crl._model import CRLConfig, MLP
 
 FORMAT = "personax-crl-reference-v1"
@@ -426,7 +426,7 @@ def fit_reference(
         The checkpoint chosen by ``selection``; trained on the training split only.
     """
     latent_dims = dict(latent_dims)
-    n = _check_modalities(modalities, latent_dims)
+    n, fields = _data_fields(modalities, latent_dims, shared_dim, seed)
     known = {f.name for f in dataclasses.fields(ReferenceConfig)} - {"shared_dim", "latent_dims", "measurements",
                                                                        "input_dims", "seed"}
     unknown = sorted(set(overrides) - known)
@@ -434,14 +434,7 @@ def fit_reference(
         raise ValueError(f"unknown reference option(s) {unknown}; valid: {sorted(known)}")
     if "hidden" in overrides:
         overrides["hidden"] = tuple(int(h) for h in overrides["hidden"])
-    config = ReferenceConfig(
-        shared_dim=int(shared_dim),
-        latent_dims={m: int(d) for m, d in latent_dims.items()},
-        measurements={m: len(modalities[m]) for m in latent_dims},
-        input_dims={m: int(np.asarray(modalities[m][0]).reshape(n, -1).shape[1]) for m in latent_dims},
-        seed=int(seed),
-        **overrides,
-    )
+    config = ReferenceConfig(**fields, **overrides)
     if config.selection not in ("validation", "last", "in_sample"):
         raise ValueError(f"selection must be 'validation', 'last' or 'in_sample', got {config.selection!r}")
     if config.selection == "in_sample":

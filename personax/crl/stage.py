@@ -124,18 +124,23 @@ def _truth_blocks(run_dir: RunDir, persons: pd.DataFrame, complete: np.ndarray) 
     return blocks, None
 
 
-def load_measurement(run_dir: RunDir, spec: str, persons: pd.DataFrame) -> np.ndarray:
+def load_measurement(run_dir: RunDir, spec: str, persons: pd.DataFrame,
+                     tables: dict[str, pd.DataFrame] | None = None) -> np.ndarray:
     """One measurement, rows in the order of ``persons``.
 
     ``spec`` is an ``.npy`` file (one row per person) or ``table.parquet:pattern``:
     the columns of a parquet table (with ``person_id``) matching a shell-style
     pattern, e.g. ``traits/scores.parquet:trait_sima_?`` for one rater's five scores.
+    ``tables`` caches parquet tables across calls (several raters share one file).
     """
     import fnmatch
 
     if ":" in spec and spec.split(":", 1)[0].endswith(".parquet"):
         file, pattern = spec.split(":", 1)
-        table = pd.read_parquet(run_dir.input(file, producer="traits"))
+        tables = {} if tables is None else tables
+        if file not in tables:
+            tables[file] = pd.read_parquet(run_dir.input(file, producer="traits"))
+        table = tables[file]
         columns = [c for c in table.columns if fnmatch.fnmatchcase(str(c), pattern)]
         if not columns or "person_id" not in table.columns:
             raise ValueError(f"{file}: no columns match {pattern!r} (or no person_id column); columns are {list(table.columns)[:20]}")
@@ -152,8 +157,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     options = config.crl
     persons = pd.read_parquet(run_dir.input("data/persons.parquet", producer="ingest"))
     modalities: dict[str, list[np.ndarray]] = {}
+    tables: dict[str, pd.DataFrame] = {"data/persons.parquet": persons}  # already read above
     for modality, files in options.modalities.items():
-        modalities[modality] = [load_measurement(run_dir, str(file), persons) for file in files]
+        modalities[modality] = [load_measurement(run_dir, str(file), persons, tables) for file in files]
     complete = np.ones(len(persons), dtype=bool)
     for arrays in modalities.values():
         for array in arrays:
@@ -243,8 +249,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             # Every block has a planted counterpart: match latents to true nodes and score the graph.
             learned_all = np.concatenate([latents[b] for b in order if latents[b].shape[1]], axis=1)
             true_all = np.concatenate([truth[b] for b in order if b in truth], axis=1)
-            assignment = D.mcc(learned_all[train], true_all[train], learned_all[test], true_all[test])["assignment"]
-            recovery["all"] = {"mcc": D.mcc(learned_all[train], true_all[train], learned_all[test], true_all[test])["mcc"]}
+            matching = D.mcc(learned_all[train], true_all[train], learned_all[test], true_all[test])
+            assignment = matching["assignment"]
+            recovery["all"] = {"mcc": matching["mcc"]}
             for label, adjacency in (("learned", graph), ("pc", pc_graph)):
                 matched = D.permute_graph(adjacency.to_numpy(), assignment)
                 recovery["all"][f"shd_{label}_graph"] = D.shd(matched, true_graph.to_numpy(), threshold=0.0)

@@ -39,7 +39,7 @@ from personax.data.schema import (
     problems_frame,
     validate_persons,
 )
-from personax.pipeline import RunDir, atomic_path, write_json
+from personax.pipeline import RunDir, atomic_path, write_json, write_npy
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,7 @@ def _ingest_variant_digits(data: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     files = {}
     for modality, arrays in bench.modalities.items():
         for k, array in enumerate(arrays):
-            path = run_dir.output(f"data/variant_digits/{modality}_{k}.npy")
-            with atomic_path(path) as tmp:
-                with open(tmp, "wb") as handle:
-                    np.save(handle, array, allow_pickle=False)
+            write_npy(run_dir.output(f"data/variant_digits/{modality}_{k}.npy"), array)
             files.setdefault(modality, []).append(f"data/variant_digits/{modality}_{k}.npy")
     persons = pd.DataFrame({"person_id": [f"digits{i:06d}" for i in range(n)], "dataset": "variant_digits"})
     _write_parquet(persons, run_dir.output("data/persons.parquet"))
@@ -199,8 +196,7 @@ def _ingest_release(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult
                         f"embedding '{name}' is missing, of the wrong length or not finite",
                         action="embedding marked missing; person kept")
             )
-        with atomic_path(out_dir / f"{name}.npy") as tmp, tmp.open("wb") as handle:
-            np.save(handle, kept.astype(np.float32), allow_pickle=False)
+        write_npy(out_dir / f"{name}.npy", kept.astype(np.float32))
     _write_parquet(index, out_dir / "index.parquet")
     result.problems = sorted([*result.problems, *problems], key=lambda p: (p.row, p.column))
     return result, {"embeddings": {k: list(v.shape) for k, v in table.embeddings.items()}}

@@ -30,7 +30,7 @@ from personax.embeddings._cache import EmbeddingCache
 from personax.embeddings._clip import embed_images, load_clip, zero_shot_face_attributes
 from personax.embeddings._privacy import PrivacyTransform
 from personax.embeddings._text import clip_text, embed_texts, sentence_transformer
-from personax.pipeline import RunDir, atomic_path, write_json
+from personax.pipeline import RunDir, atomic_path, write_json, write_npy
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,6 @@ RANDOM_WEIGHTS_WARNING = (
     "carry only low-level visual information, and zero-shot face attributes from them are meaningless. "
     "Give embeddings.image.checkpoint=/path/to/weights.safetensors for real ones."
 )
-
-
-def _save_npy(array: np.ndarray, path: Path) -> None:
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        np.save(handle, array, allow_pickle=False)
 
 
 def _save_parquet(frame: pd.DataFrame, path: Path) -> None:
@@ -71,7 +66,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             max_bytes=int(image.max_image_bytes), max_pixels=int(image.max_image_pixels),
         )
         image_vectors = arrays["image"] = result.vectors
-        _save_npy(result.vectors, run_dir.output("embeddings/image.npy"))
+        write_npy(run_dir.output("embeddings/image.npy"), result.vectors)
         _save_parquet(
             pd.DataFrame({"person_id": persons.person_id, "row": np.arange(len(persons)),
                           "image_sha256": result.hashes, "status": [r or "ok" for r in result.reasons]}),
@@ -107,7 +102,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             texts = [t if isinstance(t, str) else None for t in aligned[source.column]]
             result = embed_texts(texts, encoder, cache, desc=f"embedding {name}")
             arrays[f"text_{name}"] = result.vectors
-            _save_npy(result.vectors, run_dir.output(f"embeddings/text_{name}.npy"))
+            write_npy(run_dir.output(f"embeddings/text_{name}.npy"), result.vectors)
             _save_parquet(
                 pd.DataFrame({"person_id": persons.person_id, "row": np.arange(len(persons)),
                               "text_sha256": result.hashes, "status": ["ok" if h else "no text" for h in result.hashes]}),
@@ -133,7 +128,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         seed = int.from_bytes(__import__("hashlib").sha256(seed_text.encode()).digest()[:8], "little")
         for name, array in arrays.items():
             transform = PrivacyTransform.from_seed(array.shape[1], seed, elementwise=bool(options.privacy.elementwise))
-            _save_npy(transform.transform(array).astype(np.float32), run_dir.output(f"embeddings/private/{name}.npy"))
+            write_npy(run_dir.output(f"embeddings/private/{name}.npy"), transform.transform(array).astype(np.float32))
         info["privacy"] = {"transformed": sorted(arrays), "elementwise": bool(options.privacy.elementwise)}
 
     write_json(run_dir.output("embeddings/info.json"), info)
