@@ -18,26 +18,36 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as _dt
+import fcntl
 import hashlib
 import importlib
 import json
 import logging
 import os
+import stat as _stat
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from personax import __version__
+from personax import artifacts as A
+from personax.artifacts import Artifact, write_json
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.json"
+LOCK_NAME = ".personax.lock"
+
+
+def _crl_measurements(config: DictConfig) -> list[Artifact]:
+    """The artifacts ``crl.modalities`` names (so a crl run on trait scores requires ``traits``)."""
+    modalities = (config.get("crl") or {}).get("modalities") or {}
+    return [A.parse_reference(str(ref))[0] for refs in modalities.values() for ref in refs]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,33 +60,70 @@ class StageSpec:
             pipeline that does not use a heavy stage never imports its libraries.
         config_keys: Top-level config keys whose values the stage depends on; they
             make up its config hash.
-        requires: Stages whose outputs this stage reads.
+        inputs: Artifacts the stage cannot run without; their writers are the stages
+            it requires.
+        optional_inputs: Artifacts it reads when they exist (ground truth, zero-shot
+            face attributes, ...). Their writers must not run after it.
+        config_inputs: Artifacts the config makes required (e.g. the measurements
+            named in ``crl.modalities``); each must also be a declared input.
     """
 
     name: str
     target: str
     config_keys: tuple[str, ...]
-    requires: tuple[str, ...] = ()
+    inputs: tuple[Artifact, ...] = ()
+    optional_inputs: tuple[Artifact, ...] = ()
+    config_inputs: Callable[[DictConfig], list[Artifact]] | None = None
+
+    @property
+    def outputs(self) -> tuple[Artifact, ...]:
+        """Every artifact this stage writes (declared once, in :mod:`personax.artifacts`)."""
+        return tuple(a for a in A.ARTIFACTS.values() if a.writer == self.name)
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Stages whose outputs this stage cannot run without (derived from ``inputs``)."""
+        return tuple(dict.fromkeys(a.writer for a in self.inputs if a.writer != self.name))
+
+    def reads(self, item: Artifact) -> bool:
+        return item in self.inputs or item in self.optional_inputs
+
+    def needs(self, config: DictConfig) -> tuple[Artifact, ...]:
+        """Required inputs under ``config``."""
+        extra = self.config_inputs(config) if self.config_inputs else []
+        for item in extra:
+            if not self.reads(item):
+                raise PipelineError(f"stage '{self.name}' cannot read artifact '{item.name}' ({item.path}); "
+                                    f"it reads {sorted(a.name for a in (*self.inputs, *self.optional_inputs))}")
+        return tuple(dict.fromkeys([*self.inputs, *extra]))
 
     def load(self) -> Callable[[DictConfig, RunDir], Mapping[str, Any] | None]:
         module_name, _, function_name = self.target.partition(":")
         return getattr(importlib.import_module(module_name), function_name)
 
 
-# Later stages (embeddings, traits, independence, crl, report) add one line here.
+_DATA = (A.PERSONS, A.LABEL_MAPS, A.REJECTED)
+_TRUTH = (A.GROUND_TRUTH, A.BENCHMARK_TRUTH)
+
 STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in [
         StageSpec("ingest", "personax.data.stage:run", config_keys=("data",)),
-        StageSpec("embeddings", "personax.embeddings.stage:run", config_keys=("embeddings",), requires=("ingest",)),
-        # crl reads whatever crl.modalities names (embeddings, or a benchmark's arrays from ingest).
-        StageSpec("crl", "personax.crl.stage:run", config_keys=("crl",), requires=("ingest",)),
-        StageSpec("independence", "personax.independence.stage:run", config_keys=("independence",), requires=("ingest",)),
-        StageSpec("traits", "personax.traits.stage:run", config_keys=("traits",), requires=("ingest",)),
-        # Last: reads every other stage's outputs that exist (recorded as inputs); its config hash
-        # covers the config it prints (seed flows into each block), and `stages`, so a new stage list rebuilds it.
-        StageSpec("report", "personax.report.stage:run", requires=("ingest",),
-                  config_keys=("report", "stages", "data", "embeddings", "traits", "independence", "crl")),
+        StageSpec("traits", "personax.traits.stage:run", config_keys=("traits",), inputs=(A.PERSONS,),
+                  optional_inputs=(A.LABEL_MAPS, A.GROUND_TRUTH)),
+        StageSpec("embeddings", "personax.embeddings.stage:run", config_keys=("embeddings",), inputs=(A.PERSONS,),
+                  optional_inputs=(A.TRAIT_SCORES,)),
+        StageSpec("independence", "personax.independence.stage:run", config_keys=("independence",),
+                  inputs=(A.PERSONS, A.TRAIT_SCORES), optional_inputs=(A.FACE_ATTRIBUTE_SCORES, *_TRUTH)),
+        StageSpec("crl", "personax.crl.stage:run", config_keys=("crl",), inputs=(A.PERSONS,),
+                  optional_inputs=(A.TRAIT_SCORES, A.IMAGE_EMBEDDING, A.TEXT_EMBEDDING, A.RELEASE_EMBEDDING,
+                                   A.BENCHMARK_MEASUREMENT, A.PRIVATE_EMBEDDING, *_TRUTH),
+                  config_inputs=_crl_measurements),
+        # Last: reads whatever the other stages left. Its config hash covers the config it prints
+        # (seed flows into each block) and `stages`, so a new stage list rebuilds it.
+        StageSpec("report", "personax.report.stage:run",
+                  config_keys=("report", "stages", "data", "embeddings", "traits", "independence", "crl"),
+                  optional_inputs=tuple(a for a in A.ARTIFACTS.values() if a.writer != "report")),
     ]
 }
 
@@ -89,54 +136,11 @@ class StageInputMissing(PipelineError):
     """A stage needs a file that an earlier stage should have written."""
 
 
-# --------------------------------------------------------------------------- files
+class RunDirInUse(PipelineError):
+    """Another process is running stages in the same run directory."""
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yields a temporary path next to ``path`` and moves it into place on success.
-
-    A crash mid-write never leaves a half-written file under the final name.
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> target = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
-        >>> with atomic_path(target) as tmp:
-        ...     _ = tmp.write_text("done")
-        >>> target.read_text()
-        'done'
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Writes ``obj`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def write_npy(path: str | os.PathLike[str], array: Any) -> None:
-    """Writes ``array`` as ``.npy`` (no pickled objects), atomically."""
-    import numpy as np
-
-    with atomic_path(path) as tmp, tmp.open("wb") as handle:
-        np.save(handle, np.asarray(array), allow_pickle=False)
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+# --------------------------------------------------------------------------- fingerprints
 
 
 def sha256_file(path: Path) -> str:
@@ -147,36 +151,59 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fingerprint(path: Path, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Fingerprints a file (content SHA-256) or a folder (names, sizes, mtimes).
+def _regular_or_folder(path: Path) -> str:
+    """``file``, ``dir`` or ``special`` (a FIFO, a device: never read, it may never end)."""
+    mode = path.stat().st_mode
+    if _stat.S_ISREG(mode):
+        return "file"
+    if _stat.S_ISDIR(mode):
+        return "dir"
+    return "special"
 
-    A file whose size and mtime match ``previous`` keeps its recorded hash, so an
-    unchanged large input is not re-read on every run.
+
+def fingerprint(path: Path, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fingerprints a file or a folder by content (SHA-256), never by modification times.
+
+    A folder's digest covers each file's relative name and content, so a run directory
+    copied with ``cp -r`` (new mtimes) or moved with ``mv`` keeps its fingerprints. A file
+    whose size and mtime match ``previous`` keeps its recorded hash (an unchanged large
+    input is not re-read); a copy gets new mtimes, is re-hashed and matches by content.
+    A device or FIFO is recorded as ``special`` and never read.
     """
-    if path.is_dir():
-        digest = hashlib.sha256()
-        count = 0
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            stat = child.stat()
-            digest.update(f"{child.relative_to(path)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-            count += 1
-        return {"kind": "dir", "files": count, "digest": digest.hexdigest()}
+    kind = _regular_or_folder(path)
+    if kind == "special":
+        return {"kind": "special"}
+    if kind == "dir":
+        return {"kind": "dir", **_files_digest(sorted((p.relative_to(path).as_posix(), p) for p in path.rglob("*")
+                                                      if p.is_file() and not p.name.startswith(".")))}
     stat = path.stat()
-    if (
-        previous
-        and previous.get("kind") == "file"
-        and previous.get("size") == stat.st_size
-        and previous.get("mtime_ns") == stat.st_mtime_ns
-    ):
+    if (previous and previous.get("kind") == "file" and previous.get("size") == stat.st_size
+            and previous.get("mtime_ns") == stat.st_mtime_ns):
         return dict(previous)
     return {"kind": "file", "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha256_file(path)}
+
+
+def _files_digest(named: Iterable[tuple[str, Path]]) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    count = missing = 0
+    for name, path in named:
+        try:
+            content = sha256_file(path) if _regular_or_folder(path) == "file" else "not a regular file"
+        except OSError:
+            content = "missing"
+            missing += 1
+        digest.update(f"{name}\0{content}\n".encode())
+        count += 1
+    return {"files": count, "missing": missing, "digest": digest.hexdigest()}
 
 
 def _same_fingerprint(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     if a.get("kind") != b.get("kind"):
         return False
-    if a["kind"] == "dir":
+    if a["kind"] in ("dir", "files"):
         return a.get("digest") == b.get("digest")
+    if a["kind"] == "special":
+        return False  # a device or FIFO can change at any time: never "up to date"
     return a.get("sha256") == b.get("sha256")
 
 
@@ -184,11 +211,25 @@ def _same_fingerprint(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 class RunDir:
-    """The run directory as one stage sees it: records what it reads and writes.
+    """The run directory as one stage sees it: reads and writes declared artifacts.
+
+    Every read and write goes through an :class:`~personax.artifacts.Artifact`, is
+    recorded (the manifest fingerprints it), and is checked against the stage's
+    declaration in :data:`STAGES`: a stage reads only its declared inputs and writes
+    only its own artifacts. Writes are atomic.
 
     Args:
         path: The run directory.
-        stage: The stage using it (named in error messages).
+        stage: The stage using it (named in error messages; ``"?"`` for library use,
+            which skips the declaration checks).
+
+    Example:
+        >>> import tempfile, pandas as pd
+        >>> from personax.artifacts import PERSONS
+        >>> rd = RunDir(tempfile.mkdtemp(), stage="ingest")
+        >>> rd.write(PERSONS, pd.DataFrame({"person_id": ["p1"]}))
+        >>> RunDir(rd.path, stage="traits").read(PERSONS).person_id.tolist()
+        ['p1']
     """
 
     def __init__(self, path: str | os.PathLike[str], stage: str = "?"):
@@ -196,45 +237,101 @@ class RunDir:
         self.stage = stage
         self.inputs: dict[str, Path] = {}
         self.outputs: dict[str, Path] = {}
+        self.file_groups: dict[str, list[tuple[str, Path]]] = {}
 
-    def _key(self, path: Path) -> str:
-        try:
-            return path.relative_to(self.path).as_posix()
-        except ValueError:
-            return str(path)
+    # paths -----------------------------------------------------------------
+    def _declared(self) -> StageSpec | None:
+        return STAGES.get(self.stage)
 
-    def _resolve(self, relpath: str | os.PathLike[str]) -> Path:
-        path = Path(relpath)
-        return path if path.is_absolute() else self.path / path
+    def _check(self, item: Artifact, writing: bool) -> None:
+        spec = self._declared()
+        if spec is None:
+            return
+        if writing and item.writer != self.stage:
+            raise PipelineError(f"stage '{self.stage}' may not write '{item.name}' ({item.path}): "
+                                f"it belongs to stage '{item.writer}'")
+        if not writing and item.writer != self.stage and not spec.reads(item):
+            raise PipelineError(f"stage '{self.stage}' reads '{item.name}' ({item.path}) without declaring it "
+                                f"as an input in personax.pipeline.STAGES")
 
-    def input(self, relpath: str | os.PathLike[str], *, producer: str | None = None) -> Path:
-        """Returns the path of a file this stage reads and records it as an input.
+    def locate(self, item: Artifact, key: str | None = None) -> Path:
+        """Where ``item`` lives in this run directory (nothing recorded)."""
+        return self.path / item.relpath(key)
 
-        Args:
-            relpath: Path relative to the run directory, or an absolute path to an
-                external input (a user's bios file, an image folder).
-            producer: The stage expected to have written it (for the error message).
+    def exists(self, item: Artifact, key: str | None = None) -> bool:
+        """Whether the artifact is there (nothing recorded)."""
+        return self.locate(item, key).exists()
+
+    def keys(self, item: Artifact) -> list[str]:
+        """The members of a family present in this run directory."""
+        return item.keys_in(self.path)
+
+    # reading ---------------------------------------------------------------
+    def input_path(self, item: Artifact, key: str | None = None) -> Path:
+        """The path of an artifact this stage reads, recorded as an input.
 
         Raises:
-            StageInputMissing: The file does not exist.
+            StageInputMissing: It is not there (the message names the stage that writes it).
         """
-        path = self._resolve(relpath)
+        self._check(item, writing=False)
+        path = self.locate(item, key)
         if not path.exists():
-            hint = f": run the '{producer}' stage first" if producer else ""
             raise StageInputMissing(
-                f"stage '{self.stage}' needs {path}, which does not exist{hint}"
+                f"stage '{self.stage}' needs {item.relpath(key)} ({item.name}), which does not exist in "
+                f"{self.path}: run the '{item.writer}' stage first"
             )
-        self.inputs[self._key(path)] = path
+        self.inputs[item.relpath(key)] = path
         return path
 
-    def output(self, relpath: str | os.PathLike[str], *, directory: bool = False) -> Path:
-        """Returns the path of a file (or folder) this stage writes and records it.
+    def read(self, item: Artifact, key: str | None = None) -> Any:
+        """Reads an artifact as its typed value (a DataFrame, a dict, an array, ...)."""
+        return item.read(self.input_path(item, key))
 
-        Parent folders are created; with ``directory=True`` the folder itself too.
+    def read_optional(self, item: Artifact, key: str | None = None) -> Any:
+        """Like :meth:`read`, or ``None`` when the artifact is not there."""
+        return self.read(item, key) if self.exists(item, key) else None
+
+    def external_input(self, path: str | os.PathLike[str], what: str) -> Path:
+        """A user's file or folder outside the run directory (bios table, image root).
+
+        Raises:
+            FileNotFoundError: It does not exist or is not a regular file or folder
+                (a device or FIFO could block forever).
         """
-        path = self._resolve(relpath)
-        (path if directory else path.parent).mkdir(parents=True, exist_ok=True)
-        self.outputs[self._key(path)] = path
+        path = Path(path).expanduser().resolve()
+        if not path.exists():
+            raise FileNotFoundError(f"{what} {path} does not exist")
+        if _regular_or_folder(path) == "special":
+            raise FileNotFoundError(f"{what} {path} is not a regular file or folder (a device or pipe cannot be read "
+                                    "as data)")
+        self.inputs[str(path)] = path
+        return path
+
+    def input_files(self, label: str, paths: Mapping[str, str | os.PathLike[str]]) -> None:
+        """Records a group of files (e.g. the images the person table points at) as one input.
+
+        ``paths`` maps a stable name (the person id) to the file; its fingerprint is the
+        digest of every file's content, so replacing one image makes the stage rerun.
+        """
+        self.file_groups[label] = sorted((str(name), Path(path)) for name, path in paths.items())
+
+    # writing ---------------------------------------------------------------
+    def output_path(self, item: Artifact, key: str | None = None) -> Path:
+        """The path of an artifact this stage writes itself (a folder, a model, a figure), recorded.
+
+        Parent folders are created (a folder artifact too). Write files through
+        :func:`~personax.artifacts.atomic_path`.
+        """
+        self._check(item, writing=True)
+        path = self.locate(item, key)
+        (path if item.is_folder else path.parent).mkdir(parents=True, exist_ok=True)
+        self.outputs[item.relpath(key)] = path
+        return path
+
+    def write(self, item: Artifact, value: Any, key: str | None = None, **options: Any) -> Path:
+        """Writes ``value`` as the artifact, atomically; returns its path."""
+        path = self.output_path(item, key)
+        item.write(path, value, **options)
         return path
 
 
@@ -283,11 +380,16 @@ class Manifest:
         self.save()
 
     def is_current(self, name: str, chash: str, run_dir: Path) -> bool:
-        """True when ``name`` finished with this config and its files are unchanged."""
+        """True when ``name`` finished with this config and its files are unchanged (by content)."""
         entry = self.stages.get(name)
         if not entry or entry.get("status") != "done" or entry.get("config_hash") != chash:
             return False
         for record in [*entry.get("inputs", []), *entry.get("outputs", [])]:
+            if record.get("kind") == "files":
+                current = {"kind": "files", **_files_digest(_group_paths(record, run_dir))}
+                if not _same_fingerprint(current, record):
+                    return False
+                continue
             path = Path(record["path"])
             path = path if path.is_absolute() else run_dir / path
             if not path.exists() or not _same_fingerprint(fingerprint(path, record), record):
@@ -295,9 +397,28 @@ class Manifest:
         return True
 
 
-def _file_records(files: Mapping[str, Path], previous: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+def _relative(run_path: Path, path: Path) -> str:
+    try:
+        return path.relative_to(run_path).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _group_paths(record: Mapping[str, Any], run_dir: Path) -> list[tuple[str, Path]]:
+    """The (name, path) pairs of a recorded file group; relative paths are inside the run directory."""
+    return [(name, Path(path) if Path(path).is_absolute() else run_dir / path) for name, path in record["members"]]
+
+
+def _file_records(run_dir: RunDir, files: Mapping[str, Path], previous: Sequence[Mapping[str, Any]] = (),
+                  *, groups: Mapping[str, list[tuple[str, Path]]] | None = None) -> list[dict[str, Any]]:
+    """Fingerprint records of a stage's files (and of its file groups, e.g. the images it read)."""
     known = {rec["path"]: rec for rec in previous}
-    return [{"path": key, **fingerprint(path, known.get(key))} for key, path in sorted(files.items()) if path.exists()]
+    records = [{"path": key, **fingerprint(path, known.get(key))} for key, path in sorted(files.items())
+               if path.exists()]
+    for label, members in sorted((groups or {}).items()):
+        stored = [(name, _relative(run_dir.path, path)) for name, path in members]
+        records.append({"path": label, "kind": "files", "members": stored, **_files_digest(members)})
+    return records
 
 
 # --------------------------------------------------------------------------- runner
@@ -339,22 +460,92 @@ def run_pipeline(config: DictConfig, workdir: str | os.PathLike[str]) -> dict[st
     """
     run_path = Path(workdir).resolve()
     run_path.mkdir(parents=True, exist_ok=True)
-    specs = resolve_stages(list(config.stages))
+    specs = resolve_stages(_stage_names(config.stages))
     forced = _force_set(config.get("force", False), [spec.name for spec in specs])
     unknown_forced = forced - set(STAGES)
     if unknown_forced:
         raise PipelineError(f"force names unknown stage(s) {sorted(unknown_forced)}; known: {sorted(STAGES)}")
-    manifest = Manifest(run_path)
-    planned = [spec.name for spec in specs]
-    for spec in specs:
-        for needed in spec.requires:
-            earlier = planned[: planned.index(spec.name)]
-            if needed not in earlier and manifest.stages.get(needed, {}).get("status") != "done":
-                raise PipelineError(
-                    f"stage '{spec.name}' needs the outputs of stage '{needed}', which is neither "
-                    f"earlier in stages={planned} nor finished in {run_path}; add it to stages"
-                )
+    with _exclusive(run_path):
+        manifest = Manifest(run_path)
+        check_order(specs, config, manifest, run_path)
+        return _run_stages(specs, config, manifest, run_path, forced)
 
+
+def _stage_names(stages: Any) -> list[str]:
+    if isinstance(stages, str):  # stages=ingest would otherwise be read letter by letter
+        raise PipelineError(f"stages must be a list, e.g. stages=[{stages}], got the string {stages!r}")
+    return [str(name) for name in stages]
+
+
+class _exclusive:
+    """An exclusive lock on the run directory, held while stages run.
+
+    Two runs writing into one directory would mix their files and records; the second
+    one fails at once with the first one's pid. The OS drops the lock when the process
+    dies, so a crash never leaves the directory locked.
+    """
+
+    def __init__(self, run_path: Path):
+        self.path = run_path / LOCK_NAME
+        self.handle: Any = None
+
+    def __enter__(self) -> _exclusive:
+        self.handle = open(self.path, "a+")  # noqa: SIM115 - held for the whole run
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip() or "unknown"
+            self.handle.close()
+            raise RunDirInUse(f"run directory {self.path.parent} is in use by pid {holder}; wait for that run to "
+                              "finish or choose another directory (name=...)") from None
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.handle.write(str(os.getpid()))
+        self.handle.flush()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.handle.seek(0)
+        self.handle.truncate()
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def check_order(specs: Sequence[StageSpec], config: DictConfig, manifest: Manifest, run_path: Path) -> None:
+    """Validates the stage list against the declarations and the run directory.
+
+    Every required input's writer runs earlier in the list or has finished here, and no
+    input (required or optional) is written by a stage that runs *later* in the list:
+    that stage would read the old file and then see it replaced.
+
+    Raises:
+        PipelineError: naming the stage, the artifact and the fix.
+    """
+    planned = [spec.name for spec in specs]
+    for position, spec in enumerate(specs):
+        for item in (*spec.needs(config), *spec.optional_inputs):
+            if item.writer in planned[position + 1:]:
+                raise PipelineError(
+                    f"stage '{spec.name}' reads {item.relpath() if not item.is_family else item.path} "
+                    f"({item.name}), which stage '{item.writer}' writes after it in stages={planned}; "
+                    f"put '{item.writer}' first")
+        for item in spec.needs(config):
+            if item.writer in planned[:position] or item.writer == spec.name:
+                continue
+            if manifest.stages.get(item.writer, {}).get("status") != "done":
+                raise PipelineError(
+                    f"stage '{spec.name}' needs {item.name} ({item.path}), written by stage '{item.writer}', which "
+                    f"is neither earlier in stages={planned} nor finished in {run_path}; add it to stages")
+            writer = STAGES[item.writer]
+            recorded = manifest.stages[item.writer].get("config_hash")
+            if recorded != config_hash(config, writer.config_keys):
+                log.warning("stage %s reads %s from an earlier run of stage %s whose config differs from this one; "
+                            "add '%s' to stages to rebuild it", spec.name, item.name, item.writer, item.writer)
+
+
+def _run_stages(specs: Sequence[StageSpec], config: DictConfig, manifest: Manifest, run_path: Path,
+                forced: set[str]) -> dict[str, str]:
     statuses: dict[str, str] = {}
     for spec in specs:
         chash = config_hash(config, spec.config_keys)
@@ -379,9 +570,9 @@ def run_pipeline(config: DictConfig, workdir: str | os.PathLike[str]) -> dict[st
                 status="failed",
                 finished=_now(),
                 duration_s=round(time.perf_counter() - start, 3),
-                error=f"{type(err).__name__}: {err}",
-                inputs=_file_records(run_dir.inputs),
-                outputs=_file_records(run_dir.outputs),
+                error=describe_error(err, config),
+                inputs=_file_records(run_dir, run_dir.inputs, groups=run_dir.file_groups),
+                outputs=_file_records(run_dir, run_dir.outputs),
             )
             manifest.record(spec.name, entry)
             raise
@@ -389,11 +580,21 @@ def run_pipeline(config: DictConfig, workdir: str | os.PathLike[str]) -> dict[st
             status="done",
             finished=_now(),
             duration_s=round(time.perf_counter() - start, 3),
-            inputs=_file_records(run_dir.inputs),
-            outputs=_file_records(run_dir.outputs),
+            inputs=_file_records(run_dir, run_dir.inputs, groups=run_dir.file_groups),
+            outputs=_file_records(run_dir, run_dir.outputs),
             summary=dict(summary or {}),
         )
         manifest.record(spec.name, entry)
         log.info("stage %s: done in %.1f s", spec.name, entry["duration_s"])
         statuses[spec.name] = "done"
     return statuses
+
+
+def describe_error(err: BaseException, config: DictConfig | None = None) -> str:
+    """``Type: message`` for the manifest, with configured secrets redacted by value."""
+    text = f"{type(err).__name__}: {err}"
+    try:
+        from personax._secrets import redact
+    except ImportError:  # pragma: no cover - the redaction module is part of the package
+        return text
+    return redact(text, config)

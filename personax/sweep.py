@@ -40,7 +40,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from personax.pipeline import MANIFEST_NAME, atomic_path
+from personax import artifacts as A
+from personax.artifacts import atomic_path
+from personax.pipeline import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +51,17 @@ JOB_COLUMNS = ("job", "status", "problem")
 
 @dataclasses.dataclass(frozen=True)
 class ResultFile:
-    """A stage's result file whose numbers a summary adds to the manifest's.
+    """A stage's result artifact whose numbers a summary adds to the manifest's.
 
     Attributes:
-        path: Path in the job folder.
+        artifact: The declared artifact (a JSON file of the job's run directory).
         prefix: Metric name prefix (``<stage>`` or ``<stage>.<what>``).
         root: Key to descend into first (None: the whole file).
         keep: Top-level keys to take (None: all).
         skip: Keys left out at any depth.
     """
 
-    path: str
+    artifact: A.Artifact
     prefix: str
     root: str | None = None
     keep: tuple[str, ...] | None = None
@@ -68,9 +70,9 @@ class ResultFile:
 
 #: Result files read besides ``manifest.json``; they add the detail the stages' manifest summaries leave out.
 RESULT_FILES: tuple[ResultFile, ...] = (
-    ResultFile("crl/metrics.json", "crl"),  # the crl summary plus recovery.<block>.mcc on synthetic data
-    ResultFile("traits/reliability.json", "traits", keep=("alpha", "recovery", "discrepancy")),
-    ResultFile("level1/recovery.json", "independence.recovery", root="tests", skip=frozenset({"raters"})),
+    ResultFile(A.CRL_METRICS, "crl"),  # the crl summary plus recovery.<block>.mcc on synthetic data
+    ResultFile(A.TRAIT_RELIABILITY, "traits", keep=("alpha", "recovery", "discrepancy")),
+    ResultFile(A.LEVEL1_RECOVERY, "independence.recovery", root="tests", skip=frozenset({"raters"})),
 )
 
 #: Manifest summary numbers that repeat (rounded) what :data:`RESULT_FILES` give.
@@ -152,12 +154,12 @@ def job_metrics(job_dir: Path, manifest: Mapping[str, Any]) -> dict[str, float]:
     if metrics:
         metrics["total.duration_s"] = total
     for spec in RESULT_FILES:
-        path = job_dir / spec.path
+        path = job_dir / spec.artifact.relpath()
         if not path.is_file():
             continue
         try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            data = spec.artifact.read(path)
+        except (OSError, ValueError) as err:
             log.warning("%s: unreadable (%s), left out", path, err)
             continue
         if spec.root is not None:

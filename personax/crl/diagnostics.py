@@ -192,7 +192,7 @@ def save_diagnostics(
     title: str = "",
 ) -> dict[str, Path]:
     """Writes ``<name>.json`` and, given a matrix, ``<name>.png`` (annotated heatmap)."""
-    from personax.pipeline import atomic_path, write_json
+    from personax.artifacts import atomic_path, write_json
 
     directory = Path(directory)
     paths = {"json": directory / f"{name}.json"}

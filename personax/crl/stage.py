@@ -1,13 +1,14 @@
-"""The ``crl`` stage: fit the causal multimodal VAE on the run's embeddings.
+"""The ``crl`` stage: fit the causal multimodal VAE on the run's measurements.
 
-Reads the arrays listed in ``config.crl.modalities`` (modality -> list of
-measurement files, e.g. the image embedding, and one text embedding per rater or
-per text source) and ``data/persons.parquet``; people missing any measurement are
-left out (and counted). ``config.crl.model`` picks the model: ``personax`` (default) or
+Reads the measurements listed in ``config.crl.modalities`` (modality -> list of
+artifact references, see :func:`load_measurements`: e.g. ``image_embedding``, and
+``trait_scores:each_rater``, one text measurement per rater present in the trait
+table) and the person table; people missing any measurement are left out (and
+counted; a trait score 0, "insufficient information", is missing). ``config.crl.model`` picks the model: ``personax`` (default) or
 ``crl_reference``, the original study's design kept for comparison
 (:func:`personax.crl.fit_reference`; its ``model/`` reloads with
 ``personax.crl._reference.load_reference`` and its metrics report the study's loss,
-not an ELBO). Writes into ``crl/``:
+not an ELBO). Writes (artifacts ``crl_*``) into ``crl/``:
 
 * ``model/`` — the fitted model (``personax.load_pretrained``);
 * ``latents.parquet`` — person_id, split, and every learned latent;
@@ -33,13 +34,12 @@ from omegaconf import DictConfig, OmegaConf
 from personax.crl import diagnostics as D
 from personax.crl._fit import fit
 from personax.crl._reference import fit_reference
-from personax.pipeline import RunDir, atomic_path, write_json
+from personax import artifacts as A
+from personax.data.schema import raters_in, rater_column, TRAITS
+from personax.data.truth import planted_truth
+from personax.pipeline import RunDir
 
 log = logging.getLogger(__name__)
-
-
-def _figure_path(run_dir: RunDir, name: str) -> Path:
-    return run_dir.output(f"crl/{name}")
 
 
 def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only: bool = True) -> None:
@@ -66,7 +66,7 @@ def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only
     ax.set_ylim(-1.3, 1.3)
     ax.axis("off")
     ax.set_title(title)
-    with atomic_path(path) as tmp:
+    with A.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
     plt.close(fig)
 
@@ -98,74 +98,81 @@ def pc_on_latents(latents: np.ndarray, names: list[str], shared: int, *, alpha: 
     return pd.DataFrame(adjacency, index=names, columns=names)
 
 
-def _truth_blocks(run_dir: RunDir, persons: pd.DataFrame, complete: np.ndarray) -> tuple[dict[str, np.ndarray] | None, pd.DataFrame | None]:
-    """The planted latent blocks (rows of the kept people) and, for a benchmark, the true graph."""
-    benchmark_file = run_dir.path / "data/ground_truth/benchmark.json"
-    if benchmark_file.exists():
-        import json
-
-        payload = json.loads(run_dir.input("data/ground_truth/benchmark.json", producer="ingest").read_text())
-        nodes = payload["graph"]["nodes"]
-        graph = pd.DataFrame(payload["graph"]["adjacency"], index=nodes, columns=nodes)
-        return {b: np.asarray(v, dtype=float)[complete] for b, v in payload["blocks"].items()}, graph
-    truth_file = run_dir.path / "data/ground_truth/ground_truth.json"
-    if not truth_file.exists():
-        return None, None
-    persons = persons.loc[complete].reset_index(drop=True)
-    from personax.data.synthetic import GroundTruth
-
-    truth = GroundTruth.load(run_dir.input("data/ground_truth", producer="ingest"))
-    values = persons.merge(truth.trait_values, on="person_id", how="left")
-    blocks = {}
-    for block, columns in truth.latent_blocks.items():
-        present = [c for c in columns if c in values.columns and values[c].notna().all()]
-        if present:
-            blocks[block] = values[present].to_numpy(dtype=float)
-    return blocks, None
+EACH_RATER = "each_rater"
 
 
-def load_measurement(run_dir: RunDir, spec: str, persons: pd.DataFrame,
-                     tables: dict[str, pd.DataFrame] | None = None) -> np.ndarray:
-    """One measurement, rows in the order of ``persons``.
+def load_measurements(run_dir: RunDir, reference: str, persons: pd.DataFrame,
+                      tables: dict[str, pd.DataFrame] | None = None) -> list[tuple[str, np.ndarray]]:
+    """The measurements one reference names, rows in the order of ``persons``.
 
-    ``spec`` is an ``.npy`` file (one row per person) or ``table.parquet:pattern``:
-    the columns of a parquet table (with ``person_id``) matching a shell-style
-    pattern, e.g. ``traits/scores.parquet:trait_sima_?`` for one rater's five scores.
-    ``tables`` caches parquet tables across calls (several raters share one file).
+    ``reference`` names a declared artifact (:func:`personax.artifacts.parse_reference`):
+
+    * an array artifact, e.g. ``image_embedding``, ``text_embedding[bio]``,
+      ``release_embedding[image]``: one measurement, one row per person;
+    * a table artifact with a column pattern, e.g. ``trait_scores:trait_gpt4o_?``: one
+      measurement made of the matching columns (shell-style pattern);
+    * ``trait_scores:each_rater``: one measurement per rater present in the trait table
+      (its five ``trait_<rater>_<t>`` columns), as the study had one per LLM.
+
+    ``tables`` caches tables across calls. Returns ``(name, array)`` pairs.
     """
     import fnmatch
 
-    if ":" in spec and spec.split(":", 1)[0].endswith(".parquet"):
-        file, pattern = spec.split(":", 1)
+    item, key, columns = A.parse_reference(reference)
+    if item.format == "parquet":
+        if columns is None:
+            raise ValueError(f"crl.modalities: {reference!r} is a table; name its columns, e.g. "
+                             f"{item.name}:{EACH_RATER} or {item.name}:trait_<rater>_?")
         tables = {} if tables is None else tables
-        if file not in tables:
-            tables[file] = pd.read_parquet(run_dir.input(file, producer="traits"))
-        table = tables[file]
-        columns = [c for c in table.columns if fnmatch.fnmatchcase(str(c), pattern)]
-        if not columns or "person_id" not in table.columns:
-            raise ValueError(f"{file}: no columns match {pattern!r} (or no person_id column); columns are {list(table.columns)[:20]}")
-        aligned = persons[["person_id"]].merge(table[["person_id", *columns]], on="person_id", how="left")
-        return aligned[columns].to_numpy(dtype=np.float64)
-    array = np.load(run_dir.input(spec, producer="embeddings"), allow_pickle=False)
+        if item.name not in tables:
+            tables[item.name] = run_dir.read(item, key)
+        table = tables[item.name]
+        if "person_id" not in table.columns:
+            raise ValueError(f"{item.relpath(key)} has no person_id column")
+        if columns == EACH_RATER:
+            raters = raters_in(list(table.columns))
+            if not raters:
+                raise ValueError(f"crl.modalities: {reference!r} but {item.relpath(key)} has no rater with all five "
+                                 f"trait_<rater>_<t> columns; add a rater (traits.raters)")
+            groups = [(f"{item.name}:trait_{r}_?", [rater_column(r, t) for t in TRAITS]) for r in raters]
+        else:
+            matched = [c for c in table.columns if fnmatch.fnmatchcase(str(c), columns)]
+            if not matched:
+                raise ValueError(f"{item.relpath(key)}: no columns match {columns!r}; columns are "
+                                 f"{list(table.columns)[:20]}")
+            groups = [(reference, matched)]
+        out = []
+        for name, cols in groups:
+            aligned = persons[["person_id"]].merge(table[["person_id", *cols]], on="person_id", how="left")
+            out.append((name, aligned[cols].to_numpy(dtype=np.float64)))
+        return out
+    if columns is not None:
+        raise ValueError(f"crl.modalities: {reference!r}: {item.name} is an array; it takes no column pattern")
+    array = run_dir.read(item, key)
     if len(array) != len(persons):
-        raise ValueError(f"{spec} has {len(array)} rows but data/persons.parquet has {len(persons)}")
-    return array
+        raise ValueError(f"{item.relpath(key)} has {len(array)} rows but the person table has {len(persons)}")
+    return [(reference, np.asarray(array, dtype=np.float64).reshape(len(array), -1))]
 
 
 def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
-    """Fits the CRL model on the run's embeddings and reports diagnostics."""
+    """Fits the CRL model on the run's measurements and reports diagnostics."""
     options = config.crl
-    persons = pd.read_parquet(run_dir.input("data/persons.parquet", producer="ingest"))
+    persons = run_dir.read(A.PERSONS)
     modalities: dict[str, list[np.ndarray]] = {}
-    tables: dict[str, pd.DataFrame] = {"data/persons.parquet": persons}  # already read above
-    for modality, files in options.modalities.items():
-        modalities[modality] = [load_measurement(run_dir, str(file), persons, tables) for file in files]
+    measurement_names: dict[str, list[str]] = {}
+    tables: dict[str, pd.DataFrame] = {A.PERSONS.name: persons}  # already read above
+    for modality, references in options.modalities.items():
+        loaded = [m for ref in references for m in load_measurements(run_dir, str(ref), persons, tables)]
+        measurement_names[modality] = [name for name, _ in loaded]
+        modalities[modality] = [array for _, array in loaded]
     complete = np.ones(len(persons), dtype=bool)
     for arrays in modalities.values():
         for array in arrays:
             complete &= np.isfinite(array).all(axis=1)
-    if complete.sum() < 50:
-        raise ValueError(f"only {int(complete.sum())} people have every measurement; the crl stage needs at least 50")
+    min_people = int(options.get("min_people", 50))
+    if complete.sum() < min_people:
+        raise ValueError(f"only {int(complete.sum())} of {len(persons)} people have every measurement "
+                         f"({measurement_names}); the crl stage needs at least crl.min_people={min_people}")
     data = {m: [a[complete] for a in arrays] for m, arrays in modalities.items()}
     kept = persons.loc[complete].reset_index(drop=True)
     latent_dims = {m: int(options.latent_dims[m]) for m in options.modalities}
@@ -175,7 +182,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     fitter = fit if kind == "personax" else fit_reference
     model = fitter(data, latent_dims=latent_dims, shared_dim=int(options.shared_dim), seed=int(options.seed),
                    **OmegaConf.to_container(options.fit, resolve=True))
-    model.save_pretrained(run_dir.output("crl/model", directory=True))
+    model.save_pretrained(run_dir.output_path(A.CRL_MODEL))
     latents = model.encode(data)
     split = np.empty(len(kept), dtype=object)
     for name, rows in model.splits.items():
@@ -186,16 +193,15 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     stacked = np.concatenate([latents[b] for b in order], axis=1)
     for k, name in enumerate(names):
         table[name] = stacked[:, k]
-    with atomic_path(run_dir.output("crl/latents.parquet")) as tmp:
-        table.to_parquet(tmp, index=False)
+    run_dir.write(A.CRL_LATENTS, table)
 
     graph = model.graph()
-    write_json(run_dir.output("crl/graph.json"), {"nodes": names, "adjacency": graph.to_numpy().tolist()})
-    draw_graph(graph, _figure_path(run_dir, "graph.png"), "learned latent DAG (weights)")
+    run_dir.write(A.CRL_GRAPH, {"nodes": names, "adjacency": graph.to_numpy().tolist()})
+    draw_graph(graph, run_dir.output_path(A.CRL_GRAPH_FIGURE), "learned latent DAG (weights)")
     pc_graph = pc_on_latents(stacked[model.splits["train"]], names, int(options.shared_dim),
                              alpha=float(options.pc.alpha), test=str(options.pc.test))
-    write_json(run_dir.output("crl/pc_graph.json"), {"nodes": names, "adjacency": pc_graph.to_numpy().tolist()})
-    draw_graph(pc_graph, _figure_path(run_dir, "pc_graph.png"), f"PC on learned latents ({options.pc.test})")
+    run_dir.write(A.CRL_PC_GRAPH, {"nodes": names, "adjacency": pc_graph.to_numpy().tolist()})
+    draw_graph(pc_graph, run_dir.output_path(A.CRL_PC_GRAPH_FIGURE), f"PC on learned latents ({options.pc.test})")
 
     import matplotlib
 
@@ -215,8 +221,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     ax.set_xlabel("epoch")
     ax.legend()
     fig.tight_layout()
-    with atomic_path(_figure_path(run_dir, "training_curve.png")) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
+    run_dir.write(A.CRL_CURVE, fig, dpi=110)
     plt.close(fig)
 
     test_data = {m: [a[model.splits["test"]] for a in arrays] for m, arrays in data.items()}
@@ -224,6 +229,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         "model": kind,
         "people": int(len(kept)),
         "left_out_missing_measurement": int((~complete).sum()),
+        "measurements": measurement_names,
         "epochs": model.history[-1]["epoch"],
         **({"best_val_elbo": max(h["val_elbo"] for h in model.history), "test_elbo": model.elbo(test_data)}
            if kind == "personax" else
@@ -232,7 +238,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         "edges": int((graph.to_numpy() != 0).sum()),
         "pc_edges": int(np.triu(pc_graph.to_numpy() + pc_graph.to_numpy().T).astype(bool).sum()),
     }
-    truth, true_graph = _truth_blocks(run_dir, persons, complete)
+    planted = planted_truth(run_dir)
+    truth = planted.latent_blocks(persons, np.flatnonzero(complete)) if planted is not None else None
+    true_graph = planted.graph if planted is not None else None
     if truth:
         train, test = model.splits["train"], model.splits["test"]
         recovery: dict[str, Any] = {}
@@ -255,14 +263,14 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             for label, adjacency in (("learned", graph), ("pc", pc_graph)):
                 matched = D.permute_graph(adjacency.to_numpy(), assignment)
                 recovery["all"][f"shd_{label}_graph"] = D.shd(matched, true_graph.to_numpy(), threshold=0.0)
-        write_json(run_dir.output("crl/recovery.json"), recovery)
+        run_dir.write(A.CRL_RECOVERY, recovery)
         corr = D.correlation_matrix(stacked[test], np.concatenate([truth[b] for b in truth], axis=1)[test])
         true_labels = (list(true_graph.index) if true_graph is not None else
                        [f"{block}{i + 1}" for block in truth for i in range(truth[block].shape[1])])
-        D.save_diagnostics(run_dir.path / "crl", "mcc", {"blocks": recovery}, matrix=corr, row_labels=names,
-                           col_labels=true_labels, title="|corr| learned (rows)\nvs planted (columns), test split")
-        run_dir.output("crl/mcc.json")
-        run_dir.output("crl/mcc.png")
+        run_dir.output_path(A.CRL_MCC_FIGURE)
+        D.save_diagnostics(run_dir.output_path(A.CRL_MCC).parent, "mcc", {"blocks": recovery}, matrix=corr,
+                           row_labels=names, col_labels=true_labels,
+                           title="|corr| learned (rows)\nvs planted (columns), test split")
         metrics["recovery"] = recovery
-    write_json(run_dir.output("crl/metrics.json"), metrics)
+    run_dir.write(A.CRL_METRICS, metrics)
     return {k: v for k, v in metrics.items() if k != "recovery"}

@@ -104,6 +104,99 @@ def trait_columns(columns: Sequence[str]) -> list[str]:
     return [c for c in columns if is_trait_column(c)]
 
 
+# The Level I feature vocabulary: every person-table column that can be tested against the traits.
+FEATURE_COLUMNS: tuple[str, ...] = (
+    "height_cm", "weight_kg", "birth_year", "birth_month", "birth_day", "day_of_year", "day_sin", "day_cos",
+    "latitude", "longitude", "group", "gender", *FACE_ATTRIBUTES,
+)
+AGGREGATE_RATER = "aggregate"
+
+
+def rater_column(rater: str, trait: str) -> str:
+    """``trait_<rater>_<t>``, one rater's score of trait ``t``.
+
+    Example:
+        >>> rater_column("gpt4o", "o")
+        'trait_gpt4o_o'
+    """
+    return f"trait_{rater}_{trait}"
+
+
+def aggregate_column(trait: str) -> str:
+    """``trait_<t>``, the aggregate score of trait ``t`` (drop 0s, median over raters)."""
+    return f"trait_{trait}"
+
+
+def rater_of(column: str) -> str:
+    """``trait_<rater>_<t>`` -> rater; ``trait_<t>`` -> ``"aggregate"``.
+
+    Example:
+        >>> rater_of("trait_sima_o"), rater_of("trait_o")
+        ('sima', 'aggregate')
+    """
+    match = RATER_TRAIT_COLUMN.match(column)
+    if match:
+        return match.group(1)
+    if AGGREGATE_TRAIT_COLUMN.match(column):
+        return AGGREGATE_RATER
+    raise ValueError(f"{column!r} is not a trait column (trait_<rater>_<t> or trait_<t>)")
+
+
+def raters_in(columns: Sequence[str]) -> list[str]:
+    """Raters with all five ``trait_<rater>_<t>`` columns among ``columns``, in order of appearance.
+
+    Example:
+        >>> raters_in([f"trait_sima_{t}" for t in "ocean"] + ["trait_simb_o", "trait_o"])
+        ['sima']
+    """
+    found: dict[str, set[str]] = {}
+    for column in columns:
+        match = RATER_TRAIT_COLUMN.match(column)
+        if match:
+            found.setdefault(match.group(1), set()).add(match.group(2))
+    return [rater for rater, letters in found.items() if letters >= set(TRAITS)]
+
+
+def ordered_trait_columns(columns: Sequence[str], which: str = "all") -> list[str]:
+    """Trait columns for analysis: per rater (raters in order of appearance), then the aggregate.
+
+    Args:
+        columns: Column names of a trait table.
+        which: ``"all"`` (every rater's columns and the aggregate ``trait_<t>``),
+            ``"raters"`` or ``"aggregate"``.
+
+    Example:
+        >>> ordered_trait_columns(["trait_o", "trait_r_e", "trait_r_o", "x"])
+        ['trait_r_o', 'trait_r_e', 'trait_o']
+    """
+    if which not in ("all", "raters", "aggregate"):
+        raise ValueError(f"which trait columns: 'all', 'raters' or 'aggregate', got {which!r}")
+    present = set(columns)
+    out: list[str] = []
+    if which in ("all", "raters"):
+        raters = list(dict.fromkeys(m.group(1) for c in columns if (m := RATER_TRAIT_COLUMN.match(c))))
+        out += [rater_column(r, t) for r in raters for t in TRAITS if rater_column(r, t) in present]
+    if which in ("all", "aggregate"):
+        out += [aggregate_column(t) for t in TRAITS if aggregate_column(t) in present]
+    return out
+
+
+def insufficient_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy with trait score 0 ("insufficient information") set to missing in every trait column.
+
+    0 is not a low score; left as a number it would enter tests and models as one.
+
+    Example:
+        >>> insufficient_as_missing(pd.DataFrame({"trait_r_o": [0.0, 2.0]})).trait_r_o.tolist()
+        [nan, 2.0]
+    """
+    out = frame.copy()
+    for column in trait_columns(list(out.columns)):
+        values = pd.to_numeric(out[column], errors="coerce").astype(float)
+        out[column] = values.mask(values == 0)
+    return out
+
+
 def empty_person_table() -> pd.DataFrame:
     """An empty table with the canonical columns and dtypes (no trait columns)."""
     return _cast_canonical(pd.DataFrame({c: pd.Series([], dtype=object) for c in INPUT_COLUMNS}))

@@ -8,13 +8,14 @@
 * ``release`` — the released PersonaX parquet files, with their embeddings.
 * ``variant_digits`` — the "variant digits" CRL benchmark
   (:func:`personax.data.synthetic.make_variant_digits`): no person table to
-  validate; writes each measurement as ``data/variant_digits/<modality>_<k>.npy``
-  and the true latents and graph into ``data/ground_truth/benchmark.json``.
+  validate; writes each measurement (``benchmark_measurement[<modality>_<k>]``)
+  and the true latents and graph (``benchmark_truth``).
 
-Outputs (in the run directory): ``data/persons.parquet``, ``data/rejected.parquet``
+Outputs (artifacts declared in :mod:`personax.artifacts`): ``persons``, ``rejected``
 (problems with file, row, column and reason; written even when a strict run
-fails), ``data/label_maps.json``; plus ``data/faces/`` and ``data/ground_truth/``
-(synthetic) or ``data/release_embeddings/`` (release).
+fails), ``label_maps``; plus ``faces`` and ``ground_truth`` (synthetic) or
+``release_embedding[<name>]`` and its index (release). Synthetic faces are referenced
+relative to the run directory, so a moved or copied run directory keeps them.
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ from personax.data.schema import (
     problems_frame,
     validate_persons,
 )
-from personax.pipeline import RunDir, atomic_path, write_json, write_npy
+from personax import artifacts as A
+from personax.data.truth import BenchmarkTruth
+from personax.pipeline import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +52,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".ti
 
 def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
 
 
 def _ingest_variant_digits(data: DictConfig, run_dir: RunDir) -> dict[str, Any]:
@@ -66,16 +64,14 @@ def _ingest_variant_digits(data: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     files = {}
     for modality, arrays in bench.modalities.items():
         for k, array in enumerate(arrays):
-            write_npy(run_dir.output(f"data/variant_digits/{modality}_{k}.npy"), array)
-            files.setdefault(modality, []).append(f"data/variant_digits/{modality}_{k}.npy")
+            run_dir.write(A.BENCHMARK_MEASUREMENT, array, key=f"{modality}_{k}")
+            files.setdefault(modality, []).append(f"{A.BENCHMARK_MEASUREMENT.name}[{modality}_{k}]")
     persons = pd.DataFrame({"person_id": [f"digits{i:06d}" for i in range(n)], "dataset": "variant_digits"})
-    _write_parquet(persons, run_dir.output("data/persons.parquet"))
-    _write_parquet(problems_frame([]), run_dir.output("data/rejected.parquet"))
-    write_json(run_dir.output("data/label_maps.json"), {})
-    write_json(run_dir.output("data/ground_truth/benchmark.json"), {
-        "graph": {"nodes": list(bench.graph.index), "adjacency": bench.graph.to_numpy().tolist()},
-        "blocks": {block: values.tolist() for block, values in bench.latents.items() if values.shape[1]},
-    })
+    run_dir.write(A.PERSONS, persons)
+    run_dir.write(A.REJECTED, problems_frame([]))
+    run_dir.write(A.LABEL_MAPS, {})
+    truth = BenchmarkTruth({block: values for block, values in bench.latents.items() if values.shape[1]}, bench.graph)
+    run_dir.write(A.BENCHMARK_TRUTH, truth.to_json())
     return {"source": "variant_digits", "dataset": "variant_digits", "persons": n, "rejected_rows": 0,
             "other_problems": 0, "measurements": files}
 
@@ -91,14 +87,19 @@ def _ingest_synthetic(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResu
     )
     table = cohort.table.copy()
     if cohort.faces is not None:
-        faces_dir = run_dir.output("data/faces", directory=True)
+        faces_dir = run_dir.output_path(A.FACES)
         paths = []
         for pid, face in tqdm(zip(table.person_id, cohort.faces), total=len(table), desc="drawing faces", leave=False):
-            path = faces_dir / f"{pid}.png"
-            Image.fromarray(face).save(path, compress_level=1)
-            paths.append(str(path))
+            with A.atomic_path(faces_dir / f"{pid}.png") as tmp:
+                Image.fromarray(face).save(tmp, format="png", compress_level=1)
+            # Relative to the run directory, so a moved or copied run directory still finds its faces.
+            paths.append(f"{A.FACES.relpath()}/{pid}.png")
         table["image_path"] = paths
-    cohort.truth.save(run_dir.output("data/ground_truth", directory=True))
+        drawn = {Path(p).name for p in paths}
+        for stale in faces_dir.glob("*.png"):  # faces of an earlier, larger cohort are not this run's outputs
+            if stale.name not in drawn:
+                stale.unlink()
+    run_dir.write(A.GROUND_TRUTH, cohort.truth)
     # Derived date columns are recomputed by validation, which checks the generator too.
     table = table.drop(columns=list(DERIVED_COLUMNS))
     result = validate_persons(
@@ -107,7 +108,7 @@ def _ingest_synthetic(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResu
         dataset=data.dataset,
         label_maps=cohort.label_maps,
     )
-    return result, {"ground_truth": "data/ground_truth/ground_truth.json"}
+    return result, {"ground_truth": A.GROUND_TRUTH.relpath()}
 
 
 def _check_images(result: ValidationResult, root: Path, data: DictConfig, source: str, rows: list[int]) -> int:
@@ -150,7 +151,7 @@ def _check_images(result: ValidationResult, root: Path, data: DictConfig, source
 def _ingest_raw(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, dict[str, Any]]:
     if not data.get("bios"):
         raise FileNotFoundError("data.bios is not set: give the path of your bio table (CSV, TSV, JSONL or parquet)")
-    bios = run_dir.input(Path(data.bios).expanduser().resolve())
+    bios = run_dir.external_input(data.bios, "data.bios")
     raw = readers.read_table(bios, data.get("format", "auto"))
     frame = readers.apply_column_mapping(
         raw.frame, _container(data.get("columns")), list(data.get("ignore_columns") or []), source=raw.source
@@ -164,18 +165,19 @@ def _ingest_raw(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, di
     )
     result.problems = sorted([*raw.problems, *result.problems], key=lambda p: (p.row, p.column))
     root = Path(data.image_root).expanduser().resolve() if data.get("image_root") else bios.parent
-    if data.get("image_root"):
-        if not root.is_dir():
-            raise FileNotFoundError(f"data.image_root {root} is not a folder")
-        run_dir.input(root)
+    if data.get("image_root") and not root.is_dir():
+        raise FileNotFoundError(f"data.image_root {root} is not a folder")
     bad_images = _check_images(result, root, data, raw.source, [raw.rows[k] for k in result.kept])
+    # Every image the table points at is an input by content: replacing or deleting one reruns ingest.
+    run_dir.input_files("images referenced by the person table",
+                        dict(zip(result.table.person_id, (p for p in result.table.image_path if p is not None))))
     return result, {"bad_images": bad_images, "image_root": str(root)}
 
 
 def _ingest_release(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, dict[str, Any]]:
     path = data.get("path")
     if path and Path(path).expanduser().exists():
-        run_dir.input(Path(path).expanduser().resolve())
+        run_dir.external_input(path, "data.path")
     embeddings_spec = _container(data.get("embeddings")) or {}
     table = release.read_release(
         path, _container(data.columns), embeddings_spec, list(data.get("ignore_columns") or [])
@@ -185,7 +187,6 @@ def _ingest_release(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult
     )
     index = pd.DataFrame({"person_id": result.table.person_id, "row": np.arange(len(result.table))})
     problems = []
-    out_dir = run_dir.output("data/release_embeddings", directory=True)
     for name, array in table.embeddings.items():
         kept = array[result.kept]
         valid = np.isfinite(kept).all(axis=1) & (kept.shape[1] > 0)
@@ -196,8 +197,8 @@ def _ingest_release(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult
                         f"embedding '{name}' is missing, of the wrong length or not finite",
                         action="embedding marked missing; person kept")
             )
-        write_npy(out_dir / f"{name}.npy", kept.astype(np.float32))
-    _write_parquet(index, out_dir / "index.parquet")
+        run_dir.write(A.RELEASE_EMBEDDING, kept.astype(np.float32), key=name)
+    run_dir.write(A.RELEASE_EMBEDDING_INDEX, index)
     result.problems = sorted([*result.problems, *problems], key=lambda p: (p.row, p.column))
     return result, {"embeddings": {k: list(v.shape) for k, v in table.embeddings.items()}}
 
@@ -225,8 +226,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     ingest = {"synthetic": _ingest_synthetic, "raw": _ingest_raw, "release": _ingest_release}[data.source]
     result, extra = ingest(data, run_dir)
 
-    rejected_path = run_dir.output("data/rejected.parquet")
-    _write_parquet(problems_frame(result.problems), rejected_path)
+    rejected_path = run_dir.write(A.REJECTED, problems_frame(result.problems))
     rejected_rows = sum(p.action == "row rejected" for p in result.problems)
     if result.problems and data.get("strict", True):
         raise DataValidationError(result.problems, hint=STRICT_HINT)
@@ -237,8 +237,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     if len(result.table) == 0:
         raise DataValidationError(result.problems, hint="No valid rows are left; nothing to analyse.")
 
-    _write_parquet(result.table, run_dir.output("data/persons.parquet"))
-    write_json(run_dir.output("data/label_maps.json"), result.label_maps)
+    run_dir.write(A.PERSONS, result.table)
+    run_dir.write(A.LABEL_MAPS, result.label_maps)
     return {
         "source": data.source,
         "dataset": data.dataset,

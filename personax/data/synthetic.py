@@ -26,7 +26,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import pandas as pd
 
 from personax.data import _bios, _faces
 from personax.data.schema import FACE_ATTRIBUTES, TRAITS, date_features
+from personax.data.truth import GroundTruth
 
 KINDS = ("celeb", "athlete")
 
@@ -126,99 +126,6 @@ SIMULATED_RATERS = {
     "simb": (0.7, 0.2, 0.05),
     "simc": (0.9, -0.2, 0.10),
 }
-
-
-@dataclasses.dataclass
-class GroundTruth:
-    """What was planted in a synthetic cohort.
-
-    Attributes:
-        kind: "celeb" or "athlete".
-        seed: Generator seed.
-        features: Observed feature columns of the person table.
-        traits: Trait letters ("o", "c", "e", "a", "n"); the latent trait nodes.
-        nodes: Every variable of the SCM, with its block: "feature", "trait"
-            or "hidden".
-        edges: (parent, child, weight) for every planted edge; the weight is the
-            effect size in the child's noise standard deviations (1.0 where the
-            effect is not a single number, e.g. a lookup table).
-        latent_blocks: Latent blocks for multimodal CRL: "shared" (seen in face
-            and bio), "image" (face only), "text" (bio only).
-        direct_effects: features x traits, 1 where the feature is a parent of
-            the trait.
-        marginal_dependence: features x traits, 1 where feature and trait are
-            d-connected given nothing (an unconditional test should reject).
-        trait_values: person_id plus the true continuous value of each trait.
-        raters: Simulated rater name -> noise sd, bias and probability of 0.
-    """
-
-    kind: str
-    seed: int
-    features: list[str]
-    traits: list[str]
-    nodes: dict[str, str]
-    edges: list[tuple[str, str, float]]
-    latent_blocks: dict[str, list[str]]
-    direct_effects: pd.DataFrame
-    marginal_dependence: pd.DataFrame
-    trait_values: pd.DataFrame
-    raters: dict[str, dict[str, float]]
-
-    def adjacency(self) -> pd.DataFrame:
-        """Weighted adjacency over all nodes; entry [parent, child]."""
-        names = list(self.nodes)
-        matrix = pd.DataFrame(0.0, index=names, columns=names)
-        for parent, child, weight in self.edges:
-            matrix.loc[parent, child] = weight
-        return matrix
-
-    def save(self, directory: str | Path) -> None:
-        """Writes ``ground_truth.json`` and ``trait_values.parquet`` into ``directory``."""
-        from personax.pipeline import atomic_path, write_json
-
-        directory = Path(directory)
-        payload = {
-            "kind": self.kind,
-            "seed": self.seed,
-            "features": self.features,
-            "traits": self.traits,
-            "nodes": self.nodes,
-            "edges": [list(e) for e in self.edges],
-            "latent_blocks": self.latent_blocks,
-            "direct_effects": _matrix_to_json(self.direct_effects),
-            "marginal_dependence": _matrix_to_json(self.marginal_dependence),
-            "raters": self.raters,
-        }
-        write_json(directory / "ground_truth.json", payload)
-        with atomic_path(directory / "trait_values.parquet") as tmp:
-            self.trait_values.to_parquet(tmp, index=False)
-
-    @classmethod
-    def load(cls, directory: str | Path) -> GroundTruth:
-        """Reads what :meth:`save` wrote."""
-        directory = Path(directory)
-        payload = json.loads((directory / "ground_truth.json").read_text())
-        return cls(
-            kind=payload["kind"],
-            seed=payload["seed"],
-            features=payload["features"],
-            traits=payload["traits"],
-            nodes=payload["nodes"],
-            edges=[(p, c, float(w)) for p, c, w in payload["edges"]],
-            latent_blocks=payload["latent_blocks"],
-            direct_effects=_matrix_from_json(payload["direct_effects"]),
-            marginal_dependence=_matrix_from_json(payload["marginal_dependence"]),
-            trait_values=pd.read_parquet(directory / "trait_values.parquet"),
-            raters=payload["raters"],
-        )
-
-
-def _matrix_to_json(frame: pd.DataFrame) -> dict[str, dict[str, int]]:
-    return {row: {col: int(frame.loc[row, col]) for col in frame.columns} for row in frame.index}
-
-
-def _matrix_from_json(obj: dict[str, dict[str, int]]) -> pd.DataFrame:
-    return pd.DataFrame.from_dict(obj, orient="index").astype(int)
 
 
 @dataclasses.dataclass

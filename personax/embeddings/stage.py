@@ -1,14 +1,18 @@
 """The ``embeddings`` stage: face images and texts to vectors, zero-shot face attributes, privacy transform.
 
-Reads ``data/persons.parquet``; writes into ``embeddings/``:
+Reads the person table (and, for a text source in the trait table, ``trait_scores``) and
+every image it points at (fingerprinted by content, so a replaced image re-embeds); writes
+the artifacts declared in :mod:`personax.artifacts`:
 
-* ``image.npy`` (n x d float32, NaN rows for skipped images) and ``image_index.parquet``
+* ``image_embedding`` (n x d float32, NaN rows for skipped images) and ``image_index``
   (person_id, row, image_sha256, status: "ok" or the reason it was skipped);
-* ``text_<source>.npy`` and ``text_<source>_index.parquet`` for each text source
+* ``text_embedding[<source>]`` and ``text_index[<source>]`` for each text source
   (the bio by default);
-* ``face_attributes.parquet`` when the table has no face attributes (zero-shot CLIP);
-* ``private/<name>.npy`` when ``embeddings.privacy.enabled`` (seed from an environment variable);
-* ``info.json``: models, weights, dimensions, and warnings such as random weights.
+* ``face_attributes`` when the table has no face attributes (zero-shot CLIP), which the
+  independence stage then tests;
+* ``private_embedding[<name>]`` when ``embeddings.privacy.enabled`` (seed from an
+  environment variable);
+* ``embedding_info``: models, weights, dimensions, and warnings such as random weights.
 
 A cache shared across runs (``embeddings.cache_dir``) keys vectors by content hash and
 model, so a rerun embeds only new images and texts, and a crash loses at most one batch.
@@ -30,7 +34,8 @@ from personax.embeddings._cache import EmbeddingCache
 from personax.embeddings._clip import embed_images, load_clip, zero_shot_face_attributes
 from personax.embeddings._privacy import PrivacyTransform
 from personax.embeddings._text import clip_text, embed_texts, sentence_transformer
-from personax.pipeline import RunDir, atomic_path, write_json, write_npy
+from personax import artifacts as A
+from personax.pipeline import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -41,15 +46,24 @@ RANDOM_WEIGHTS_WARNING = (
 )
 
 
-def _save_parquet(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
+def image_files(persons: pd.DataFrame, run_dir: RunDir) -> list[str | None]:
+    """Each person's image file: relative paths are inside the run directory (synthetic faces)."""
+    if "image_path" not in persons:
+        return [None] * len(persons)
+    files: list[str | None] = []
+    for value in persons["image_path"]:
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            files.append(None)
+        else:
+            path = Path(str(value))
+            files.append(str(path if path.is_absolute() else run_dir.path / path))
+    return files
 
 
 def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     """Embeds the run's images and texts as configured in ``config.embeddings``."""
     options = config.embeddings
-    persons = pd.read_parquet(run_dir.input("data/persons.parquet", producer="ingest"))
+    persons = run_dir.read(A.PERSONS)
     cache = EmbeddingCache(Path(options.cache_dir).expanduser() / "embeddings.sqlite") if options.cache_dir else None
     info: dict[str, Any] = {"warnings": []}
     arrays: dict[str, np.ndarray] = {}
@@ -60,18 +74,19 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         image = options.image
         clip = load_clip(image.model, pretrained=image.pretrained, checkpoint=image.checkpoint,
                          seed=int(image.seed), device=options.device)
+        files = image_files(persons, run_dir)
+        run_dir.input_files("images referenced by the person table",
+                            {pid: f for pid, f in zip(persons.person_id, files) if f is not None})
         result = embed_images(
-            persons.image_path.tolist(), clip, cache,
+            files, clip, cache,
             batch_size=int(image.batch_size), num_workers=int(image.num_workers), normalize=bool(image.normalize),
             max_bytes=int(image.max_image_bytes), max_pixels=int(image.max_image_pixels),
         )
         image_vectors = arrays["image"] = result.vectors
-        write_npy(run_dir.output("embeddings/image.npy"), result.vectors)
-        _save_parquet(
-            pd.DataFrame({"person_id": persons.person_id, "row": np.arange(len(persons)),
-                          "image_sha256": result.hashes, "status": [r or "ok" for r in result.reasons]}),
-            run_dir.output("embeddings/image_index.parquet"),
-        )
+        run_dir.write(A.IMAGE_EMBEDDING, result.vectors)
+        run_dir.write(A.IMAGE_INDEX, pd.DataFrame({"person_id": persons.person_id, "row": np.arange(len(persons)),
+                                                   "image_sha256": result.hashes,
+                                                   "status": [r or "ok" for r in result.reasons]}))
         skipped = [r for r in result.reasons if r and r != "no image"]
         info["image"] = {"model": clip.key, "random_weights": clip.random_weights, "dim": int(result.vectors.shape[1]),
                          "embedded": int(np.isfinite(result.vectors).all(axis=1).sum()), "encoded_now": result.encoded,
@@ -94,20 +109,21 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             raise ValueError(f"embeddings.text.encoder must be sentence-transformers or open_clip, got {text.encoder!r}")
         info["text"] = {"model": encoder.key, "dim": encoder.dim, "sources": {}}
         for name, source in text.sources.items():
-            frame = persons if source.file == "data/persons.parquet" else pd.read_parquet(run_dir.input(source.file))
+            table = A.artifact(str(source.table))
+            if table not in (A.PERSONS, A.TRAIT_SCORES):
+                raise ValueError(f"text source '{name}': table must be persons or trait_scores, got {source.table!r}")
+            frame = persons if table is A.PERSONS else run_dir.read(table)
             if source.column not in frame.columns:
-                raise KeyError(f"text source '{name}': column {source.column!r} not in {source.file} "
+                raise KeyError(f"text source '{name}': column {source.column!r} not in {table.relpath()} "
                                f"(columns: {list(frame.columns)})")
             aligned = persons[["person_id"]].merge(frame[["person_id", source.column]], on="person_id", how="left")
             texts = [t if isinstance(t, str) else None for t in aligned[source.column]]
             result = embed_texts(texts, encoder, cache, desc=f"embedding {name}")
             arrays[f"text_{name}"] = result.vectors
-            write_npy(run_dir.output(f"embeddings/text_{name}.npy"), result.vectors)
-            _save_parquet(
-                pd.DataFrame({"person_id": persons.person_id, "row": np.arange(len(persons)),
-                              "text_sha256": result.hashes, "status": ["ok" if h else "no text" for h in result.hashes]}),
-                run_dir.output(f"embeddings/text_{name}_index.parquet"),
-            )
+            run_dir.write(A.TEXT_EMBEDDING, result.vectors, key=name)
+            run_dir.write(A.TEXT_INDEX, pd.DataFrame({
+                "person_id": persons.person_id, "row": np.arange(len(persons)), "text_sha256": result.hashes,
+                "status": ["ok" if h else "no text" for h in result.hashes]}), key=name)
             info["text"]["sources"][name] = {"embedded": sum(h is not None for h in result.hashes),
                                              "encoded_now": result.encoded}
 
@@ -117,7 +133,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         scores = zero_shot_face_attributes(image_vectors, clip)
         scores.insert(0, "person_id", persons.person_id.to_numpy())
         scores["weights"] = "random (meaningless)" if clip.random_weights else clip.key
-        _save_parquet(scores, run_dir.output("embeddings/face_attributes.parquet"))
+        run_dir.write(A.FACE_ATTRIBUTE_SCORES, scores)
         info["face_attributes"] = {"zero_shot": True, "random_weights": clip.random_weights}
 
     if options.privacy.enabled:
@@ -128,10 +144,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         seed = int.from_bytes(__import__("hashlib").sha256(seed_text.encode()).digest()[:8], "little")
         for name, array in arrays.items():
             transform = PrivacyTransform.from_seed(array.shape[1], seed, elementwise=bool(options.privacy.elementwise))
-            write_npy(run_dir.output(f"embeddings/private/{name}.npy"), transform.transform(array).astype(np.float32))
+            run_dir.write(A.PRIVATE_EMBEDDING, transform.transform(array).astype(np.float32), key=name)
         info["privacy"] = {"transformed": sorted(arrays), "elementwise": bool(options.privacy.elementwise)}
 
-    write_json(run_dir.output("embeddings/info.json"), info)
+    run_dir.write(A.EMBEDDING_INFO, info)
     if cache:
         cache.close()
     return {k: v for k, v in info.items() if k != "warnings"} | {"warnings": len(info["warnings"])}

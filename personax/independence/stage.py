@@ -1,61 +1,46 @@
 """The ``independence`` pipeline stage (Level I).
 
-Reads ``data/persons.parquet``, runs :func:`personax.independence.test_matrix` on every
-(feature, trait column) pair and writes, under the run directory:
+Reads the person table (features) and the trait table ``trait_scores`` (every rater's
+``trait_<rater>_<t>`` and the aggregate ``trait_<t>``; a score 0, "insufficient
+information", is missing there), runs :func:`personax.independence.test_matrix` on every
+(feature, trait column) pair and writes the artifacts:
 
-* ``level1/pvalues.parquet`` — the tidy table (feature, trait, test, n, statistic, p_value,
-  q_value, effect_size, status, params, rater);
-* ``level1/heatmap_<test>.png`` — features x trait columns p-value matrix per test,
+* ``level1_table`` (``level1/pvalues.parquet``) — the tidy table (feature, trait, test, n,
+  statistic, p_value, q_value, effect_size, status, params, rater, feature_source);
+* ``level1_heatmap[<test>]`` — features x trait columns p-value matrix per test,
   annotated to 3 decimals, one column group per rater separated by dashed lines;
-* ``level1/summary.md`` — dependent pairs per feature at q < alpha;
-* ``level1/recovery.json`` — on the synthetic cohort only: precision / recall / F1 of the
+* ``level1_summary`` — dependent pairs per feature at q < alpha;
+* ``level1_recovery`` — on the synthetic cohort only: precision / recall / F1 of the
   q < alpha decisions against the planted ``marginal_dependence`` matrix, per test and rater.
 
+When the person table has no face attributes and the embeddings stage scored them
+zero-shot (``face_attributes``), those are tested too, marked in ``feature_source``.
+
 Example:
-    >>> # python -m personax.run stages=[ingest,independence] +independence=default
-    >>> from personax.independence.stage import trait_columns
-    >>> trait_columns(["trait_gpt4o_o", "trait_o", "x"], r"^trait_[a-z0-9]+_[ocean]$", r"^trait_[ocean]$")
-    ['trait_gpt4o_o']
+    >>> # python -m personax.run stages=[ingest,traits,independence]
+    >>> from personax.data.schema import ordered_trait_columns
+    >>> ordered_trait_columns(["trait_gpt4o_o", "trait_o", "x"])
+    ['trait_gpt4o_o', 'trait_o']
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from personax import artifacts as A
+from personax.data.schema import FACE_ATTRIBUTES, FEATURE_COLUMNS, ordered_trait_columns, rater_of
+from personax.data.truth import planted_truth
 from personax.independence._matrix import test_matrix
 
 log = logging.getLogger(__name__)
 
-OCEAN = "ocean"
-FACE_ATTRIBUTES = ["Arched_Eyebrows", "Big_Nose", "Pointy_Nose", "Bushy_Eyebrows", "Big_Lips", "Oval_Face",
-                   "Double_Chin", "Receding_Hairline", "Narrow_Eyes", "High_Cheekbones"]
-FEATURE_COLUMNS = ["height_cm", "weight_kg", "birth_year", "birth_month", "birth_day", "day_of_year", "day_sin",
-                   "day_cos", "latitude", "longitude", "group", "gender", *FACE_ATTRIBUTES]
-GROUND_TRUTH = "data/ground_truth/ground_truth.json"
-
-
-def trait_columns(columns: Sequence[str], pattern: str, fallback: str | None) -> list[str]:
-    """Trait columns matching ``pattern`` (or ``fallback`` when none do), rater then OCEAN order."""
-    found = [c for c in columns if re.match(pattern, c)]
-    if not found and fallback:
-        found = [c for c in columns if re.match(fallback, c)]
-    raters = list(dict.fromkeys(rater_of(c) for c in found))
-    return sorted(found, key=lambda c: (raters.index(rater_of(c)), OCEAN.find(c[-1]) if c[-1] in OCEAN else 9, c))
-
-
-def rater_of(column: str) -> str:
-    """``trait_<rater>_<t>`` -> rater; ``trait_<t>`` -> ``"aggregate"``."""
-    parts = column.split("_")
-    return "_".join(parts[1:-1]) if len(parts) > 2 else "aggregate"
+FROM_TABLE = "person table"
 
 
 def _options(cfg: DictConfig, test: str) -> dict[str, Any]:
@@ -63,25 +48,53 @@ def _options(cfg: DictConfig, test: str) -> dict[str, Any]:
     return dict(OmegaConf.to_container(node, resolve=True)) if node is not None else {}
 
 
+def _trait_selection(cfg: DictConfig, scores: pd.DataFrame) -> list[str]:
+    which = cfg.get("traits", "all")
+    if OmegaConf.is_list(which) or isinstance(which, list | tuple):
+        columns = [str(c) for c in which]
+        missing = [c for c in columns if c not in scores.columns]
+        if missing:
+            raise KeyError(f"independence.traits names {missing}, not in {A.TRAIT_SCORES.relpath()}; trait columns "
+                           f"there: {ordered_trait_columns(list(scores.columns))}")
+        return columns
+    columns = ordered_trait_columns(list(scores.columns), str(which))
+    if not columns:
+        raise KeyError(f"{A.TRAIT_SCORES.relpath()} has no trait columns ({which}); it has {list(scores.columns)[:12]}: "
+                       "add a rater (traits.raters) or trait columns to your table")
+    return columns
+
+
+def _face_attributes(persons: pd.DataFrame, run_dir) -> tuple[pd.DataFrame, str | None]:
+    """The person table, with zero-shot face attributes merged in when it has none of its own."""
+    own = [c for c in FACE_ATTRIBUTES if c in persons and persons[c].notna().any()]
+    if own or not run_dir.exists(A.FACE_ATTRIBUTE_SCORES):
+        return persons, None
+    scores = run_dir.read(A.FACE_ATTRIBUTE_SCORES)
+    weights = str(scores["weights"].iloc[0]) if "weights" in scores and len(scores) else "unknown"
+    merged = persons.drop(columns=[c for c in FACE_ATTRIBUTES if c in persons]).merge(
+        scores[["person_id", *[c for c in FACE_ATTRIBUTES if c in scores]]], on="person_id", how="left")
+    return merged, f"zero-shot CLIP ({weights})"
+
+
 def run(config: DictConfig, run_dir) -> dict[str, Any]:
-    """Run Level I on the person table and write the table, heatmaps, summary and recovery."""
+    """Run Level I on the person table and the trait table; write the table, heatmaps, summary and recovery."""
     cfg = config.independence
     t0 = time.perf_counter()
-    persons = pd.read_parquet(run_dir.input("data/persons.parquet"))
+    persons, zero_shot = _face_attributes(run_dir.read(A.PERSONS), run_dir)
+    scores = run_dir.read(A.TRAIT_SCORES)
     features = list(cfg.features) if cfg.get("features") else [c for c in FEATURE_COLUMNS if c in persons.columns]
     missing = [c for c in features if c not in persons.columns]
     if missing:
-        raise KeyError(f"independence.features not in the person table: {missing}")
-    traits = trait_columns(list(persons.columns), cfg.traits, cfg.get("fallback_traits"))
-    if not traits:
-        raise KeyError(f"no trait columns match {cfg.traits!r} (or {cfg.get('fallback_traits')!r})")
-    frame = persons[features + [c for c in traits if c not in features]].copy()
-    for c in traits:  # 0 = insufficient information -> missing
-        frame[c] = frame[c].astype("Float64").mask(frame[c] == 0)
+        raise KeyError(f"independence.features not in the person table: {missing}; available: "
+                       f"{[c for c in FEATURE_COLUMNS if c in persons.columns]}")
     conditioning = list(cfg.conditioning) if cfg.get("conditioning") else None
-    if conditioning:
-        for c in conditioning:
-            frame[c] = persons[c]
+    absent = [c for c in conditioning or [] if c not in persons.columns]
+    if absent:
+        raise KeyError(f"independence.conditioning names {absent}, not in the person table; available: "
+                       f"{[c for c in persons.columns if c in FEATURE_COLUMNS]}")
+    traits = _trait_selection(cfg, scores)
+    frame = persons[["person_id", *features, *[c for c in conditioning or [] if c not in features]]].merge(
+        scores[["person_id", *traits]], on="person_id", how="left")
     tests = list(cfg.tests)
     table = test_matrix(
         frame, features, traits, tests=tests, conditioning=conditioning,
@@ -92,22 +105,26 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
         block_size=int(cfg.block_size),
     )
     table["rater"] = table["trait"].map(rater_of)
-    table.to_parquet(run_dir.output("level1/pvalues.parquet"), index=False)
+    table["feature_source"] = [zero_shot if zero_shot and f in FACE_ATTRIBUTES else FROM_TABLE
+                               for f in table["feature"]]
+    run_dir.write(A.LEVEL1_TABLE, table)
     alpha = float(cfg.alpha)
     for test in tests:
-        plot_heatmap(table[table["test"] == test], features, traits, test,
-                     run_dir.output(f"level1/heatmap_{test}.png"), alpha=alpha)
-    run_dir.output("level1/summary.md").write_text(summary_markdown(table, features, tests, alpha))
+        with A.atomic_path(run_dir.output_path(A.LEVEL1_HEATMAP, key=test)) as tmp:
+            plot_heatmap(table[table["test"] == test], features, traits, test, tmp, alpha=alpha)
+    run_dir.write(A.LEVEL1_SUMMARY, summary_markdown(table, features, tests, alpha))
     summary: dict[str, Any] = {
         "pairs": len(features) * len(traits), "features": len(features), "trait_columns": len(traits),
+        "raters": list(dict.fromkeys(rater_of(t) for t in traits)),
         "tests": {t: {"ok": int(((table.test == t) & (table.status == "ok")).sum()),
                       "dependent": int(((table.test == t) & (table.q_value < alpha)).sum())} for t in tests},
     }
-    truth_path = Path(run_dir.path) / GROUND_TRUTH
-    if truth_path.exists():
-        truth = json.loads(run_dir.input(GROUND_TRUTH).read_text())
-        recovery = score_recovery(table, truth, alpha)
-        (run_dir.output("level1/recovery.json")).write_text(json.dumps(recovery, indent=2) + "\n")
+    if zero_shot:
+        summary["face_attributes"] = zero_shot
+    truth = planted_truth(run_dir)
+    if truth is not None and truth.marginal_dependence is not None:
+        recovery = score_recovery(table, truth.marginal_dependence, alpha)
+        run_dir.write(A.LEVEL1_RECOVERY, recovery)
         summary["recovery_f1"] = {t: recovery["tests"][t]["all"]["f1"] for t in recovery["tests"]}
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     log.info("independence: %d pairs x %d tests in %.1f s", summary["pairs"], len(tests), summary["seconds"])
@@ -126,25 +143,24 @@ def _prf(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:
             "pairs": int(pred.size)}
 
 
-def score_recovery(table: pd.DataFrame, truth: dict[str, Any], alpha: float) -> dict[str, Any]:
+def score_recovery(table: pd.DataFrame, marginal_dependence: pd.DataFrame, alpha: float) -> dict[str, Any]:
     """Precision / recall / F1 of ``q < alpha`` against the planted marginal dependencies.
 
-    A trait column ``trait_<rater>_<t>`` depends on feature ``f`` iff
-    ``truth["marginal_dependence"][f][t] == 1``. Only pairs whose test ran (status ok) and whose
-    feature is in the ground truth are scored; skipped pairs are counted separately.
+    A trait column ``trait_<rater>_<t>`` (or the aggregate ``trait_<t>``) depends on feature
+    ``f`` iff ``marginal_dependence.loc[f, t] == 1``. Only pairs whose test ran (status ok) and
+    whose feature is in the ground truth are scored; skipped pairs are counted separately.
 
     Example:
         >>> t = pd.DataFrame({"feature": ["f", "g"], "trait": ["trait_r_o"] * 2, "test": ["kci"] * 2,
         ...                   "q_value": [0.001, 0.5], "status": ["ok", "ok"]})
-        >>> truth = {"marginal_dependence": {"f": {"o": 1}, "g": {"o": 0}}}
+        >>> truth = pd.DataFrame({"o": [1, 0]}, index=["f", "g"])
         >>> score_recovery(t, truth, 0.05)["tests"]["kci"]["all"]["f1"]
         1.0
     """
-    dep = truth["marginal_dependence"]
-    t = table[table["feature"].isin(dep.keys())].copy()
+    t = table[table["feature"].isin(marginal_dependence.index)].copy()
     t["letter"] = t["trait"].str[-1]
     t["rater"] = t["trait"].map(rater_of)
-    t["truth"] = [bool(dep[f].get(l, 0)) for f, l in zip(t["feature"], t["letter"])]
+    t["truth"] = [bool(marginal_dependence.loc[f].get(l, 0)) for f, l in zip(t["feature"], t["letter"])]
     out: dict[str, Any] = {"alpha": alpha, "decision": "q_value < alpha (Benjamini-Hochberg within test)",
                            "tests": {}}
     for test, sub in t.groupby("test", sort=False):

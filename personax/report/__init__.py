@@ -14,17 +14,16 @@ Example:
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from personax.pipeline import RunDir, atomic_path
+from personax import artifacts as A
+from personax.pipeline import RunDir
 from personax.report._collect import collect
 from personax.report._html import render_html
-from personax.report._markdown import FIGURES_DIR, render_markdown
+from personax.report._markdown import render_markdown
 from personax.report._model import Report
 from personax.report._provenance import config_container, redact
 
@@ -56,21 +55,13 @@ def build_report(
     options = {**DEFAULTS, **(container.get("report") or {}), **(options or {})}
     report = collect(run_dir, container, options)
 
-    figures_dir = run_dir.path / "report" / FIGURES_DIR
     wanted = {figure.name for figure in report.figures}
-    if figures_dir.is_dir():
-        for stale in figures_dir.glob("*.png"):
-            if stale.name not in wanted:
-                stale.unlink()
+    for stale in set(run_dir.keys(A.REPORT_FIGURE)) - wanted:
+        run_dir.locate(A.REPORT_FIGURE, stale).unlink()
     for figure in report.figures:
-        with atomic_path(run_dir.output(f"report/{FIGURES_DIR}/{figure.name}")) as tmp:
-            shutil.copyfile(figure.path, tmp)
-    html_path = run_dir.output("report/report.html")
-    with atomic_path(html_path) as tmp:
-        tmp.write_text(render_html(report), encoding="utf-8")
-    markdown_path = run_dir.output("report/report.md")
-    with atomic_path(markdown_path) as tmp:
-        tmp.write_text(render_markdown(report), encoding="utf-8")
+        run_dir.write(A.REPORT_FIGURE, figure.path.read_bytes(), key=figure.name)
+    html_path = run_dir.write(A.REPORT_HTML, render_html(report))
+    markdown_path = run_dir.write(A.REPORT_MD, render_markdown(report))
     notes = sum(type(b).__name__ == "Note" for s in report.sections for b in s.blocks)
     return {"html": html_path, "markdown": markdown_path, "sections": len(report.sections),
             "figures": len(report.figures), "notes": notes}

@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 
 from personax import __version__
+from personax import artifacts as A
+from personax.data.schema import TRAITS
 from personax.pipeline import MANIFEST_NAME, RunDir
 from personax.report import _provenance as prov
 from personax.report._model import (
@@ -37,7 +39,6 @@ from personax.report._model import (
 
 log = logging.getLogger(__name__)
 
-TRAITS = "ocean"
 REJECTED_COLUMNS = ["row", "person_id", "column", "value", "reason", "action", "source"]
 PAIR_COLUMNS = ["feature", "trait", "test", "n", "p_value", "q_value", "effect_size"]
 
@@ -51,33 +52,33 @@ class _Context:
         self.options = options
         self.manifest = _load_manifest(run_dir.path)
 
-    def read(self, relpath: str) -> Path | None:
-        """The path of a run-directory file, recorded as an input; None when it is not there."""
-        if not (self.run_dir.path / relpath).exists():
+    def read(self, item: A.Artifact, key: str | None = None) -> Path | None:
+        """The path of an artifact, recorded as an input; None when it is not there."""
+        if not self.run_dir.exists(item, key):
             return None
-        return self.run_dir.input(relpath)
+        return self.run_dir.input_path(item, key)
 
-    def json(self, relpath: str) -> Any:
-        path = self.read(relpath)
-        return None if path is None else _load_json(path)
+    def value(self, item: A.Artifact, key: str | None = None) -> Any:
+        """The artifact's typed value (recorded as an input); None when it is not there."""
+        return self.run_dir.read_optional(item, key)
 
-    def start(self, title: str, stage: str, relpath: str, load: Callable[[Path], Any], *,
-              stale: bool = True) -> tuple[Section, Any]:
-        """A new section and ``relpath`` loaded; ``None`` (and the note) when ``stage`` left no such file."""
+    def start(self, title: str, item: A.Artifact, *, stale: bool = True) -> tuple[Section, Any]:
+        """A new section and the artifact's value; ``None`` (and the note) when its stage left none."""
         section = Section(title)
-        path = self.read(relpath)
-        if path is None:
-            self.absent(section, stage, relpath)
+        value = self.value(item)
+        if value is None:
+            self.absent(section, item)
             return section, None
         if stale:
-            self.stale(section, stage)
-        return section, load(path)
+            self.stale(section, item.writer)
+        return section, value
 
     def stage(self, name: str) -> dict[str, Any]:
         return self.manifest.get("stages", {}).get(name) or {}
 
-    def absent(self, section: Section, stage: str, relpath: str) -> Section:
-        """Fills ``section`` with the one-line note that ``stage`` did not run (or failed)."""
+    def absent(self, section: Section, item: A.Artifact, key: str | None = None) -> Section:
+        """Fills ``section`` with the one-line note that the artifact's stage did not run (or failed)."""
+        stage, relpath = item.writer, item.relpath(key)
         record = self.stage(stage)
         if record.get("status") == "failed":
             text = f"Stage {stage} failed ({record.get('error', 'no error recorded')}), so {relpath} is missing."
@@ -94,29 +95,22 @@ class _Context:
             section.blocks.append(Note(f"The last run of stage {stage} failed ({self.stage(stage).get('error')}); "
                                        "what follows are the files an earlier run left."))
 
-    def figure(self, relpath: str, caption: str) -> Figure | None:
-        path = self.read(relpath)
+    def figure(self, item: A.Artifact, caption: str, key: str | None = None) -> Figure | None:
+        path = self.read(item, key)
         if path is None:
             return None
+        relpath = item.relpath(key)
         return Figure(path, re.sub(r"[^A-Za-z0-9._-]", "_", relpath.replace("/", "_")), caption)
 
-    def record_stage_folders(self) -> None:
-        """Records every other stage's output folders as inputs, so that a stage that
-        reruns (new files, new timings) makes the report rerun too."""
-        folders: set[str] = set()
-        for name, record in self.manifest.get("stages", {}).items():
-            if name == self.run_dir.stage:
+    def record_other_outputs(self) -> None:
+        """Records every other stage's artifacts that exist as inputs, so that a stage that
+        reruns (new files) makes the report rerun too, even for files no section shows."""
+        for item in A.ARTIFACTS.values():
+            if item.writer == self.run_dir.stage:
                 continue
-            for output in record.get("outputs", []):
-                if not Path(output["path"]).is_absolute() and "/" in output["path"]:
-                    folders.add(output["path"].split("/")[0])
-        for folder in sorted(folders):
-            if (self.run_dir.path / folder).is_dir():
-                self.run_dir.input(folder)
-
-
-def _load_json(path: Path) -> Any:
-    return json.loads(path.read_text())
+            for key in (self.run_dir.keys(item) if item.is_family else [None]):
+                if self.run_dir.exists(item, key):
+                    self.run_dir.input_path(item, key)
 
 
 def _frame_table(frame: pd.DataFrame, caption: str = "") -> Table:
@@ -132,9 +126,9 @@ def _load_manifest(run_path: Path) -> dict[str, Any]:
         return {}
 
 
-def _figures(section: Section, ctx: _Context, figures: list[tuple[str, str]]) -> None:
-    for relpath, caption in figures:
-        figure = ctx.figure(relpath, caption)
+def _figures(section: Section, ctx: _Context, figures: list[tuple[A.Artifact, str | None, str]]) -> None:
+    for item, key, caption in figures:
+        figure = ctx.figure(item, caption, key)
         if figure is not None:
             section.blocks.append(figure)
 
@@ -143,7 +137,7 @@ def _figures(section: Section, ctx: _Context, figures: list[tuple[str, str]]) ->
 
 
 def data_section(ctx: _Context) -> Section:
-    section, persons = ctx.start("Data", "ingest", "data/persons.parquet", pd.read_parquet)
+    section, persons = ctx.start("Data", A.PERSONS)
     if persons is None:
         return section
     ingest = ctx.stage("ingest").get("summary", {})
@@ -156,15 +150,17 @@ def data_section(ctx: _Context) -> Section:
     }
     if "image_path" in persons:
         facts["with an image"] = int(persons["image_path"].notna().sum())
-    if (ctx.run_dir.path / "data/ground_truth").is_dir():
-        facts["ground truth"] = "planted (synthetic cohort): data/ground_truth/"
+    if ctx.run_dir.exists(A.GROUND_TRUTH):
+        facts["ground truth"] = f"planted (synthetic cohort): {A.GROUND_TRUTH.relpath()}/"
+    elif ctx.run_dir.exists(A.BENCHMARK_TRUTH):
+        facts["ground truth"] = f"planted (variant digits): {A.BENCHMARK_TRUTH.relpath()}"
     section.blocks.append(key_value_table(facts, header=("", "")))
     section.blocks.append(Heading("Columns"))
     section.blocks.append(Table(
         ["column", "type", "non-missing"],
         [[str(c), str(persons[c].dtype), f"{int(persons[c].notna().sum())} / {len(persons)}"] for c in persons.columns],
     ))
-    label_maps = ctx.json("data/label_maps.json")
+    label_maps = ctx.value(A.LABEL_MAPS)
     if label_maps:
         section.blocks.append(Heading("Label maps"))
         limit = 12
@@ -176,13 +172,13 @@ def data_section(ctx: _Context) -> Section:
             if len(items) > limit:
                 shown += f", … ({len(items) - limit} more)"
             rows.append([str(name), str(len(items)), shown])
-        section.blocks.append(Table(["column", "labels", "codes"], rows, "data/label_maps.json"))
+        section.blocks.append(Table(["column", "labels", "codes"], rows, A.LABEL_MAPS.relpath()))
     return section
 
 
 def rejected_section(ctx: _Context) -> Section:
     # A strict run that fails writes rejected.parquet first: these are the failed run's problems.
-    section, frame = ctx.start("Rejected rows", "ingest", "data/rejected.parquet", pd.read_parquet, stale=False)
+    section, frame = ctx.start("Rejected rows", A.REJECTED, stale=False)
     if frame is None:
         return section
     if frame.empty:
@@ -202,7 +198,7 @@ def rejected_section(ctx: _Context) -> Section:
 
 
 def embeddings_section(ctx: _Context) -> Section:
-    section, info = ctx.start("Embeddings", "embeddings", "embeddings/info.json", _load_json)
+    section, info = ctx.start("Embeddings", A.EMBEDDING_INFO)
     if info is None:
         return section
     for warning in info.get("warnings", []):
@@ -213,7 +209,7 @@ def embeddings_section(ctx: _Context) -> Section:
     for name, source in (info.get("text", {}).get("sources") or {}).items():
         rows[f"text: {name}"] = {"model": info["text"].get("model"), "dim": info["text"].get("dim"), **source}
     if rows:
-        section.blocks.append(mapping_table(rows, "embedding", "embeddings/info.json"))
+        section.blocks.append(mapping_table(rows, "embedding", A.EMBEDDING_INFO.relpath()))
     for key in ("face_attributes", "privacy"):
         if key in info:
             section.blocks.append(Paragraph(f"{key.replace('_', ' ')}: {cell(info[key])}"))
@@ -221,7 +217,7 @@ def embeddings_section(ctx: _Context) -> Section:
 
 
 def traits_section(ctx: _Context) -> Section:
-    section, report = ctx.start("Trait reliability", "traits", "traits/reliability.json", _load_json)
+    section, report = ctx.start("Trait reliability", A.TRAIT_RELIABILITY)
     if report is None:
         return section
     if report.get("notes"):
@@ -253,16 +249,15 @@ def traits_section(ctx: _Context) -> Section:
     if aggregate:
         section.blocks.append(Paragraph(f"Aggregate trait_<t>: {aggregate.get('rule', '')} over "
                                         f"{cell(aggregate.get('raters', []))}."))
-    _figures(section, ctx, [("traits/reliability.png", "Trait reliability (traits/reliability.png)")])
+    _figures(section, ctx, [(A.TRAIT_RELIABILITY_FIGURE, None, "Trait reliability")])
     return section
 
 
 def independence_section(ctx: _Context) -> Section:
-    section, table = ctx.start("Level I: independence tests", "independence", "level1/pvalues.parquet",
-                               pd.read_parquet)
+    section, table = ctx.start("Level I: independence tests", A.LEVEL1_TABLE)
     if table is None:
         return section
-    recovery = ctx.json("level1/recovery.json") or {}
+    recovery = ctx.value(A.LEVEL1_RECOVERY) or {}
     alpha = float(recovery.get("alpha") or (ctx.config.get("independence") or {}).get("alpha") or 0.05)
     tests = list(dict.fromkeys(table["test"]))
     features = list(dict.fromkeys(table["feature"]))
@@ -297,39 +292,39 @@ def independence_section(ctx: _Context) -> Section:
         columns = [c for c in PAIR_COLUMNS if c in strongest]
         section.blocks.append(Heading("Strongest dependent pairs"))
         section.blocks.append(_frame_table(strongest[columns], f"{len(strongest)} of {len(dependent)}, by q-value"))
-    _figures(section, ctx, [(f"level1/heatmap_{test}.png", f"{test}: p-values, features x trait columns")
+    _figures(section, ctx, [(A.LEVEL1_HEATMAP, test, f"{test}: p-values, features x trait columns")
                             for test in tests])
     return section
 
 
 def crl_metrics_section(ctx: _Context) -> Section:
-    section, metrics = ctx.start("Level II: CRL metrics", "crl", "crl/metrics.json", _load_json)
+    section, metrics = ctx.start("Level II: CRL metrics", A.CRL_METRICS)
     if metrics is None:
         return section
     section.blocks.append(key_value_table({k: v for k, v in metrics.items() if not isinstance(v, Mapping)},
-                                          "crl/metrics.json", header=("metric", "value")))
-    recovery = ctx.json("crl/recovery.json")
+                                          A.CRL_METRICS.relpath(), header=("metric", "value")))
+    recovery = ctx.value(A.CRL_RECOVERY)
     if recovery:
         section.blocks.append(Heading("Recovery of the planted latent blocks (test split)"))
         section.blocks.append(mapping_table(recovery, "block"))
-    _figures(section, ctx, [("crl/mcc.png", "|corr| of learned (rows) vs planted (columns) latents")])
+    _figures(section, ctx, [(A.CRL_MCC_FIGURE, None, "|corr| of learned (rows) vs planted (columns) latents")])
     return section
 
 
 def graphs_section(ctx: _Context) -> Section:
     section = Section("Latent graphs")
-    if not (ctx.run_dir.path / "crl/graph.png").exists():
-        return ctx.absent(section, "crl", "crl/graph.png")
-    _figures(section, ctx, [("crl/graph.png", "Learned latent DAG (edge width ~ |weight|, red: negative)"),
-                            ("crl/pc_graph.png", "PC (causal-learn) on the learned latents")])
+    if not ctx.run_dir.exists(A.CRL_GRAPH_FIGURE):
+        return ctx.absent(section, A.CRL_GRAPH_FIGURE)
+    _figures(section, ctx, [(A.CRL_GRAPH_FIGURE, None, "Learned latent DAG (edge width ~ |weight|, red: negative)"),
+                            (A.CRL_PC_GRAPH_FIGURE, None, "PC (causal-learn) on the learned latents")])
     return section
 
 
 def curves_section(ctx: _Context) -> Section:
     section = Section("Training curves")
-    if not (ctx.run_dir.path / "crl/training_curve.png").exists():
-        return ctx.absent(section, "crl", "crl/training_curve.png")
-    _figures(section, ctx, [("crl/training_curve.png", "CRL training loss and validation ELBO per epoch")])
+    if not ctx.run_dir.exists(A.CRL_CURVE):
+        return ctx.absent(section, A.CRL_CURVE)
+    _figures(section, ctx, [(A.CRL_CURVE, None, "CRL training loss and validation ELBO per epoch")])
     return section
 
 
@@ -383,7 +378,7 @@ SECTIONS: tuple[Callable[[_Context], Section], ...] = (
 def collect(run_dir: RunDir, config: Mapping[str, Any], options: Mapping[str, Any]) -> Report:
     """Reads the run directory into a :class:`Report` (recording every file read as an input)."""
     ctx = _Context(run_dir, config, options)
-    ctx.record_stage_folders()
+    ctx.record_other_outputs()
     sections = []
     for build in SECTIONS:
         try:

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from personax import artifacts as A
 from personax.pipeline import RunDir
 from personax.report import build_report
 
@@ -21,5 +22,5 @@ from personax.report import build_report
 def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     """Builds the report from the run directory (see the module docstring)."""
     written = build_report(run_dir, config)
-    return {"html": "report/report.html", "markdown": "report/report.md",
+    return {"html": A.REPORT_HTML.relpath(), "markdown": A.REPORT_MD.relpath(),
             **{k: written[k] for k in ("sections", "figures", "notes")}}

@@ -1,7 +1,7 @@
 """The ``traits`` stage: per-rater Big Five scores, aggregates and the reliability report.
 
-Reads ``data/persons.parquet`` (and ``data/label_maps.json``; on the synthetic
-cohort also ``data/ground_truth/trait_values.parquet`` to score recovery).
+Reads the person table (and the label maps; on the synthetic cohort also the planted
+trait values, to score recovery).
 Runs every enabled rater in ``config.traits.raters``:
 
 * ``kind: lexicon`` / ``kind: embedding``: offline raters of the ``bio`` text;
@@ -10,11 +10,13 @@ Runs every enabled rater in ``config.traits.raters``:
   ``traits/requests.sqlite`` (``traits.cache.path`` moves it, e.g. to share it
   between run directories).
 
-Writes ``traits/scores.parquet``: ``person_id``, ``trait_<rater>_<t>`` for every
-rater used (the raters run here in the primary format ``traits.format``, and, with
+Writes ``traits/scores.parquet`` (artifact ``trait_scores``), the one trait table every
+later stage reads: ``person_id``, ``trait_<rater>_<t>`` for every rater used (the raters run here in the primary format ``traits.format``, and, with
 ``aggregate.include_existing``, the per-rater columns already in the person table),
 ``status_<rater>`` for chat raters, the study's aggregate ``trait_<t>`` (drop 0s,
 median) and the Bayesian aggregate ``trait_<t>_bayes_mean`` / ``trait_<t>_bayes_sd``.
+A score 0 ("insufficient information") is stored as missing, so no later stage can
+mistake it for a low score; the share of 0s per rater is in the reliability report.
 Chat raters' answers in every format and repeat go to ``traits/answers.parquet``.
 The reliability report is ``traits/reliability.json``, ``traits/reliability.md``
 and ``traits/reliability.png``.
@@ -22,7 +24,6 @@ and ``traits/reliability.png``.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -33,8 +34,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from personax.data.schema import RATER_TRAIT_COLUMN
-from personax.pipeline import RunDir, atomic_path, write_json
+from personax import artifacts as A
+from personax.data.schema import insufficient_as_missing, raters_in
+from personax.data.truth import planted_truth
+from personax.pipeline import RunDir
 from personax.traits import _reliability as rel
 from personax.traits._aggregate import bayes_ordinal, median_rule
 from personax.traits._cache import RequestStore
@@ -51,11 +54,6 @@ _NOT_CHAT_FIELDS = ("kind", "enabled", "description")
 
 def _container(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
-
-
-def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, index=False)
 
 
 def _formats(cfg: DictConfig) -> dict[str, PromptFormat]:
@@ -119,11 +117,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     """Rates, aggregates and reports (see the module docstring)."""
     cfg = config.traits
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
-    persons = pd.read_parquet(run_dir.input("data/persons.parquet", producer="ingest"))
+    persons = run_dir.read(A.PERSONS)
     if cfg.get("limit"):
         persons = persons.head(int(cfg.limit)).reset_index(drop=True)
-    label_path = run_dir.path / "data/label_maps.json"
-    label_maps = json.loads(run_dir.input(label_path).read_text()) if label_path.exists() else {}
+    label_maps = run_dir.read_optional(A.LABEL_MAPS) or {}
     formats = _formats(cfg)
     if cfg.format not in formats:
         raise ValueError(f"traits.format={cfg.format!r} is not one of the formats {sorted(formats)}")
@@ -158,8 +155,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                 rater_summary[name] = {"kind": kind}
             elif kind in CHAT_KINDS:
                 if store is None:
-                    path = Path(cfg.cache.path).expanduser() if cfg.cache.get("path") else run_dir.output(
-                        "traits/requests.sqlite")
+                    path = Path(cfg.cache.path).expanduser() if cfg.cache.get("path") else run_dir.output_path(
+                        A.TRAIT_REQUESTS)
                     store = RequestStore(path, synchronous=str(cfg.cache.synchronous))
                 if inputs is None:
                     inputs = _person_inputs(persons, cfg, label_maps)
@@ -178,19 +175,17 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         if store is not None:
             store.close()
 
-    # Per-rater columns already in the person table (simulated raters, a release's LLM columns).
+    # Per-rater columns already in the person table (simulated raters, a release's or a user's LLM
+    # columns) always reach the trait table; include_existing decides whether they join the aggregate.
     existing: dict[str, np.ndarray] = {}
-    if cfg.aggregate.include_existing:
-        found: dict[str, list[str]] = {}
-        for column in persons.columns:
-            match = RATER_TRAIT_COLUMN.match(column)
-            if match and match.group(1) not in ran:
-                found.setdefault(match.group(1), []).append(match.group(2))
-        for name, letters in found.items():
-            if set(letters) >= set(TRAITS):
-                existing[name] = persons[[rater_column(name, t) for t in TRAITS]].to_numpy(dtype=float)
-                for j, trait in enumerate(TRAITS):
-                    out[rater_column(name, trait)] = existing[name][:, j]
+    for name in raters_in(list(persons.columns)):
+        if name in ran:
+            continue
+        existing[name] = persons[[rater_column(name, t) for t in TRAITS]].to_numpy(dtype=float)
+        for j, trait in enumerate(TRAITS):
+            out[rater_column(name, trait)] = existing[name][:, j]
+    if not cfg.aggregate.include_existing:
+        existing = {}
     available = {**existing, **ran}
     chosen = list(cfg.aggregate.raters) if cfg.aggregate.get("raters") else list(available)
     missing = [r for r in chosen if r not in available]
@@ -201,6 +196,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     if pool:
         for j, trait in enumerate(TRAITS):
             out[aggregate_column(trait)] = median_rule(np.stack([m[:, j] for m in pool.values()], axis=1))
+    else:  # no per-rater scores: the table's own aggregate (e.g. a release that ships only trait_<t>)
+        for trait in TRAITS:
+            if aggregate_column(trait) in persons:
+                out[aggregate_column(trait)] = persons[aggregate_column(trait)].to_numpy(dtype=float)
     bayes_cfg = cfg.aggregate.bayes
     bayes = None
     if pool and bayes_cfg.enabled:
@@ -212,10 +211,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         for j, trait in enumerate(TRAITS):
             out[f"{aggregate_column(trait)}_bayes_mean"] = bayes["mean"][:, j]
             out[f"{aggregate_column(trait)}_bayes_sd"] = bayes["sd"][:, j]
-    _write_parquet(out, run_dir.output("traits/scores.parquet"))
+    run_dir.write(A.TRAIT_SCORES, insufficient_as_missing(out))
     all_answers = pd.concat(answers, ignore_index=True) if answers else None
     if all_answers is not None:
-        _write_parquet(all_answers, run_dir.output("traits/answers.parquet"))
+        run_dir.write(A.TRAIT_ANSWERS, all_answers)
 
     report = _reliability(cfg, run_dir, persons, out, pool, bayes, all_answers, formats)
     report["raters"] = rater_summary
@@ -224,11 +223,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                                "method": str(bayes_cfg.method),
                                "bias": {r: dict(zip(TRAITS, map(float, bayes["bias"][k]))) for k, r in enumerate(pool)},
                                "discrimination": {r: float(bayes["discrimination"][k]) for k, r in enumerate(pool)}}}
-    write_json(run_dir.output("traits/reliability.json"), report)
-    with atomic_path(run_dir.output("traits/reliability.md")) as tmp:
-        tmp.write_text(_markdown(report))
+    run_dir.write(A.TRAIT_RELIABILITY, report)
+    run_dir.write(A.TRAIT_RELIABILITY_MD, _markdown(report))
     if cfg.reliability.figure:
-        with atomic_path(run_dir.output("traits/reliability.png")) as tmp:
+        with A.atomic_path(run_dir.output_path(A.TRAIT_RELIABILITY_FIGURE)) as tmp:
             rel.plot_reliability(tmp, report.get("recovery"), report["alpha"],
                                  pd.DataFrame(report["stability"]) if report["stability"] else None)
     summary: dict[str, Any] = {"persons": len(out), "raters_run": list(ran), "aggregated_over": chosen,
@@ -262,10 +260,9 @@ def _reliability(cfg: DictConfig, run_dir: RunDir, persons: pd.DataFrame, out: p
                                  "mean": float(np.nanmean(table["mean"])) if len(table) else None}
         specs = {key: {"levels": f.levels, "answer_type": f.answer_type, "order": f.order} for key, f in formats.items()}
         report["order_symmetry"] = rel.order_symmetry(long, specs, alpha=float(cfg.reliability.alpha))
-    truth_path = run_dir.path / "data/ground_truth/trait_values.parquet"
-    if cfg.reliability.recovery and truth_path.exists():
-        truth = pd.read_parquet(run_dir.input(truth_path)).set_index("person_id")
-        truth = truth.reindex(out.person_id)[list(TRAITS)].to_numpy(dtype=float)
+    planted = planted_truth(run_dir) if cfg.reliability.recovery else None
+    truth = None if planted is None else planted.trait_values(out.person_id)
+    if truth is not None:
         sets = {name: matrix for name, matrix in pool.items()}
         if "trait_o" in out:
             sets["aggregate (median)"] = out[[aggregate_column(t) for t in TRAITS]].to_numpy(dtype=float)

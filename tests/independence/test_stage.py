@@ -1,4 +1,4 @@
-"""The independence pipeline stage on a small hand-built person table."""
+"""The independence pipeline stage on a small hand-built person table and trait table."""
 
 import json
 from pathlib import Path
@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
+from personax import artifacts as A
+from personax.data.schema import insufficient_as_missing, ordered_trait_columns, rater_of
+from personax.data.truth import GroundTruth
 from personax.independence import stage
-from personax.pipeline import RunDir
+from personax.pipeline import PipelineError, RunDir
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "independence" / "default.yaml"
 
@@ -32,15 +35,22 @@ def _persons(n=300, seed=0):
         df[f"trait_{rater}_o"] = o.astype(float)
         df[f"trait_{rater}_c"] = c.astype(float)
     df.loc[:4, "height_cm"] = np.nan
-    return df, {"features": list(truth), "traits": ["o", "c"], "marginal_dependence": truth}
+    dependence = pd.DataFrame.from_dict(truth, orient="index").astype(int)
+    planted = GroundTruth(kind="celeb", seed=0, features=list(truth), traits=["o", "c"], nodes={}, edges=[],
+                          latent_blocks={}, direct_effects=dependence, marginal_dependence=dependence,
+                          trait_values=pd.DataFrame({"person_id": df.person_id}), raters={})
+    return df, planted
 
 
 @pytest.fixture
 def run_dir(tmp_path):
     persons, truth = _persons()
-    (tmp_path / "data" / "ground_truth").mkdir(parents=True)
-    persons.to_parquet(tmp_path / "data" / "persons.parquet")
-    (tmp_path / "data" / "ground_truth" / "ground_truth.json").write_text(json.dumps(truth))
+    writer = RunDir(tmp_path)
+    traits = [c for c in persons if c.startswith("trait_")]
+    writer.write(A.PERSONS, persons.drop(columns=traits))
+    # the traits stage's table: score 0 stored as missing
+    writer.write(A.TRAIT_SCORES, insufficient_as_missing(persons[["person_id", *traits]]))
+    writer.write(A.GROUND_TRUTH, truth)
     return tmp_path
 
 
@@ -64,9 +74,10 @@ def test_stage_writes_table_heatmaps_summary_and_recovery(run_dir):
     for t in tests:
         assert (out / f"heatmap_{t}.png").stat().st_size > 10_000
     # trait score 0 is missing, and rows missing in the feature are dropped per pair
-    raw = pd.read_parquet(run_dir / "data" / "persons.parquet")
+    raw, _ = _persons()
     row = table[(table.test == "kci") & (table.feature == "height_cm") & (table.trait == "trait_ra_o")].iloc[0]
     assert row.n == int(((raw.trait_ra_o != 0) & raw.height_cm.notna()).sum())
+    assert (table.feature_source == "person table").all()
     text = (out / "summary.md").read_text()
     assert "| height_cm |" in text and "trait_ra_o" in text
     rec = json.loads((out / "recovery.json").read_text())
@@ -76,12 +87,14 @@ def test_stage_writes_table_heatmaps_summary_and_recovery(run_dir):
     assert rec["tests"]["chisq"]["skipped"] == 4  # height is continuous: 1 feature x 4 trait columns
     assert summary["recovery_f1"]["kci"] == kci["all"]["f1"]
     assert set(rd.outputs) >= {"level1/pvalues.parquet", "level1/summary.md", "level1/recovery.json"}
-    assert "data/ground_truth/ground_truth.json" in rd.inputs
+    assert "data/ground_truth" in rd.inputs and "traits/scores.parquet" in rd.inputs
 
 
 def test_stage_without_ground_truth_and_with_options(run_dir):
-    (run_dir / "data" / "ground_truth" / "ground_truth.json").unlink()
-    cfg = _config(tests=["kci", "fisherz", "chisq"], features=["height_cm", "gender"],
+    import shutil
+
+    shutil.rmtree(run_dir / "data" / "ground_truth")
+    cfg = _config(tests=["kci", "fisherz", "chisq"], features=["height_cm", "gender"], traits="raters",
                   conditioning=["birth_month"], discrete_features=["gender", "birth_month"])
     summary = stage.run(cfg, RunDir(run_dir, "independence"))
     assert not (run_dir / "level1" / "recovery.json").exists()
@@ -95,8 +108,42 @@ def test_stage_without_ground_truth_and_with_options(run_dir):
 
 def test_trait_column_selection():
     cols = ["trait_o", "trait_gpt4o_c", "trait_gpt4o_o", "trait_ds_o", "height_cm"]
-    assert stage.trait_columns(cols, r"^trait_[a-z0-9]+_[ocean]$", r"^trait_[ocean]$") == [
-        "trait_gpt4o_o", "trait_gpt4o_c", "trait_ds_o"]
-    assert stage.trait_columns(["trait_o", "trait_c"], r"^trait_[a-z0-9]+_[ocean]$", r"^trait_[ocean]$") == [
-        "trait_o", "trait_c"]
-    assert stage.rater_of("trait_o") == "aggregate"
+    assert ordered_trait_columns(cols) == ["trait_gpt4o_o", "trait_gpt4o_c", "trait_ds_o", "trait_o"]
+    assert ordered_trait_columns(cols, "raters") == ["trait_gpt4o_o", "trait_gpt4o_c", "trait_ds_o"]
+    assert ordered_trait_columns(["trait_o", "trait_c", "x"], "aggregate") == ["trait_o", "trait_c"]
+    assert rater_of("trait_o") == "aggregate" and rater_of("trait_ds_o") == "ds"
+
+
+def test_every_rater_and_the_aggregate_are_tested(run_dir):
+    scores = pd.read_parquet(run_dir / "traits" / "scores.parquet")
+    scores["trait_o"] = scores[["trait_ra_o", "trait_rb_o"]].median(axis=1)
+    RunDir(run_dir).write(A.TRAIT_SCORES, scores)
+    stage.run(_config(tests=["fisherz"]), RunDir(run_dir, "independence"))
+    table = pd.read_parquet(run_dir / "level1" / "pvalues.parquet")
+    assert list(dict.fromkeys(table.trait)) == ["trait_ra_o", "trait_ra_c", "trait_rb_o", "trait_rb_c", "trait_o"]
+    assert set(table.rater) == {"ra", "rb", "aggregate"}
+
+
+def test_zero_shot_face_attributes_reach_level1_when_the_table_has_none(run_dir):
+    persons = pd.read_parquet(run_dir / "data" / "persons.parquet")
+    RunDir(run_dir).write(A.PERSONS, persons.drop(columns=["Big_Nose"]))
+    rng = np.random.default_rng(1)
+    RunDir(run_dir).write(A.FACE_ATTRIBUTE_SCORES, pd.DataFrame({
+        "person_id": persons.person_id, "Big_Nose": pd.array(rng.choice([-1, 1], len(persons)), dtype="Int8"),
+        "weights": "random (meaningless)"}))
+    summary = stage.run(_config(tests=["chisq"]), RunDir(run_dir, "independence"))
+    table = pd.read_parquet(run_dir / "level1" / "pvalues.parquet")
+    nose = table[table.feature == "Big_Nose"]
+    assert len(nose) == 4 and (nose.feature_source == "zero-shot CLIP (random (meaningless))").all()
+    assert summary["face_attributes"] == "zero-shot CLIP (random (meaningless))"
+
+
+def test_a_missing_conditioning_column_is_a_clear_error(run_dir):
+    """Regression (13.6): a conditioning column that does not exist gave a bare KeyError."""
+    with pytest.raises(KeyError, match=r"independence.conditioning names \['nope'\], not in the person table"):
+        stage.run(_config(conditioning=["nope"]), RunDir(run_dir, "independence"))
+
+
+def test_the_stage_cannot_read_undeclared_artifacts(run_dir):
+    with pytest.raises(PipelineError, match="without declaring it"):
+        RunDir(run_dir, "independence").read(A.CRL_METRICS)
