@@ -598,3 +598,25 @@ def describe_error(err: BaseException, config: DictConfig | None = None) -> str:
     except ImportError:  # pragma: no cover - the redaction module is part of the package
         return text
     return redact(text, config)
+
+
+def readers(item: Artifact) -> list[str]:
+    """The stages that read ``item`` (declared inputs), in pipeline order."""
+    return [name for name, spec in STAGES.items() if name != item.writer and spec.reads(item)]
+
+
+def artifact_table(also_read_by: Mapping[str, Sequence[Artifact]] | None = None) -> str:
+    """The run-directory contract as a Markdown table: artifact, path, writer, readers.
+
+    Args:
+        also_read_by: Readers outside the stages, e.g. ``{"personax.sweep": [...]}``.
+
+    Example:
+        >>> "| `persons` | `data/persons.parquet` | ingest |" in artifact_table()
+        True
+    """
+    rows = []
+    for item in A.ARTIFACTS.values():
+        names = readers(item) + [who for who, items in (also_read_by or {}).items() if item in items]
+        rows.append(f"| `{item.name}` | `{item.path}` | {item.writer} | {', '.join(names) or '—'} |")
+    return "\n".join(rows)
