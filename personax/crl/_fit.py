@@ -12,7 +12,9 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import warnings
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -183,14 +185,19 @@ class FittedCRL:
         """Writes ``config.json`` and ``weights.msgpack`` (no pickle anywhere)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        weights = serialization.to_bytes(self.params)
         payload = {
             "format": FORMAT,
             "config": dataclasses.asdict(self.config),
             "standardization": {k: [m.tolist(), s.tolist()] for k, (m, s) in self.standardization.items()},
             "history": self.history,
+            "best_val_elbo": self.best_val_elbo,
+            "stopped": self.stopped,
+            "weights_sha256": hashlib.sha256(weights).hexdigest(),
+            "weights_shapes": _shapes(self.params),
         }
         (directory / "config.json").write_text(json.dumps(payload, indent=2))
-        (directory / "weights.msgpack").write_bytes(serialization.to_bytes(self.params))
+        (directory / "weights.msgpack").write_bytes(weights)
         return directory
 
 
@@ -207,22 +214,87 @@ def _config_from_json(fields: Mapping[str, Any]) -> CRLConfig:
     return CRLConfig(**values)
 
 
+def _shapes(params: Any) -> dict[str, list[int]]:
+    """Parameter path -> shape, e.g. ``{"decoders_text_0/Dense_0/kernel": [5, 128], ...}``."""
+    flat = serialization.to_state_dict(params)
+    out: dict[str, list[int]] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, f"{prefix}/{key}" if prefix else str(key))
+        else:
+            out[prefix] = [int(d) for d in np.shape(node)]
+
+    walk(flat, "")
+    return out
+
+
 def load_pretrained(directory: str | Path) -> FittedCRL:
-    """Loads a model written by :meth:`FittedCRL.save_pretrained`.
+    """Loads a model written by :meth:`FittedCRL.save_pretrained`, checking it at load time.
 
     Only JSON and msgpack are read, into a parameter structure built from the
-    config: loading a directory from an untrusted source cannot execute code.
+    config: loading a directory from an untrusted source cannot execute code. The
+    weights file must match the SHA-256 recorded in ``config.json`` (a truncated or
+    swapped file fails here, naming it), every parameter must have the shape the
+    config implies, and every weight and standardisation scale must be finite (scales
+    positive): a broken model fails at load instead of encoding non-finite latents.
+
+    Raises:
+        ValueError: naming the file and, where it applies, the parameter.
     """
     directory = Path(directory)
-    payload = json.loads((directory / "config.json").read_text())
-    if payload.get("format") != FORMAT:
-        raise ValueError(f"{directory / 'config.json'} is not a personax CRL model (format {payload.get('format')!r})")
+    config_file, weights_file = directory / "config.json", directory / "weights.msgpack"
+    try:
+        payload = json.loads(config_file.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{config_file}: cannot read the model's config ({error})") from error
+    if payload.get("format") not in (FORMAT, "personax-crl-v1"):
+        raise ValueError(f"{config_file} is not a personax CRL model (format {payload.get('format')!r})")
     config = _config_from_json(payload["config"])
+    try:
+        weights = weights_file.read_bytes()
+    except OSError as error:
+        raise ValueError(f"{weights_file}: cannot read the weights ({error})") from error
+    expected = payload.get("weights_sha256")
+    if expected is None:
+        warnings.warn(f"{config_file} records no weights digest (format {payload.get('format')}): "
+                      "the weights' integrity is not checked", stacklevel=2)
+    elif hashlib.sha256(weights).hexdigest() != expected:
+        raise ValueError(f"{weights_file}: SHA-256 {hashlib.sha256(weights).hexdigest()[:16]}... does not match "
+                         f"{expected[:16]}... recorded in {config_file.name} (truncated, corrupted or replaced)")
     template = _init_params(config, jax.random.key(0))
-    params = serialization.from_bytes(template, (directory / "weights.msgpack").read_bytes())
-    standardization = {k: (np.asarray(m, np.float32), np.asarray(s, np.float32))
-                       for k, (m, s) in payload["standardization"].items()}
-    return FittedCRL(config=config, params=params, standardization=standardization, history=payload.get("history", []))
+    try:
+        params = serialization.from_bytes(template, weights)
+    except Exception as error:  # msgpack and flax raise several types; all mean "not these weights"
+        raise ValueError(f"{weights_file}: not the weights of this model ({type(error).__name__}: {error})") from error
+    wanted, found = _shapes(template), _shapes(params)
+    recorded = payload.get("weights_shapes", found)
+    for name, shape in wanted.items():
+        for label, shapes in (("weights file", found), ("config.json", recorded)):
+            if shapes.get(name) != shape:
+                raise ValueError(f"{weights_file}: parameter {name} has shape {shapes.get(name)} in the {label} but the "
+                                 f"config implies {shape}")
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    for path, value in leaves:
+        if not np.isfinite(np.asarray(value)).all():
+            raise ValueError(f"{weights_file}: parameter {jax.tree_util.keystr(path)} has non-finite values")
+    standardization = {}
+    for name, (mean, scale) in payload["standardization"].items():
+        mean, scale = np.asarray(mean, np.float32), np.asarray(scale, np.float32)
+        modality = name.rsplit("_", 1)[0]
+        if mean.shape != scale.shape or mean.shape != (config.input_dims.get(modality, -1),):
+            raise ValueError(f"{config_file}: standardization[{name!r}] has shapes {mean.shape}/{scale.shape}, "
+                             f"expected ({config.input_dims.get(modality)},)")
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"{config_file}: standardization[{name!r}] has a non-finite mean or a scale that is not "
+                             "positive and finite")
+        standardization[name] = (mean, scale)
+    missing = {f"{m}_{k}" for m, k in measurement_keys(config)} - set(standardization)
+    if missing:
+        raise ValueError(f"{config_file}: no standardization for {sorted(missing)}")
+    return FittedCRL(config=config, params=params, standardization=standardization, history=payload.get("history", []),
+                     best_val_elbo=float(payload.get("best_val_elbo", float("nan"))), stopped=payload.get("stopped", ""))
 
 
 def validation_key(config: CRLConfig) -> jax.Array:
