@@ -59,6 +59,24 @@ def _check_modalities(modalities: Mapping[str, Sequence[np.ndarray]], latent_dim
     return sizes.pop()
 
 
+def usable_rows(modalities: Mapping[str, Sequence[np.ndarray]]) -> np.ndarray:
+    """Rows :func:`fit` can use: every modality has at least one observed (non-NaN) entry."""
+    n = len(next(iter(modalities.values()))[0])
+    keep = np.ones(n, dtype=bool)
+    for arrays in modalities.values():
+        seen = np.zeros(n, dtype=bool)
+        for x in arrays:
+            seen |= np.isfinite(np.asarray(x, dtype=np.float64).reshape(n, -1)).any(axis=1)
+        keep &= seen
+    return keep
+
+
+def missing_entries(modalities: Mapping[str, Sequence[np.ndarray]]) -> dict[str, int]:
+    """Count of missing (NaN) entries per measurement, e.g. ``{"text_0": 12}``."""
+    return {f"{m}_{k}": int(np.isnan(np.asarray(x, dtype=np.float64)).sum())
+            for m, arrays in modalities.items() for k, x in enumerate(arrays)}
+
+
 def _data_fields(modalities: Mapping[str, Sequence[np.ndarray]], latent_dims: Mapping[str, int], shared_dim: int,
                  seed: int) -> tuple[int, dict[str, Any]]:
     """Checks the inputs; returns the row count and the config fields read off the data."""

@@ -31,7 +31,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from personax.crl import diagnostics as D
-from personax.crl._fit import fit
+from personax.crl._baselines import recovery_with_baselines
+from personax.crl._fit import fit, missing_entries, usable_rows
 from personax.crl._reference import fit_reference
 from personax.pipeline import RunDir, atomic_path, write_json
 
@@ -160,10 +161,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     tables: dict[str, pd.DataFrame] = {"data/persons.parquet": persons}  # already read above
     for modality, files in options.modalities.items():
         modalities[modality] = [load_measurement(run_dir, str(file), persons, tables) for file in files]
-    complete = np.ones(len(persons), dtype=bool)
-    for arrays in modalities.values():
-        for array in arrays:
-            complete &= np.isfinite(array).all(axis=1)
+    complete = usable_rows(modalities)  # NaN entries are missing and masked out of the likelihood
     if complete.sum() < 50:
         raise ValueError(f"only {int(complete.sum())} people have every measurement; the crl stage needs at least 50")
     data = {m: [a[complete] for a in arrays] for m, arrays in modalities.items()}
@@ -173,8 +171,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     if kind not in ("personax", "crl_reference"):
         raise ValueError(f"crl.model must be 'personax' or 'crl_reference' (the study's design, for comparison), got {kind!r}")
     fitter = fit if kind == "personax" else fit_reference
+    extra = {"progress": True} if kind == "personax" else {}
     model = fitter(data, latent_dims=latent_dims, shared_dim=int(options.shared_dim), seed=int(options.seed),
-                   **OmegaConf.to_container(options.fit, resolve=True))
+                   **extra, **OmegaConf.to_container(options.fit, resolve=True))
     model.save_pretrained(run_dir.output("crl/model", directory=True))
     latents = model.encode(data)
     split = np.empty(len(kept), dtype=object)
@@ -225,7 +224,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         "people": int(len(kept)),
         "left_out_missing_measurement": int((~complete).sum()),
         "epochs": model.history[-1]["epoch"],
-        **({"best_val_elbo": max(h["val_elbo"] for h in model.history), "test_elbo": model.elbo(test_data)}
+        **({"best_val_elbo": model.best_val_elbo, "test_elbo": model.elbo(test_data), "stopped": model.stopped,
+            "missing_entries": missing_entries(data)}
            if kind == "personax" else
            {"best_val_loss": min(h["val_loss"] for h in model.history), "test_loss": model.loss(test_data)["total"]}),
         "fit_seconds": round(model.fit_seconds, 2),
@@ -245,6 +245,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                 "mcc_spearman": D.mcc(learned[train], true[train], learned[test], true[test], method="spearman")["mcc"],
                 "block_r2_linear": D.block_r2(learned[train], true[train], learned[test], true[test])["mean"],
             }
+        # Beside each block's MCC: the baselines on the same split and a plain verdict.
+        for block, verdict in recovery_with_baselines(latents, truth, data, model.splits, seed=int(options.seed)).items():
+            recovery[block].update({k: v for k, v in verdict.items() if k != "mcc"})
         if true_graph is not None and [b for b in order if b in truth] == [b for b in order if latents[b].shape[1]]:
             # Every block has a planted counterpart: match latents to true nodes and score the graph.
             learned_all = np.concatenate([latents[b] for b in order if latents[b].shape[1]], axis=1)

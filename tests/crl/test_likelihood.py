@@ -171,3 +171,16 @@ def test_rows_without_any_observed_value_in_a_modality_fail_clearly(bench):
     text[0][7] = np.inf
     with pytest.raises(ValueError, match="row 7 column 0 is infinite"):
         fit({"image": bench.modalities["image"], "text": text}, latent_dims={"image": 1, "text": 1}, shared_dim=1)
+
+
+def test_usable_rows_keep_partly_missing_people_and_count_missing_entries():
+    from personax.crl._fit import missing_entries, usable_rows
+
+    a = np.ones((4, 2))
+    b0, b1 = np.ones((4, 3)), np.ones((4, 3))
+    b0[1] = np.nan  # person 1: one text measurement missing, the other present -> kept
+    b0[2, 0] = np.nan  # person 2: one entry missing -> kept
+    b0[3], b1[3] = np.nan, np.nan  # person 3: the whole text modality missing -> left out
+    keep = usable_rows({"image": [a], "text": [b0, b1]})
+    np.testing.assert_array_equal(keep, [True, True, True, False])
+    assert missing_entries({"image": [a], "text": [b0, b1]}) == {"image_0": 0, "text_0": 7, "text_1": 3}
