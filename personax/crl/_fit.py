@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import warnings
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,7 +26,8 @@ import optax
 import pandas as pd
 from flax import serialization
 
-from personax.crl._model import CausalMultimodalVAE, CRLConfig, mask_key, measurement_keys
+from personax.crl._contrastive import multiview_infonce
+from personax.crl._model import AUXILIARY, CausalMultimodalVAE, CRLConfig, mask_key, measurement_keys
 
 FORMAT = "personax-crl-v2"  # v2: config.json carries the weights' SHA-256 and every parameter's shape
 
@@ -179,11 +179,17 @@ class FittedCRL:
         pieces = [self._encode_fn(self.params, {k: v[i : i + chunk] for k, v in data.items()}) for i in range(0, n, chunk)]
         return {name: np.concatenate([np.asarray(p[name]) for p in pieces]) for name in pieces[0]}
 
-    def elbo(self, modalities: Mapping[str, Sequence[np.ndarray]], *, seed: int | None = None) -> float:
+    def elbo(self, modalities: Mapping[str, Sequence[np.ndarray]], *, auxiliary: np.ndarray | None = None,
+             seed: int | None = None) -> float:
         """Mean ELBO per example on (standardised) data; by default with the sampling
         key that scored the validation split, so ``elbo(validation rows)`` equals
-        ``best_val_elbo``."""
+        ``best_val_elbo``. A model fitted with auxiliary covariates needs them here."""
         data = self._standardise(modalities)
+        if self.config.auxiliary_dim:
+            if auxiliary is None:
+                raise ValueError(f"this model's prior is conditioned on {self.config.auxiliary_dim} auxiliary "
+                                 "covariates: pass auxiliary=")
+            data[AUXILIARY] = np.asarray(auxiliary, np.float32).reshape(len(auxiliary), -1)
         key = validation_key(self.config) if seed is None else jax.random.key(seed)
         terms = self.module.apply({"params": self.params}, data, key)
         return float(jnp.mean(terms[0]))
@@ -267,7 +273,10 @@ def load_pretrained(directory: str | Path) -> FittedCRL:
         payload = json.loads(config_file.read_text())
     except (OSError, ValueError) as error:
         raise ValueError(f"{config_file}: cannot read the model's config ({error})") from error
-    if payload.get("format") not in (FORMAT, "personax-crl-v1"):
+    if payload.get("format") == "personax-crl-v1":
+        raise ValueError(f"{config_file}: saved by an older personax (format personax-crl-v1: no weights digest, "
+                         "a graph without learned order); refit the model")
+    if payload.get("format") != FORMAT:
         raise ValueError(f"{config_file} is not a personax CRL model (format {payload.get('format')!r})")
     config = _config_from_json(payload["config"])
     try:
@@ -275,10 +284,9 @@ def load_pretrained(directory: str | Path) -> FittedCRL:
     except OSError as error:
         raise ValueError(f"{weights_file}: cannot read the weights ({error})") from error
     expected = payload.get("weights_sha256")
-    if expected is None:
-        warnings.warn(f"{config_file} records no weights digest (format {payload.get('format')}): "
-                      "the weights' integrity is not checked", stacklevel=2)
-    elif hashlib.sha256(weights).hexdigest() != expected:
+    if not isinstance(expected, str):
+        raise ValueError(f"{config_file} records no weights_sha256: the integrity of {weights_file.name} cannot be checked")
+    if hashlib.sha256(weights).hexdigest() != expected:
         raise ValueError(f"{weights_file}: SHA-256 {hashlib.sha256(weights).hexdigest()[:16]}... does not match "
                          f"{expected[:16]}... recorded in {config_file.name} (truncated, corrupted or replaced)")
     template = _init_params(config, jax.random.key(0))
@@ -322,6 +330,8 @@ def validation_key(config: CRLConfig) -> jax.Array:
 
 def _init_params(config: CRLConfig, key: jax.Array):
     batch = {f"{m}_{k}": jnp.zeros((2, config.input_dims[m])) for m, k in measurement_keys(config)}
+    if config.auxiliary_dim:
+        batch[AUXILIARY] = jnp.zeros((2, config.auxiliary_dim))
     return CausalMultimodalVAE(config).init(key, batch, key)["params"]
 
 
@@ -338,6 +348,7 @@ def fit(
     latent_dims: Mapping[str, int],
     shared_dim: int,
     seed: int = 0,
+    auxiliary: np.ndarray | None = None,
     progress: bool = False,
     **overrides: Any,
 ) -> FittedCRL:
@@ -349,6 +360,8 @@ def fit(
             mapping is the causal order of the blocks (earlier may cause later).
         shared_dim: Size of the shared block s.
         seed: Seed of splits, initialisation and sampling.
+        auxiliary: Optional (n, a) observed covariates (e.g. one-hot group and
+            gender) that modulate the latent prior (iVAE); numeric, finite, same rows.
         progress: Show a progress bar (tqdm) with the validation ELBO.
         **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).
 
@@ -371,6 +384,14 @@ def fit(
         if fields["input_dims"][m] != int(np.prod(shape)):
             raise ValueError(f"image_shapes[{m!r}] = {shape} has {int(np.prod(shape))} values but the measurements "
                              f"have {fields['input_dims'][m]}")
+    if auxiliary is not None:
+        auxiliary = np.asarray(auxiliary, dtype=np.float32).reshape(n, -1) if len(auxiliary) == n else None
+        if auxiliary is None:
+            raise ValueError("auxiliary covariates need one row per person (same rows as the measurements)")
+        if not np.isfinite(auxiliary).all():
+            row, column = np.argwhere(~np.isfinite(auxiliary))[0]
+            raise ValueError(f"auxiliary covariates row {row} column {column} is not finite")
+        fields["auxiliary_dim"] = int(auxiliary.shape[1])
     config = CRLConfig(**fields, image_shapes=shapes, **overrides)
     splits = _split(n, config)
     flat = _flatten(modalities, config)
@@ -384,6 +405,8 @@ def fit(
         mean, std = np.nanmean(x[train_rows], 0), np.nanstd(x[train_rows], 0)
         standardization[name] = (mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32))
     data = _standardised_with_masks(flat, standardization)
+    if auxiliary is not None:
+        data[AUXILIARY] = auxiliary
 
     devices = jax.devices()
     batch_size = min(config.batch_size, len(train_rows))
@@ -419,7 +442,11 @@ def fit(
     def loss_fn(p, batch, rng):
         _, log_lik, rest = module.apply({"params": p}, batch, rng)
         decay = jnp.sum(p["mech_w1"] ** 2) + jnp.sum(p["mech_w2"] ** 2)
-        return -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * decay
+        loss = -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * decay
+        if config.contrastive:  # multiview InfoNCE on the latents the views share
+            views = module.apply({"params": p}, batch, method=CausalMultimodalVAE.view_means)
+            loss = loss + config.contrastive * multiview_infonce(views, temperature=config.contrastive_temperature)
+        return loss
 
     def step(carry, rows):
         p, state, rng = carry

@@ -79,6 +79,17 @@ class CRLConfig:
         restarts: Independent initialisations trained side by side (vmapped); the
             one with the best validation ELBO is kept.
         beta: Weight of the prior and entropy terms in the training loss (1 = ELBO).
+        contrastive: Weight of the multiview InfoNCE term (0 = off): each pair of
+            measurements of the same person is a positive pair, on the latents the
+            two share (s for measurements of different modalities, [s, z(m)] for two
+            measurements of modality m); the other people in the batch are the
+            negatives (multiview-crl's subset losses, Yao et al. 2024; cross-modal
+            InfoNCE on s only, Daunhawer et al. 2023). See :mod:`personax.crl._contrastive`.
+        contrastive_temperature: InfoNCE temperature (similarity: minus the squared
+            Euclidean distance of the encoders' means).
+        auxiliary_dim: Number of observed auxiliary covariates (0 = none). When set,
+            they shift the location and log-scale of every latent's exogenous noise
+            (iVAE, Khemakhem et al. 2020): the prior is conditionally factorised given them.
         seed: Seed of initialisation, splits and sampling.
     """
 
@@ -105,6 +116,9 @@ class CRLConfig:
     restarts: int = 1
     image_shapes: dict[str, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
     beta: float = 1.0
+    contrastive: float = 0.0
+    contrastive_temperature: float = 1.0
+    auxiliary_dim: int = 0
     seed: int = 0
 
     @property
@@ -214,6 +228,9 @@ def _poe(mus: Sequence[jnp.ndarray], logvars: Sequence[jnp.ndarray],
     return mean, -jnp.log(total)
 
 
+AUXILIARY = "auxiliary"  # batch key of the observed auxiliary covariates (iVAE conditioning)
+
+
 def mask_key(name: str) -> str:
     """Batch key of a measurement's observed-entry mask (1 observed, 0 missing)."""
     return f"{name}:observed"
@@ -273,6 +290,9 @@ class CausalMultimodalVAE(nn.Module):
         self.flow_skew = self.param("flow_skew", nn.initializers.zeros, (d,))
         self.flow_log_tail = self.param("flow_log_tail", nn.initializers.zeros, (d,))
         self.order_potential = self.param("order_potential", nn.initializers.normal(1.0), (d,))
+        if c.auxiliary_dim:
+            self.auxiliary_location = self.param("auxiliary_location", nn.initializers.zeros, (c.auxiliary_dim, d))
+            self.auxiliary_log_scale = self.param("auxiliary_log_scale", nn.initializers.zeros, (c.auxiliary_dim, d))
 
     def weighted_adjacency(self):
         """The effective adjacency: a DAG for every parameter value.
@@ -314,8 +334,8 @@ class CausalMultimodalVAE(nn.Module):
         blocks = {m: _poe(*zip(*parts), present_z[m]) for m, parts in z_parts.items()}
         return shared, blocks, eta
 
-    def prior_logpdf(self, u):
-        """log p(u) under the causal prior, change-of-variables term included."""
+    def prior_logpdf(self, u, auxiliary=None):
+        """log p(u | auxiliary) under the causal prior, change-of-variables term included."""
         weights = self.weighted_adjacency()
         if self.config.mechanism == "additive":
             def edge_functions(x):  # x: (batch, parent) -> g_ij(x_i): (batch, parent, node)
@@ -332,12 +352,18 @@ class CausalMultimodalVAE(nn.Module):
             inputs = u[:, :, None] * weights[None]  # (batch, parent, node)
             hidden = nn.elu(jnp.einsum("bij,jih->bjh", inputs, self.mech_w1) + self.mech_b1)
             mechanism = jnp.einsum("bjh,jh->bj", hidden, self.mech_w2) + self.mech_b2
-        residual = (u - mechanism) * jnp.exp(-self.log_sigma_u)
+        log_sigma = self.log_sigma_u
+        if self.config.auxiliary_dim:
+            if auxiliary is None:
+                raise ValueError("this model's prior is conditioned on auxiliary covariates: pass them")
+            mechanism = mechanism + auxiliary @ self.auxiliary_location
+            log_sigma = log_sigma + auxiliary @ self.auxiliary_log_scale
+        residual = (u - mechanism) * jnp.exp(-log_sigma)
         # Inverse sinh-arcsinh flow: n = sinh(tau * asinh(r) - skew), tau > 0.
         tau = jnp.exp(self.flow_log_tail)
         inner = tau * jnp.arcsinh(residual) - self.flow_skew
         base = jnp.sinh(inner)
-        log_det = jnp.log(jnp.cosh(inner)) + jnp.log(tau) - 0.5 * jnp.log1p(residual**2) - self.log_sigma_u
+        log_det = jnp.log(jnp.cosh(inner)) + jnp.log(tau) - 0.5 * jnp.log1p(residual**2) - log_sigma
         return jnp.sum(-0.5 * (LOG_2PI + base**2) + log_det, axis=-1)
 
     def __call__(self, batch: dict[str, jnp.ndarray], rng: jax.Array):
@@ -369,11 +395,23 @@ class CausalMultimodalVAE(nn.Module):
             x, mask = observed(batch, name)
             log_lik = log_lik + jnp.sum(mask * _gaussian_logpdf(x, recon, 2 * self.log_sigma_x[i]), axis=-1)
         if c.prior == "causal":
-            log_prior_u = self.prior_logpdf(u)
+            log_prior_u = self.prior_logpdf(u, batch.get(AUXILIARY))
         else:
             log_prior_u = jnp.sum(-0.5 * (LOG_2PI + u**2), axis=-1)
         rest = log_prior_u + log_prior_eta + entropy
         return log_lik + rest, log_lik, rest
+
+    def view_means(self, batch: dict[str, jnp.ndarray]):
+        """Each measurement's own encoder means, before the product of experts:
+        ``{name: (s mean, z(m) mean, present (batch,))}``, for the contrastive term."""
+        c = self.config
+        out = {}
+        for m, k in self.keys:
+            x, mask = observed(batch, f"{m}_{k}")
+            mean = self.encoders[f"{m}_{k}"](x)[:, : c.shared_dim + c.latent_dims[m]]
+            present = (jnp.sum(mask, axis=-1) > 0).astype(x.dtype)
+            out[f"{m}_{k}"] = (mean[:, : c.shared_dim], mean[:, c.shared_dim :], present)
+        return out
 
     def encode(self, batch: dict[str, jnp.ndarray]):
         """Posterior means of s and each z(m)."""

@@ -57,12 +57,19 @@ def test_truncated_weights_file_error_names_the_file(copy):
         load_pretrained(copy)
 
 
-def test_truncated_weights_without_digest_still_name_the_file(copy):
-    blob = (copy / "weights.msgpack").read_bytes()
-    (copy / "weights.msgpack").write_bytes(blob[: len(blob) // 2])
+def test_missing_digest_fails_at_load(copy):
     _edit_config(copy, lambda p: p.pop("weights_sha256"))
-    with pytest.warns(UserWarning, match="no weights digest"), \
-            pytest.raises(ValueError, match=r"weights\.msgpack: not the weights of this model"):
+    with pytest.raises(ValueError, match=r"config\.json records no weights_sha256"):
+        load_pretrained(copy)
+
+
+def test_truncated_weights_with_a_matching_digest_name_the_file(copy):
+    import hashlib
+
+    blob = (copy / "weights.msgpack").read_bytes()[:-40]
+    (copy / "weights.msgpack").write_bytes(blob)
+    _edit_config(copy, lambda p: p.update(weights_sha256=hashlib.sha256(blob).hexdigest()))
+    with pytest.raises(ValueError, match=r"weights\.msgpack: not the weights of this model"):
         load_pretrained(copy)
 
 
