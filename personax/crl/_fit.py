@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -25,9 +26,10 @@ import optax
 import pandas as pd
 from flax import serialization
 
-from personax.crl._model import CausalMultimodalVAE, CRLConfig, measurement_keys
+from personax.crl._contrastive import multiview_infonce
+from personax.crl._model import AUXILIARY, CausalMultimodalVAE, CRLConfig, mask_key, measurement_keys
 
-FORMAT = "personax-crl-v1"
+FORMAT = "personax-crl-v2"  # v2: config.json carries the weights' SHA-256 and every parameter's shape
 
 
 def _check_modalities(modalities: Mapping[str, Sequence[np.ndarray]], latent_dims: Mapping[str, int]) -> int:
@@ -42,10 +44,37 @@ def _check_modalities(modalities: Mapping[str, Sequence[np.ndarray]], latent_dim
         dims = {np.asarray(x).reshape(len(x), -1).shape[1] for x in arrays}
         if len(dims) != 1:
             raise ValueError(f"measurements of {name!r} differ in dimension: {sorted(dims)}")
+        observed_any = np.zeros(len(arrays[0]), dtype=bool)
         for k, x in enumerate(arrays):
-            if not np.isfinite(np.asarray(x, dtype=np.float64)).all():
-                raise ValueError(f"modality {name!r} measurement {k} has missing or infinite values; drop those rows first")
+            values = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
+            if np.isinf(values).any():
+                row, column = np.argwhere(np.isinf(values))[0]
+                raise ValueError(f"modality {name!r} measurement {k} row {row} column {column} is infinite "
+                                 "(missing entries must be NaN)")
+            observed_any |= ~np.isnan(values).all(axis=1)
+        if not observed_any.all():
+            row = int(np.flatnonzero(~observed_any)[0])
+            raise ValueError(f"modality {name!r}: row {row} (and {int((~observed_any).sum()) - 1} more) has no observed "
+                             "value in any measurement; drop rows with a whole modality missing first")
     return sizes.pop()
+
+
+def usable_rows(modalities: Mapping[str, Sequence[np.ndarray]]) -> np.ndarray:
+    """Rows :func:`fit` can use: every modality has at least one observed (non-NaN) entry."""
+    n = len(next(iter(modalities.values()))[0])
+    keep = np.ones(n, dtype=bool)
+    for arrays in modalities.values():
+        seen = np.zeros(n, dtype=bool)
+        for x in arrays:
+            seen |= np.isfinite(np.asarray(x, dtype=np.float64).reshape(n, -1)).any(axis=1)
+        keep &= seen
+    return keep
+
+
+def missing_entries(modalities: Mapping[str, Sequence[np.ndarray]]) -> dict[str, int]:
+    """Count of missing (NaN) entries per measurement, e.g. ``{"text_0": 12}``."""
+    return {f"{m}_{k}": int(np.isnan(np.asarray(x, dtype=np.float64)).sum())
+            for m, arrays in modalities.items() for k, x in enumerate(arrays)}
 
 
 def _data_fields(modalities: Mapping[str, Sequence[np.ndarray]], latent_dims: Mapping[str, int], shared_dim: int,
@@ -66,6 +95,41 @@ def _flatten(modalities: Mapping[str, Sequence[np.ndarray]], config: CRLConfig) 
             for m, k in measurement_keys(config)}
 
 
+def _standardised_with_masks(flat: Mapping[str, np.ndarray],
+                             standardization: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Standardised measurements with NaN (missing) set to 0, plus each one's observed mask."""
+    out = {}
+    for name, x in flat.items():
+        mask = np.isfinite(x)
+        z = (x - standardization[name][0]) / standardization[name][1]
+        out[name] = np.where(mask, z, 0.0).astype(np.float32)
+        out[mask_key(name)] = mask.astype(np.float32)
+    return out
+
+
+def proximal_l1(value: jax.Array, adam_state: optax.ScaleByAdamState, step_size: jax.Array, l1: float, *,
+                b2: float = 0.999, eps: float = 1e-8) -> jax.Array:
+    """Proximal step for ``l1 * |value|_1`` in Adam's diagonal metric.
+
+    Adam moves coordinate i by ``step_size / (sqrt(nu_hat_i) + eps)`` times its
+    momentum, so the matching proximal operator soft-thresholds coordinate i at
+    ``l1 * step_size / (sqrt(nu_hat_i) + eps)`` (ProxGen, Yun et al. 2021). Its fixed
+    points are those of ``loss + l1 * |value|_1``: a coordinate stays nonzero only
+    if its loss gradient reaches ``l1`` in magnitude. (Thresholding at
+    ``step_size * l1`` instead would keep edges by their gradient's signal-to-noise
+    ratio, not by their size.) Written by hand: optax has no preconditioned prox.
+
+    Example:
+        >>> import optax, jax.numpy as jnp
+        >>> state = optax.ScaleByAdamState(count=jnp.int32(1), mu=jnp.zeros(2), nu=jnp.array([1e-3, 1.0]))
+        >>> proximal_l1(jnp.array([0.1, 0.1]), state, 0.01, 0.5).round(4).tolist()
+        [0.0, 0.095]
+    """
+    nu_hat = adam_state.nu / (1.0 - b2 ** adam_state.count.astype(jnp.float32))
+    threshold = l1 * step_size / (jnp.sqrt(nu_hat) + eps)
+    return jnp.sign(value) * jnp.maximum(jnp.abs(value) - threshold, 0.0)
+
+
 @dataclasses.dataclass
 class FittedCRL:
     """A trained model: encode new data, read the learned graph, save it.
@@ -77,6 +141,9 @@ class FittedCRL:
         history: Per-epoch training and validation ELBO per example.
         splits: Row indices of the train / val / test splits used in fitting.
         fit_seconds: Wall time of training.
+        stopped: ``"early stopping on validation"`` or ``"epoch cap"``.
+        best_val_elbo: Validation ELBO of the returned parameters (per example, with
+            the fixed sampling key :func:`validation_key`).
     """
 
     config: CRLConfig
@@ -85,6 +152,8 @@ class FittedCRL:
     history: list[dict[str, float]] = dataclasses.field(default_factory=list)
     splits: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
     fit_seconds: float = 0.0
+    stopped: str = ""
+    best_val_elbo: float = float("nan")
     _encode_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
@@ -92,8 +161,13 @@ class FittedCRL:
         return CausalMultimodalVAE(self.config)
 
     def _standardise(self, modalities) -> dict[str, np.ndarray]:
-        flat = _flatten(modalities, self.config)
-        return {k: (v - self.standardization[k][0]) / self.standardization[k][1] for k, v in flat.items()}
+        return _standardised_with_masks(_flatten(modalities, self.config), self.standardization)
+
+    def adjacency(self) -> np.ndarray:
+        """The effective weighted adjacency ``[parent, child]`` (a DAG by construction)."""
+        if self.config.prior != "causal":
+            return np.zeros((self.config.total_latent,) * 2)  # a model without a causal prior has no graph
+        return np.asarray(self.module.apply({"params": self.params}, method=CausalMultimodalVAE.weighted_adjacency))
 
     def encode(self, modalities: Mapping[str, Sequence[np.ndarray]], *, chunk: int = 4096) -> dict[str, np.ndarray]:
         """Posterior means: ``"shared"`` and one array per modality."""
@@ -105,33 +179,49 @@ class FittedCRL:
         pieces = [self._encode_fn(self.params, {k: v[i : i + chunk] for k, v in data.items()}) for i in range(0, n, chunk)]
         return {name: np.concatenate([np.asarray(p[name]) for p in pieces]) for name in pieces[0]}
 
-    def elbo(self, modalities: Mapping[str, Sequence[np.ndarray]], *, seed: int = 0) -> float:
-        """Mean ELBO per example on (standardised) data."""
+    def elbo(self, modalities: Mapping[str, Sequence[np.ndarray]], *, auxiliary: np.ndarray | None = None,
+             seed: int | None = None) -> float:
+        """Mean ELBO per example on (standardised) data; by default with the sampling
+        key that scored the validation split, so ``elbo(validation rows)`` equals
+        ``best_val_elbo``. A model fitted with auxiliary covariates needs them here."""
         data = self._standardise(modalities)
-        terms = self.module.apply({"params": self.params}, data, jax.random.key(seed))
+        if self.config.auxiliary_dim:
+            if auxiliary is None:
+                raise ValueError(f"this model's prior is conditioned on {self.config.auxiliary_dim} auxiliary "
+                                 "covariates: pass auxiliary=")
+            data[AUXILIARY] = np.asarray(auxiliary, np.float32).reshape(len(auxiliary), -1)
+        key = validation_key(self.config) if seed is None else jax.random.key(seed)
+        terms = self.module.apply({"params": self.params}, data, key)
         return float(jnp.mean(terms[0]))
 
     def graph(self, *, threshold: float | None = None) -> pd.DataFrame:
-        """Weighted adjacency over the latent names (entry [parent, child]); tiny weights zeroed."""
-        weights = np.asarray(self.params["adjacency"]) * self.config.edge_mask()
-        if self.config.prior != "causal":
-            weights = np.zeros_like(weights)  # a model without a causal prior has no graph
+        """Weighted adjacency over the latent names (entry [parent, child]).
+
+        By default (``graph_threshold`` 0) the edges are exactly the model's nonzero
+        entries: the ones its likelihood uses.
+        """
+        weights = self.adjacency()
         cut = self.config.graph_threshold if threshold is None else threshold
-        weights = np.where(np.abs(weights) > cut, weights, 0.0)
+        weights = np.where(np.abs(weights) > cut, weights, 0.0) if cut > 0 else weights
         return pd.DataFrame(weights, index=self.config.latent_names, columns=self.config.latent_names)
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Writes ``config.json`` and ``weights.msgpack`` (no pickle anywhere)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        weights = serialization.to_bytes(self.params)
         payload = {
             "format": FORMAT,
             "config": dataclasses.asdict(self.config),
             "standardization": {k: [m.tolist(), s.tolist()] for k, (m, s) in self.standardization.items()},
             "history": self.history,
+            "best_val_elbo": self.best_val_elbo,
+            "stopped": self.stopped,
+            "weights_sha256": hashlib.sha256(weights).hexdigest(),
+            "weights_shapes": _shapes(self.params),
         }
         (directory / "config.json").write_text(json.dumps(payload, indent=2))
-        (directory / "weights.msgpack").write_bytes(serialization.to_bytes(self.params))
+        (directory / "weights.msgpack").write_bytes(weights)
         return directory
 
 
@@ -148,45 +238,100 @@ def _config_from_json(fields: Mapping[str, Any]) -> CRLConfig:
     return CRLConfig(**values)
 
 
+def _shapes(params: Any) -> dict[str, list[int]]:
+    """Parameter path -> shape, e.g. ``{"decoders_text_0/Dense_0/kernel": [5, 128], ...}``."""
+    flat = serialization.to_state_dict(params)
+    out: dict[str, list[int]] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(value, f"{prefix}/{key}" if prefix else str(key))
+        else:
+            out[prefix] = [int(d) for d in np.shape(node)]
+
+    walk(flat, "")
+    return out
+
+
 def load_pretrained(directory: str | Path) -> FittedCRL:
-    """Loads a model written by :meth:`FittedCRL.save_pretrained`.
+    """Loads a model written by :meth:`FittedCRL.save_pretrained`, checking it at load time.
 
     Only JSON and msgpack are read, into a parameter structure built from the
-    config: loading a directory from an untrusted source cannot execute code.
+    config: loading a directory from an untrusted source cannot execute code. The
+    weights file must match the SHA-256 recorded in ``config.json`` (a truncated or
+    swapped file fails here, naming it), every parameter must have the shape the
+    config implies, and every weight and standardisation scale must be finite (scales
+    positive): a broken model fails at load instead of encoding non-finite latents.
+
+    Raises:
+        ValueError: naming the file and, where it applies, the parameter.
     """
     directory = Path(directory)
-    payload = json.loads((directory / "config.json").read_text())
+    config_file, weights_file = directory / "config.json", directory / "weights.msgpack"
+    try:
+        payload = json.loads(config_file.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{config_file}: cannot read the model's config ({error})") from error
+    if payload.get("format") == "personax-crl-v1":
+        raise ValueError(f"{config_file}: saved by an older personax (format personax-crl-v1: no weights digest, "
+                         "a graph without learned order); refit the model")
     if payload.get("format") != FORMAT:
-        raise ValueError(f"{directory / 'config.json'} is not a personax CRL model (format {payload.get('format')!r})")
+        raise ValueError(f"{config_file} is not a personax CRL model (format {payload.get('format')!r})")
     config = _config_from_json(payload["config"])
+    try:
+        weights = weights_file.read_bytes()
+    except OSError as error:
+        raise ValueError(f"{weights_file}: cannot read the weights ({error})") from error
+    expected = payload.get("weights_sha256")
+    if not isinstance(expected, str):
+        raise ValueError(f"{config_file} records no weights_sha256: the integrity of {weights_file.name} cannot be checked")
+    if hashlib.sha256(weights).hexdigest() != expected:
+        raise ValueError(f"{weights_file}: SHA-256 {hashlib.sha256(weights).hexdigest()[:16]}... does not match "
+                         f"{expected[:16]}... recorded in {config_file.name} (truncated, corrupted or replaced)")
     template = _init_params(config, jax.random.key(0))
-    params = serialization.from_bytes(template, (directory / "weights.msgpack").read_bytes())
-    standardization = {k: (np.asarray(m, np.float32), np.asarray(s, np.float32))
-                       for k, (m, s) in payload["standardization"].items()}
-    return FittedCRL(config=config, params=params, standardization=standardization, history=payload.get("history", []))
+    try:
+        params = serialization.from_bytes(template, weights)
+    except Exception as error:  # msgpack and flax raise several types; all mean "not these weights"
+        raise ValueError(f"{weights_file}: not the weights of this model ({type(error).__name__}: {error})") from error
+    wanted, found = _shapes(template), _shapes(params)
+    recorded = payload.get("weights_shapes", found)
+    for name, shape in wanted.items():
+        for label, shapes in (("weights file", found), ("config.json", recorded)):
+            if shapes.get(name) != shape:
+                raise ValueError(f"{weights_file}: parameter {name} has shape {shapes.get(name)} in the {label} but the "
+                                 f"config implies {shape}")
+    leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+    for path, value in leaves:
+        if not np.isfinite(np.asarray(value)).all():
+            raise ValueError(f"{weights_file}: parameter {jax.tree_util.keystr(path)} has non-finite values")
+    standardization = {}
+    for name, (mean, scale) in payload["standardization"].items():
+        mean, scale = np.asarray(mean, np.float32), np.asarray(scale, np.float32)
+        modality = name.rsplit("_", 1)[0]
+        if mean.shape != scale.shape or mean.shape != (config.input_dims.get(modality, -1),):
+            raise ValueError(f"{config_file}: standardization[{name!r}] has shapes {mean.shape}/{scale.shape}, "
+                             f"expected ({config.input_dims.get(modality)},)")
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+            raise ValueError(f"{config_file}: standardization[{name!r}] has a non-finite mean or a scale that is not "
+                             "positive and finite")
+        standardization[name] = (mean, scale)
+    missing = {f"{m}_{k}" for m, k in measurement_keys(config)} - set(standardization)
+    if missing:
+        raise ValueError(f"{config_file}: no standardization for {sorted(missing)}")
+    return FittedCRL(config=config, params=params, standardization=standardization, history=payload.get("history", []),
+                     best_val_elbo=float(payload.get("best_val_elbo", float("nan"))), stopped=payload.get("stopped", ""))
 
 
-def notears_acyclicity(adjacency: jax.Array) -> jax.Array:
-    """NOTEARS h(A) = tr(exp(A * A)) - d: zero exactly when A is acyclic (Zheng et al. 2018)."""
-    return jnp.trace(jax.scipy.linalg.expm(adjacency * adjacency)) - adjacency.shape[0]
-
-
-def break_cycles(adjacency: np.ndarray) -> np.ndarray:
-    """Removes the weakest edge of the graph until no directed cycle is left."""
-    adjacency = np.array(adjacency, dtype=np.float32)
-    while True:
-        reach = (adjacency != 0).astype(np.int64)
-        for _ in range(adjacency.shape[0]):  # transitive closure by repeated squaring
-            reach = ((reach + reach @ reach) > 0).astype(np.int64)
-        on_cycle = (reach * reach.T) * (adjacency != 0)
-        if not on_cycle.any():
-            return adjacency
-        weakest = np.unravel_index(np.argmin(np.where(on_cycle, np.abs(adjacency), np.inf)), adjacency.shape)
-        adjacency[weakest] = 0.0
+def validation_key(config: CRLConfig) -> jax.Array:
+    """The fixed sampling key of validation ELBOs (comparable across epochs and with :meth:`FittedCRL.elbo`)."""
+    return jax.random.key(config.seed + 1)
 
 
 def _init_params(config: CRLConfig, key: jax.Array):
     batch = {f"{m}_{k}": jnp.zeros((2, config.input_dims[m])) for m, k in measurement_keys(config)}
+    if config.auxiliary_dim:
+        batch[AUXILIARY] = jnp.zeros((2, config.auxiliary_dim))
     return CausalMultimodalVAE(config).init(key, batch, key)["params"]
 
 
@@ -203,6 +348,7 @@ def fit(
     latent_dims: Mapping[str, int],
     shared_dim: int,
     seed: int = 0,
+    auxiliary: np.ndarray | None = None,
     progress: bool = False,
     **overrides: Any,
 ) -> FittedCRL:
@@ -214,12 +360,18 @@ def fit(
             mapping is the causal order of the blocks (earlier may cause later).
         shared_dim: Size of the shared block s.
         seed: Seed of splits, initialisation and sampling.
-        progress: Print one line per 10 epochs.
+        auxiliary: Optional (n, a) observed covariates (e.g. one-hot group and
+            gender) that modulate the latent prior (iVAE); numeric, finite, same rows.
+        progress: Show a progress bar (tqdm) with the validation ELBO.
         **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).
+
+    Measurements may contain NaN for missing entries (e.g. a rater's "insufficient
+    information"): those entries are left out of the likelihood.
 
     Returns:
         The model with the parameters of the best validation ELBO (early stopping on
-        the validation split only; the test split is never looked at).
+        the validation split only; the test split is never looked at). The returned
+        parameters are exactly the ones that scored ``best_val_elbo``.
     """
     latent_dims = dict(latent_dims)
     n, fields = _data_fields(modalities, latent_dims, shared_dim, seed)
@@ -232,15 +384,29 @@ def fit(
         if fields["input_dims"][m] != int(np.prod(shape)):
             raise ValueError(f"image_shapes[{m!r}] = {shape} has {int(np.prod(shape))} values but the measurements "
                              f"have {fields['input_dims'][m]}")
+    if auxiliary is not None:
+        auxiliary = np.asarray(auxiliary, dtype=np.float32).reshape(n, -1) if len(auxiliary) == n else None
+        if auxiliary is None:
+            raise ValueError("auxiliary covariates need one row per person (same rows as the measurements)")
+        if not np.isfinite(auxiliary).all():
+            row, column = np.argwhere(~np.isfinite(auxiliary))[0]
+            raise ValueError(f"auxiliary covariates row {row} column {column} is not finite")
+        fields["auxiliary_dim"] = int(auxiliary.shape[1])
     config = CRLConfig(**fields, image_shapes=shapes, **overrides)
     splits = _split(n, config)
     flat = _flatten(modalities, config)
     train_rows = splits["train"]
     standardization = {}
     for name, x in flat.items():
-        mean, std = x[train_rows].mean(0), x[train_rows].std(0)
-        standardization[name] = (mean, np.where(std > 1e-8, std, 1.0).astype(np.float32))
-    data = {k: (v - standardization[k][0]) / standardization[k][1] for k, v in flat.items()}
+        seen = np.isfinite(x[train_rows]).sum(0)
+        if (seen == 0).any():
+            raise ValueError(f"measurement {name!r} column {int(np.argmin(seen))} has no observed value in the "
+                             f"{len(train_rows)} training rows")
+        mean, std = np.nanmean(x[train_rows], 0), np.nanstd(x[train_rows], 0)
+        standardization[name] = (mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32))
+    data = _standardised_with_masks(flat, standardization)
+    if auxiliary is not None:
+        data[AUXILIARY] = auxiliary
 
     devices = jax.devices()
     batch_size = min(config.batch_size, len(train_rows))
@@ -273,41 +439,38 @@ def fit(
     if config.prior not in ("causal", "gaussian"):
         raise ValueError(f"prior must be 'causal' or 'gaussian', got {config.prior!r}")
 
-    mask = jnp.asarray(config.edge_mask())
-    learn_order = config.prior == "causal" and config.within_block_order == "learned"
-
-    def loss_fn(p, batch, rng, acyclicity_weight):
+    def loss_fn(p, batch, rng):
         _, log_lik, rest = module.apply({"params": p}, batch, rng)
         decay = jnp.sum(p["mech_w1"] ** 2) + jnp.sum(p["mech_w2"] ** 2)
         loss = -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * decay
-        if learn_order:
-            loss = loss + acyclicity_weight * notears_acyclicity(p["adjacency"] * mask)
+        if config.contrastive:  # multiview InfoNCE on the latents the views share
+            views = module.apply({"params": p}, batch, method=CausalMultimodalVAE.view_means)
+            loss = loss + config.contrastive * multiview_infonce(views, temperature=config.contrastive_temperature)
         return loss
 
     def step(carry, rows):
-        p, state, rng, acyclicity_weight = carry
+        p, state, rng = carry
         rng, sub = jax.random.split(rng)
         batch = {k: v[rows] for k, v in train.items()}
         if sharding is not None:
             batch = jax.lax.with_sharding_constraint(batch, sharding)
-        loss, grads = jax.value_and_grad(loss_fn)(p, batch, sub, acyclicity_weight)
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch, sub)
         step_size = schedule(state[-1].count)  # adam's chain ends with the schedule's step counter
         updates, state = optimizer.update(grads, state, p)
         p = optax.apply_updates(p, updates)
-        # Proximal L1 step: exact zeros, so the learned graph is genuinely sparse.
-        shrink = step_size * config.l1_graph
-        adjacency = p["adjacency"]
-        p = {**p, "adjacency": jnp.sign(adjacency) * jnp.maximum(jnp.abs(adjacency) - shrink, 0.0)}
-        return (p, state, rng, acyclicity_weight), loss
+        # Proximal L1 step in Adam's metric: exact zeros, and |A| decides which edges stay.
+        adam_state = state[0]
+        adam_adjacency = adam_state._replace(mu=adam_state.mu["adjacency"], nu=adam_state.nu["adjacency"])
+        p = {**p, "adjacency": proximal_l1(p["adjacency"], adam_adjacency, step_size, config.l1_graph)}
+        return (p, state, rng), loss
 
-    def one_epoch(p, state, rng, acyclicity_weight):
+    def one_epoch(p, state, rng):
         rng, perm_key = jax.random.split(rng)
         order = jax.random.permutation(perm_key, len(train_rows))[: n_batches * batch_size]
-        (p, state, rng, _), losses = jax.lax.scan(
-            step, (p, state, rng, acyclicity_weight), order.reshape(n_batches, batch_size))
+        (p, state, rng), losses = jax.lax.scan(step, (p, state, rng), order.reshape(n_batches, batch_size))
         return p, state, rng, jnp.mean(losses)
 
-    epoch = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, None)))
+    epoch = jax.jit(jax.vmap(one_epoch))
     validation_elbo = jax.jit(jax.vmap(lambda p, rng: jnp.mean(module.apply({"params": p}, val, rng)[0]),
                                        in_axes=(0, None)))
 
@@ -321,22 +484,28 @@ def fit(
     best = np.full(restarts, -np.inf)
     best_params, waited = params, np.zeros(restarts, dtype=int)
     keys = jax.random.split(key, restarts)
-    val_key = jax.random.key(config.seed + 1)  # fixed sampling noise: comparable across epochs
-    for index in range(config.max_epochs):
-        ramp = config.acyclicity * (index + 1) / config.max_epochs
-        params, opt_state, keys, train_loss = epoch(params, opt_state, keys, jnp.float32(ramp))
+    val_key = validation_key(config)  # fixed sampling noise: comparable across epochs
+    stopped = "epoch cap"
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(config.max_epochs), desc="crl", unit="epoch", disable=not progress, leave=False)
+    for index in bar:
+        # The graph is a DAG at every step and nothing is pruned afterwards, so the
+        # parameters scored here are exactly the ones returned.
+        params, opt_state, keys, train_loss = epoch(params, opt_state, keys)
         val_elbo = np.asarray(validation_elbo(params, val_key), dtype=np.float64)
         curves.append((np.asarray(train_loss, dtype=np.float64), val_elbo))
-        if progress and (index + 1) % 10 == 0:
-            print(f"epoch {index + 1}: train loss {train_loss.min():.3f}, validation ELBO {val_elbo.max():.3f}")
         if not np.isfinite(val_elbo).any():
             raise FloatingPointError(f"training diverged at epoch {index + 1} (validation ELBO {val_elbo})")
         improved = np.nan_to_num(val_elbo, nan=-np.inf) > best
         best = np.where(improved, val_elbo, best)
         waited = np.where(improved, 0, waited + 1)
         best_params = keep_improved(jnp.asarray(improved), params, best_params)
+        bar.set_postfix(val_elbo=f"{val_elbo.max():.3f}", best=f"{best.max():.3f}")
         if waited.min() >= config.patience:
+            stopped = "early stopping on validation"
             break
+    bar.close()
     chosen = int(np.argmax(best))
     history = [{"epoch": i + 1, "train_loss": float(loss[chosen]), "val_elbo": float(elbo[chosen])}
                for i, (loss, elbo) in enumerate(curves)]
@@ -344,7 +513,6 @@ def fit(
         for entry, (_, elbo) in zip(history, curves):
             entry["val_elbo_restarts"] = [float(v) for v in elbo]
     best_params = jax.device_get(jax.tree_util.tree_map(lambda x: x[chosen], best_params))
-    if learn_order:  # the penalty leaves cycles only near zero; cut them exactly
-        best_params = {**best_params, "adjacency": break_cycles(np.asarray(best_params["adjacency"]) * config.edge_mask())}
     return FittedCRL(config=config, params=best_params, standardization=standardization, history=history,
-                     splits=splits, fit_seconds=time.perf_counter() - start)
+                     splits=splits, fit_seconds=time.perf_counter() - start, stopped=stopped,
+                     best_val_elbo=float(best[chosen]))

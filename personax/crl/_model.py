@@ -1,21 +1,26 @@
 """The multimodal, multi-measurement causal VAE (SPEC §4, "what personax does").
 
-Generative model: latents u = [s, z(1), ..., z(M)] follow a causal model in a
-fixed order (s first, then the modality blocks in the order given) with a learned,
-weighted adjacency A (strictly upper triangular, nothing points into s):
+Generative model: latents u = [s, z(1), ..., z(M)] follow a causal model with a
+learned, weighted adjacency A: blocks in the given order (s first, nothing points
+into s), and inside a modality block the order of a learned potential per node
+(an edge i -> j exists only where potential_i < potential_j):
 
     u_j = f_j(A[:, j] * u) + sigma_j * h_j(n_j),   n_j ~ N(0, 1)
 
-where f_j is a small MLP of the *weighted* parents (so A gets gradients from the
+where f_j is built from the *weighted* parents (so A gets gradients from the
 likelihood) and h_j a per-node sinh-arcsinh flow (non-Gaussian exogenous noise).
-Because the order is fixed, u -> n is triangular and its log-determinant is the
-sum of the per-node terms, which the prior density includes. Each measurement
+The effective graph is acyclic by construction (a strict order), so u -> n is
+triangular in that order and its log-determinant is the sum of the per-node
+terms: the prior density is exact at every training step, not only at the end. Each measurement
 x(m,k) is decoded from [s, z(m), eta(m,k)] with eta(m,k) ~ N(0, I).
 
 Inference: one encoder per measurement proposes Gaussians for s, z(m) and
 eta(m,k); the posteriors of s (all measurements) and z(m) (the modality's
 measurements) are their products of experts, which ties the measurements. The
 loss is the negative ELBO; A is kept sparse by a proximal L1 step (exact zeros).
+Missing entries of a measurement (NaN in the input) are masked out of the
+likelihood and fed to the encoder as the training mean; a measurement with no
+observed entry in a row drops out of that row's product of experts.
 """
 
 from __future__ import annotations
@@ -47,9 +52,12 @@ class CRLConfig:
         hidden: Encoder/decoder MLP widths.
         mechanism_hidden: Hidden width of each node's mechanism f_j.
         learning_rate, batch_size, max_epochs, patience: Training.
-        l1_graph: Proximal L1 strength on the adjacency.
+        l1_graph: L1 strength on the adjacency (per example; the proximal step
+            uses Adam's per-coordinate step size, so the fit is a stationary
+            point of loss + l1_graph * |A|_1).
         weight_decay: L2 on the mechanism MLPs (stops them absorbing the scale of A).
-        graph_threshold: |A| below this is "no edge" in reports.
+        graph_threshold: |A| at or below this is "no edge" in reports (0: the
+            reported edges are exactly the nonzero entries).
         val_fraction, test_fraction: Split sizes.
         prior: "causal" (the model) or "gaussian" (standard normal latents: the
             multimodal beta-VAE baseline, with no graph).
@@ -58,18 +66,30 @@ class CRLConfig:
             identifies the components) or "mlp" (one MLP of all weighted parents).
             Additive edge functions are normalised to zero mean and unit RMS on a
             standard-normal grid, so |A_ij| is the edge's strength.
-        within_block_order: "learned" (edges inside a modality block may point
-            either way; a NOTEARS penalty makes the graph acyclic and the fit
-            breaks any remaining cycle at its weakest edge) or "fixed" (index order).
+        within_block_order: "learned" (each node of a modality block has a learned
+            potential and an edge i -> j is active only if potential_i < potential_j,
+            so the graph is a DAG at every step; the potentials get gradients
+            through a sigmoid straight-through estimator) or "fixed" (index order).
             Blocks are always in the given causal order and nothing points into s.
+        order_temperature: Temperature of the sigmoid whose gradient stands in for
+            the hard order mask's.
         image_shapes: modality -> (height, width, channels) for modalities whose
             measurements are images (flattened rows): those get a small conv-net
             encoder and decoder instead of MLPs.
         restarts: Independent initialisations trained side by side (vmapped); the
             one with the best validation ELBO is kept.
-        acyclicity: Final weight of the NOTEARS penalty tr(exp(A*A)) - d (ramped up
-            linearly over the epochs).
         beta: Weight of the prior and entropy terms in the training loss (1 = ELBO).
+        contrastive: Weight of the multiview InfoNCE term (0 = off): each pair of
+            measurements of the same person is a positive pair, on the latents the
+            two share (s for measurements of different modalities, [s, z(m)] for two
+            measurements of modality m); the other people in the batch are the
+            negatives (multiview-crl's subset losses, Yao et al. 2024; cross-modal
+            InfoNCE on s only, Daunhawer et al. 2023). See :mod:`personax.crl._contrastive`.
+        contrastive_temperature: InfoNCE temperature (similarity: minus the squared
+            Euclidean distance of the encoders' means).
+        auxiliary_dim: Number of observed auxiliary covariates (0 = none). When set,
+            they shift the location and log-scale of every latent's exogenous noise
+            (iVAE, Khemakhem et al. 2020): the prior is conditionally factorised given them.
         seed: Seed of initialisation, splits and sampling.
     """
 
@@ -84,18 +104,21 @@ class CRLConfig:
     batch_size: int = 256
     max_epochs: int = 200
     patience: int = 20
-    l1_graph: float = 0.5
+    l1_graph: float = 0.05
     weight_decay: float = 1e-3
-    graph_threshold: float = 0.05
+    graph_threshold: float = 0.0
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     prior: str = "causal"
     mechanism: str = "additive"
     within_block_order: str = "learned"
-    acyclicity: float = 50.0
+    order_temperature: float = 0.5
     restarts: int = 1
     image_shapes: dict[str, tuple[int, int, int]] = dataclasses.field(default_factory=dict)
     beta: float = 1.0
+    contrastive: float = 0.0
+    contrastive_temperature: float = 1.0
+    auxiliary_dim: int = 0
     seed: int = 0
 
     @property
@@ -117,9 +140,21 @@ class CRLConfig:
             start += dim
         return slices
 
+    def learned_order_pairs(self) -> np.ndarray:
+        """Pairs (i, j), i != j, inside a modality block whose direction the potentials decide."""
+        d = self.total_latent
+        pairs = np.zeros((d, d))
+        if self.within_block_order == "learned":
+            for name, block in self.block_slices().items():
+                if name != "shared":
+                    pairs[block, block] = 1.0
+            np.fill_diagonal(pairs, 0.0)
+        return pairs
+
     def edge_mask(self) -> np.ndarray:
         """Allowed edges: from an earlier block to a later one, both ways inside a
-        modality block when the order there is learned, and nothing into s."""
+        modality block when the order there is learned (the potentials then pick
+        one direction), and nothing into s."""
         d = self.total_latent
         mask = np.triu(np.ones((d, d)), 1)
         if self.within_block_order == "learned":
@@ -182,12 +217,34 @@ def measurement_keys(config: CRLConfig) -> list[tuple[str, int]]:
     return [(m, k) for m in config.latent_dims for k in range(config.measurements[m])]
 
 
-def _poe(mus: Sequence[jnp.ndarray], logvars: Sequence[jnp.ndarray]) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Product of Gaussian experts."""
+def _poe(mus: Sequence[jnp.ndarray], logvars: Sequence[jnp.ndarray],
+         present: Sequence[jnp.ndarray] | None = None) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Product of Gaussian experts; ``present`` (batch, 1) drops an expert from a row."""
     precisions = [jnp.exp(-lv) for lv in logvars]
+    if present is not None:
+        precisions = [p * w for p, w in zip(precisions, present)]
     total = sum(precisions)
     mean = sum(m * p for m, p in zip(mus, precisions)) / total
     return mean, -jnp.log(total)
+
+
+AUXILIARY = "auxiliary"  # batch key of the observed auxiliary covariates (iVAE conditioning)
+
+
+def mask_key(name: str) -> str:
+    """Batch key of a measurement's observed-entry mask (1 observed, 0 missing)."""
+    return f"{name}:observed"
+
+
+def observed(batch: dict[str, jnp.ndarray], name: str) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """A measurement with missing entries set to 0 (the training mean after
+    standardisation) and its mask; without a mask in the batch, every finite entry
+    counts as observed."""
+    x = batch[name]
+    mask = batch.get(mask_key(name))
+    if mask is None:
+        mask = jnp.isfinite(x).astype(x.dtype)
+    return jnp.where(mask > 0, jnp.nan_to_num(x), 0.0), mask
 
 
 def _gaussian_logpdf(x, mean, logvar):
@@ -232,28 +289,53 @@ class CausalMultimodalVAE(nn.Module):
         self.log_sigma_u = self.param("log_sigma_u", nn.initializers.zeros, (d,))
         self.flow_skew = self.param("flow_skew", nn.initializers.zeros, (d,))
         self.flow_log_tail = self.param("flow_log_tail", nn.initializers.zeros, (d,))
+        self.order_potential = self.param("order_potential", nn.initializers.normal(1.0), (d,))
+        if c.auxiliary_dim:
+            self.auxiliary_location = self.param("auxiliary_location", nn.initializers.zeros, (c.auxiliary_dim, d))
+            self.auxiliary_log_scale = self.param("auxiliary_log_scale", nn.initializers.zeros, (c.auxiliary_dim, d))
 
     def weighted_adjacency(self):
-        return self.adjacency * jnp.asarray(self.config.edge_mask())
+        """The effective adjacency: a DAG for every parameter value.
+
+        Edges between blocks follow the block order; inside a modality block an edge
+        i -> j is active only when potential_i < potential_j (a strict order, so no
+        cycle, ties give no edge). Forward: exactly ``A * hard_mask``. Backward: ``A``
+        gets the exact gradient of the active entries; the potentials get the
+        gradient of a sigmoid relaxation (straight-through), so the order can move.
+        """
+        c = self.config
+        fixed = jnp.asarray(c.edge_mask() - c.learned_order_pairs())
+        pairs = jnp.asarray(c.learned_order_pairs())
+        gap = self.order_potential[None, :] - self.order_potential[:, None]  # [i, j] = p_j - p_i
+        hard = (gap > 0).astype(self.adjacency.dtype)
+        soft = jax.nn.sigmoid(gap / c.order_temperature)
+        active = self.adjacency * (fixed + pairs * hard)
+        relaxed = jax.lax.stop_gradient(self.adjacency) * pairs * (soft - jax.lax.stop_gradient(soft))
+        return active + relaxed
 
     def posteriors(self, batch: dict[str, jnp.ndarray]):
         """Gaussian posteriors: (mean, logvar) of s, of each z(m), and of each eta(m,k)."""
         c = self.config
         s_parts, z_parts, eta = [], {m: [] for m in c.latent_dims}, {}
+        present_s, present_z = [], {m: [] for m in c.latent_dims}
         for m, k in self.keys:
-            out = self.encoders[f"{m}_{k}"](batch[f"{m}_{k}"])
+            x, mask = observed(batch, f"{m}_{k}")
+            present = (jnp.sum(mask, axis=-1, keepdims=True) > 0).astype(x.dtype)
+            present_s.append(present)
+            present_z[m].append(present)
+            out = self.encoders[f"{m}_{k}"](x)
             mean, logvar = jnp.split(out, 2, axis=-1)
             logvar = jnp.clip(logvar, -12.0, 8.0)
             ds, dm = c.shared_dim, c.latent_dims[m]
             s_parts.append((mean[:, :ds], logvar[:, :ds]))
             z_parts[m].append((mean[:, ds : ds + dm], logvar[:, ds : ds + dm]))
             eta[f"{m}_{k}"] = (mean[:, ds + dm :], logvar[:, ds + dm :])
-        shared = _poe(*zip(*s_parts)) if c.shared_dim else None
-        blocks = {m: _poe(*zip(*parts)) for m, parts in z_parts.items()}
+        shared = _poe(*zip(*s_parts), present_s) if c.shared_dim else None
+        blocks = {m: _poe(*zip(*parts), present_z[m]) for m, parts in z_parts.items()}
         return shared, blocks, eta
 
-    def prior_logpdf(self, u):
-        """log p(u) under the causal prior, change-of-variables term included."""
+    def prior_logpdf(self, u, auxiliary=None):
+        """log p(u | auxiliary) under the causal prior, change-of-variables term included."""
         weights = self.weighted_adjacency()
         if self.config.mechanism == "additive":
             def edge_functions(x):  # x: (batch, parent) -> g_ij(x_i): (batch, parent, node)
@@ -270,12 +352,18 @@ class CausalMultimodalVAE(nn.Module):
             inputs = u[:, :, None] * weights[None]  # (batch, parent, node)
             hidden = nn.elu(jnp.einsum("bij,jih->bjh", inputs, self.mech_w1) + self.mech_b1)
             mechanism = jnp.einsum("bjh,jh->bj", hidden, self.mech_w2) + self.mech_b2
-        residual = (u - mechanism) * jnp.exp(-self.log_sigma_u)
+        log_sigma = self.log_sigma_u
+        if self.config.auxiliary_dim:
+            if auxiliary is None:
+                raise ValueError("this model's prior is conditioned on auxiliary covariates: pass them")
+            mechanism = mechanism + auxiliary @ self.auxiliary_location
+            log_sigma = log_sigma + auxiliary @ self.auxiliary_log_scale
+        residual = (u - mechanism) * jnp.exp(-log_sigma)
         # Inverse sinh-arcsinh flow: n = sinh(tau * asinh(r) - skew), tau > 0.
         tau = jnp.exp(self.flow_log_tail)
         inner = tau * jnp.arcsinh(residual) - self.flow_skew
         base = jnp.sinh(inner)
-        log_det = jnp.log(jnp.cosh(inner)) + jnp.log(tau) - 0.5 * jnp.log1p(residual**2) - self.log_sigma_u
+        log_det = jnp.log(jnp.cosh(inner)) + jnp.log(tau) - 0.5 * jnp.log1p(residual**2) - log_sigma
         return jnp.sum(-0.5 * (LOG_2PI + base**2) + log_det, axis=-1)
 
     def __call__(self, batch: dict[str, jnp.ndarray], rng: jax.Array):
@@ -304,13 +392,26 @@ class CausalMultimodalVAE(nn.Module):
             log_prior_eta = log_prior_eta + jnp.sum(-0.5 * (LOG_2PI + e**2), axis=-1)
             pieces = ([u[:, : c.shared_dim]] if c.shared_dim else []) + [z[m], e]
             recon = self.decoders[name](jnp.concatenate(pieces, axis=-1))
-            log_lik = log_lik + jnp.sum(_gaussian_logpdf(batch[name], recon, 2 * self.log_sigma_x[i]), axis=-1)
+            x, mask = observed(batch, name)
+            log_lik = log_lik + jnp.sum(mask * _gaussian_logpdf(x, recon, 2 * self.log_sigma_x[i]), axis=-1)
         if c.prior == "causal":
-            log_prior_u = self.prior_logpdf(u)
+            log_prior_u = self.prior_logpdf(u, batch.get(AUXILIARY))
         else:
             log_prior_u = jnp.sum(-0.5 * (LOG_2PI + u**2), axis=-1)
         rest = log_prior_u + log_prior_eta + entropy
         return log_lik + rest, log_lik, rest
+
+    def view_means(self, batch: dict[str, jnp.ndarray]):
+        """Each measurement's own encoder means, before the product of experts:
+        ``{name: (s mean, z(m) mean, present (batch,))}``, for the contrastive term."""
+        c = self.config
+        out = {}
+        for m, k in self.keys:
+            x, mask = observed(batch, f"{m}_{k}")
+            mean = self.encoders[f"{m}_{k}"](x)[:, : c.shared_dim + c.latent_dims[m]]
+            present = (jnp.sum(mask, axis=-1) > 0).astype(x.dtype)
+            out[f"{m}_{k}"] = (mean[:, : c.shared_dim], mean[:, c.shared_dim :], present)
+        return out
 
     def encode(self, batch: dict[str, jnp.ndarray]):
         """Posterior means of s and each z(m)."""

@@ -3,8 +3,9 @@
 Reads the measurements listed in ``config.crl.modalities`` (modality -> list of
 artifact references, see :func:`load_measurements`: e.g. ``image_embedding``, and
 ``trait_scores:each_rater``, one text measurement per rater present in the trait
-table) and the person table; people missing any measurement are left out (and
-counted; a trait score 0, "insufficient information", is missing). ``config.crl.model`` picks the model: ``personax`` (default) or
+table) and the person table. A missing entry (a trait score 0, "insufficient information";
+a person without an image) is masked out of the likelihood; people with nothing observed in a
+modality are left out and counted. ``config.crl.model`` picks the model: ``personax`` (default) or
 ``crl_reference``, the original study's design kept for comparison
 (:func:`personax.crl.fit_reference`; its ``model/`` reloads with
 ``personax.crl._reference.load_reference`` and its metrics report the study's loss,
@@ -32,7 +33,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from personax.crl import diagnostics as D
-from personax.crl._fit import fit
+from personax.crl._baselines import recovery_with_baselines
+from personax.crl._fit import fit, missing_entries, usable_rows
 from personax.crl._reference import fit_reference
 from personax import artifacts as A
 from personax.data.schema import raters_in, rater_column, TRAITS
@@ -165,23 +167,27 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         loaded = [m for ref in references for m in load_measurements(run_dir, str(ref), persons, tables)]
         measurement_names[modality] = [name for name, _ in loaded]
         modalities[modality] = [array for _, array in loaded]
-    complete = np.ones(len(persons), dtype=bool)
-    for arrays in modalities.values():
-        for array in arrays:
-            complete &= np.isfinite(array).all(axis=1)
-    min_people = int(options.get("min_people", 50))
-    if complete.sum() < min_people:
-        raise ValueError(f"only {int(complete.sum())} of {len(persons)} people have every measurement "
-                         f"({measurement_names}); the crl stage needs at least crl.min_people={min_people}")
-    data = {m: [a[complete] for a in arrays] for m, arrays in modalities.items()}
-    kept = persons.loc[complete].reset_index(drop=True)
-    latent_dims = {m: int(options.latent_dims[m]) for m in options.modalities}
     kind = str(options.get("model", "personax"))
     if kind not in ("personax", "crl_reference"):
         raise ValueError(f"crl.model must be 'personax' or 'crl_reference' (the study's design, for comparison), got {kind!r}")
+    if kind == "personax":
+        complete = usable_rows(modalities)  # NaN entries (a score 0, a missing image) are masked out of the likelihood
+    else:  # the study's design cannot mask: only people with every entry of every measurement
+        complete = np.ones(len(persons), dtype=bool)
+        for arrays in modalities.values():
+            for array in arrays:
+                complete &= np.isfinite(array).all(axis=1)
+    min_people = int(options.get("min_people", 50))
+    if complete.sum() < min_people:
+        raise ValueError(f"only {int(complete.sum())} of {len(persons)} people have a usable entry in every "
+                         f"modality ({measurement_names}); the crl stage needs at least crl.min_people={min_people}")
+    data = {m: [a[complete] for a in arrays] for m, arrays in modalities.items()}
+    kept = persons.loc[complete].reset_index(drop=True)
+    latent_dims = {m: int(options.latent_dims[m]) for m in options.modalities}
     fitter = fit if kind == "personax" else fit_reference
+    extra = {"progress": True} if kind == "personax" else {}
     model = fitter(data, latent_dims=latent_dims, shared_dim=int(options.shared_dim), seed=int(options.seed),
-                   **OmegaConf.to_container(options.fit, resolve=True))
+                   **extra, **OmegaConf.to_container(options.fit, resolve=True))
     model.save_pretrained(run_dir.output_path(A.CRL_MODEL))
     latents = model.encode(data)
     split = np.empty(len(kept), dtype=object)
@@ -231,7 +237,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         "left_out_missing_measurement": int((~complete).sum()),
         "measurements": measurement_names,
         "epochs": model.history[-1]["epoch"],
-        **({"best_val_elbo": max(h["val_elbo"] for h in model.history), "test_elbo": model.elbo(test_data)}
+        **({"best_val_elbo": model.best_val_elbo, "test_elbo": model.elbo(test_data), "stopped": model.stopped,
+            "missing_entries": missing_entries(data)}
            if kind == "personax" else
            {"best_val_loss": min(h["val_loss"] for h in model.history), "test_loss": model.loss(test_data)["total"]}),
         "fit_seconds": round(model.fit_seconds, 2),
@@ -253,6 +260,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                 "mcc_spearman": D.mcc(learned[train], true[train], learned[test], true[test], method="spearman")["mcc"],
                 "block_r2_linear": D.block_r2(learned[train], true[train], learned[test], true[test])["mean"],
             }
+        # Beside each block's MCC: the baselines on the same split and a plain verdict.
+        for block, verdict in recovery_with_baselines(latents, truth, data, model.splits, seed=int(options.seed)).items():
+            recovery[block].update({k: v for k, v in verdict.items() if k != "mcc"})
         if true_graph is not None and [b for b in order if b in truth] == [b for b in order if latents[b].shape[1]]:
             # Every block has a planted counterpart: match latents to true nodes and score the graph.
             learned_all = np.concatenate([latents[b] for b in order if latents[b].shape[1]], axis=1)

@@ -26,6 +26,12 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert model.config.latent_dims == {"image": 4, "text": 3}
     recovery = json.loads((crl / "recovery.json").read_text())
     assert set(recovery) == {"shared", "image", "text"} and 0 <= recovery["text"]["mcc"] <= 1
+    for block in recovery.values():  # beside every MCC: the baselines on the same split and a verdict
+        assert set(block["baselines"]) == {"pca", "fastica", "rater_mean", "cca_ica"}
+        assert block["verdict"] in ("recovered", "not recovered") and block["reason"]
+    metrics = json.loads((crl / "metrics.json").read_text())
+    assert metrics["stopped"] in ("epoch cap", "early stopping on validation")
+    assert metrics["best_val_elbo"] == model.best_val_elbo
     graph = json.loads((crl / "graph.json").read_text())
     weights = np.array(graph["adjacency"])
     assert np.allclose(weights[:, :2], 0) and np.allclose(weights[6:, 2:6], 0)  # nothing into s; text not into image
