@@ -160,8 +160,11 @@ class PlantedTruth:
         """The planted latent blocks of the people at positions ``rows`` of ``persons``."""
         if self.benchmark is not None:
             return {b: v[rows] for b, v in self.benchmark.blocks.items()}
-        kept = persons.iloc[rows][["person_id"]].reset_index(drop=True)
-        values = kept.merge(self.cohort.trait_values, on="person_id", how="left")
+        # A block's columns are planted latents (trait_values) or observed features (gender, birth year).
+        kept = persons.iloc[rows].reset_index(drop=True)
+        planted = self.cohort.trait_values
+        values = kept.drop(columns=[c for c in planted.columns if c in kept and c != "person_id"]).merge(
+            planted, on="person_id", how="left")
         blocks = {}
         for block, columns in self.cohort.latent_blocks.items():
             present = [c for c in columns if c in values.columns and values[c].notna().all()]

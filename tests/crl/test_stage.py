@@ -13,8 +13,9 @@ from personax.pipeline import run_pipeline
 
 
 def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_path):
-    cfg = compose_cfg(["stages=[ingest,embeddings,crl]", "data.n=150", "crl.fit.max_epochs=3",
-                       "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3"])
+    cfg = compose_cfg(["stages=[ingest,traits,embeddings,crl]", "data.n=150", "crl.fit.max_epochs=3",
+                       "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3",
+                       "traits.raters.embedding.enabled=false", "traits.aggregate.bayes.enabled=false"])
     run_pipeline(cfg, run_path)
     crl = run_path / "crl"
     for name in ("graph.png", "pc_graph.png", "training_curve.png", "mcc.png", "metrics.json", "recovery.json"):
@@ -30,6 +31,9 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
         assert set(block["baselines"]) == {"pca", "fastica", "rater_mean", "cca_ica"}
         assert block["verdict"] in ("recovered", "not recovered") and block["reason"]
     metrics = json.loads((crl / "metrics.json").read_text())
+    # the text modality is one measurement per rater in the trait table; score 0 is missing, masked
+    assert metrics["measurements"]["text"] == [f"trait_scores:trait_{r}_?" for r in ("lexicon", "sima", "simb", "simc")]
+    assert metrics["left_out_missing_measurement"] < 15 and sum(metrics["missing_entries"].values()) > 0
     assert metrics["stopped"] in ("epoch cap", "early stopping on validation")
     assert metrics["best_val_elbo"] == model.best_val_elbo
     graph = json.loads((crl / "graph.json").read_text())
