@@ -90,6 +90,7 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
         discrete=[*cfg.discrete_features, *traits] if cfg.get("discrete_features") is not None else None,
         max_categories=int(cfg.max_categories), min_rows=int(cfg.min_rows), seed=int(cfg.seed),
         block_size=int(cfg.block_size),
+        approx=str(cfg.get("approx", "auto")), approx_threshold=int(cfg.get("approx_threshold", 10_000)),
     )
     table["rater"] = table["trait"].map(rater_of)
     table.to_parquet(run_dir.output("level1/pvalues.parquet"), index=False)
