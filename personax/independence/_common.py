@@ -93,8 +93,31 @@ def any_constant_column(a: np.ndarray) -> bool:
     return bool(np.any(a.max(axis=0) == a.min(axis=0)))
 
 
+def scale_by_power_of_two(a: np.ndarray) -> np.ndarray:
+    """Divide each column by the power of two nearest above its largest ``|value|``.
+
+    Exact in floating point (a power-of-two scaling only shifts exponents), so scale-free
+    statistics are unchanged bit for bit on ordinary data, while data near the float64
+    limits (``x * 1e154``, ``x * 1e-300``) no longer overflow or underflow when squared.
+
+    Example:
+        >>> scale_by_power_of_two(np.array([[3.0], [-6.0]]))[:, 0].tolist()
+        [0.375, -0.75]
+    """
+    a = np.asarray(a, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        top = np.nanmax(np.abs(a), axis=0) if a.size else np.zeros(a.shape[1:])
+    exponent = np.where(np.isfinite(top) & (top > 0), np.frexp(np.where(np.isfinite(top), top, 1.0))[1], 0)
+    return np.ldexp(a, -exponent.astype(np.int64))
+
+
 def zscore(a: np.ndarray) -> np.ndarray:
-    """Column z-score with ``ddof=1`` (causal-learn's convention); constant columns become 0."""
+    """Column z-score with ``ddof=1`` (causal-learn's convention); constant columns become 0.
+
+    Columns are first scaled by a power of two (:func:`scale_by_power_of_two`), so extreme
+    scales give the same z-scores as ordinary ones instead of overflowing.
+    """
+    a = scale_by_power_of_two(a)
     sd = a.std(axis=0, ddof=1)
     out = (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
     out[:, sd == 0] = 0.0

@@ -206,7 +206,7 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
             except NUMERICAL_ERRORS as err:
                 out = [TestResult.skipped(test, m, f"failed: {type(err).__name__}: {err}") for _ in run_pairs]
             for (i, j), r in zip(run_pairs, out):
-                results[(test, i, j)] = r
+                results[(test, i, j)] = r.checked()
 
     rows = []
     for test in tests:
@@ -269,6 +269,8 @@ def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, blo
         keys = [_pair_key(base_key, i, j) for i, j in pairs]
         return rcit_group(xs, ys, z, local, key=base_key, pair_keys=jax.numpy.stack(keys), **opts)
     if test in ("chisq", "gsq"):
+        # discreteness was decided by the caller (cardinality rule or explicit list)
+        opts = {"max_categories": None, **opts}
         return [contingency_test(xs[a], ys[b], z, g_square=test == "gsq", **opts) for a, b in local]
     if test == "fisherz":
         return [fisherz_test(xs[a], ys[b], z, **opts) for a, b in local]
