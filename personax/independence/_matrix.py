@@ -93,7 +93,8 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
                 options: Mapping[str, Mapping[str, Any]] | None = None,
                 discrete: Sequence[str] | None = None, max_categories: int = 40,
                 min_rows: int = C.MIN_ROWS, seed: int = 0, key=None, block_size: int = 16,
-                approx: str = "auto", approx_threshold: int = AUTO_THRESHOLD) -> pd.DataFrame:
+                approx: str = "auto", approx_threshold: int = AUTO_THRESHOLD,
+                first_feature_index: int = 0) -> pd.DataFrame:
     """Run independence tests on every (feature, trait) pair of a data frame.
 
     Per pair, rows missing in the feature, the trait or any conditioning column are dropped.
@@ -126,6 +127,9 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
             ``"auto"`` (low-rank for pair groups of at least ``approx_threshold`` rows).
             HSIC's permutation null has no low-rank form: ``auto`` keeps it exact.
         approx_threshold: Rows from which ``auto`` takes the low-rank path.
+        first_feature_index: Position of ``features[0]`` in a longer feature list this call
+            is a slice of (``independence.chunk``), so that randomised tests draw the same
+            per-pair keys as the whole matrix would.
 
     Returns:
         Tidy DataFrame with columns feature, trait, test, n, statistic, p_value, q_value
@@ -166,6 +170,7 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
         cols[name] = _Column(name, df[name], max_categories, flag)
     zcols = [cols[c] for c in conditioning]
     base_key = key if key is not None else jax.random.key(seed)
+    offset = int(first_feature_index)
 
     pair_list = [(i, j) for i in range(len(features)) for j in range(len(traits))]
     status: dict[tuple[int, int], str] = {}
@@ -202,7 +207,7 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
             try:
                 with C.float64():
                     out = _run_group(test, features, traits, cols, mask, z, run_pairs, opts, base_key, block_size,
-                                     use_lowrank(approx, m, int(approx_threshold)))
+                                     use_lowrank(approx, m, int(approx_threshold)), offset)
             except NUMERICAL_ERRORS as err:
                 out = [TestResult.skipped(test, m, f"failed: {type(err).__name__}: {err}") for _ in run_pairs]
             for (i, j), r in zip(run_pairs, out):
@@ -240,7 +245,7 @@ def approx_and_rank(test: str, r: TestResult) -> tuple[str, int | None]:
     return "exact", None
 
 
-def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, block_size, lowrank=False):
+def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, block_size, lowrank=False, offset=0):
     fi = sorted({i for i, _ in pairs})
     tj = sorted({j for _, j in pairs})
     xpos = {i: k for k, i in enumerate(fi)}
@@ -262,11 +267,11 @@ def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, blo
             return [TestResult.skipped("hsic", int(mask.sum()), "skipped: HSIC has no conditional form") for _ in pairs]
         opts = {"batch_size": block_size, **opts}
         if opts.get("null_dist") == "permutation":
-            return [hsic_group(xs, ys, [lp], key=_pair_key(base_key, i, j), **opts)[0]
+            return [hsic_group(xs, ys, [lp], key=_pair_key(base_key, i + offset, j), **opts)[0]
                     for lp, (i, j) in zip(local, pairs)]
         return hsic_group(xs, ys, local, **opts)
     if test == "rcit":
-        keys = [_pair_key(base_key, i, j) for i, j in pairs]
+        keys = [_pair_key(base_key, i + offset, j) for i, j in pairs]
         return rcit_group(xs, ys, z, local, key=base_key, pair_keys=jax.numpy.stack(keys), **opts)
     if test in ("chisq", "gsq"):
         # discreteness was decided by the caller (cardinality rule or explicit list)

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from personax.independence._chunks import chunk_features, chunk_slice, data_digest, mark_chunk, parse_chunk
 from personax.independence._matrix import test_matrix
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
         for c in conditioning:
             frame[c] = persons[c]
     tests = list(cfg.tests)
+    chunk = parse_chunk(cfg.get("chunk"))  # independence.chunk=i/k: this job's slice of the features
+    all_features, features = features, chunk_features(features, chunk)
+    first = chunk_slice(len(all_features), chunk).start
     table = test_matrix(
         frame, features, traits, tests=tests, conditioning=conditioning,
         options={t: _options(cfg, t) for t in tests},
@@ -91,8 +95,11 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
         max_categories=int(cfg.max_categories), min_rows=int(cfg.min_rows), seed=int(cfg.seed),
         block_size=int(cfg.block_size),
         approx=str(cfg.get("approx", "auto")), approx_threshold=int(cfg.get("approx_threshold", 10_000)),
+        first_feature_index=first,
     )
     table["rater"] = table["trait"].map(rater_of)
+    if chunk is not None:  # q-values come from the merge (BH over the whole matrix)
+        table = mark_chunk(table, chunk, data_digest(frame[list(dict.fromkeys([*all_features, *traits, *(conditioning or [])]))]))
     table.to_parquet(run_dir.output("level1/pvalues.parquet"), index=False)
     alpha = float(cfg.alpha)
     for test in tests:
@@ -105,7 +112,7 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
                       "dependent": int(((table.test == t) & (table.q_value < alpha)).sum())} for t in tests},
     }
     truth_path = Path(run_dir.path) / GROUND_TRUTH
-    if truth_path.exists():
+    if truth_path.exists() and chunk is None:
         truth = json.loads(run_dir.input(GROUND_TRUTH).read_text())
         recovery = score_recovery(table, truth, alpha)
         (run_dir.output("level1/recovery.json")).write_text(json.dumps(recovery, indent=2) + "\n")
