@@ -158,16 +158,43 @@ def kci_width_conditional(n: int) -> float:
     return 1.2 if n < 200 else (0.7 if n < 1200 else 0.4)
 
 
+def pair_devices() -> int:
+    """Devices the pairs of a group are sharded over (all local devices of the default backend)."""
+    return jax.local_device_count()
+
+
+def map_pairs(one, consts, pairs, batch):
+    """``jax.lax.map(lambda p: one(consts, p), pairs, batch_size=batch)``, sharded over devices.
+
+    With several local devices the pair axis is split over a one-axis ``jax.sharding.Mesh``
+    with ``jax.shard_map``: each device maps its share of the pairs, the per-variable factors
+    in ``consts`` are replicated. Call inside ``jit``; the pair count must be a multiple of
+    ``batch * pair_devices()`` (:func:`pad_pairs` does that). One device: a plain ``lax.map``.
+    """
+    def local(c, p):
+        return jax.lax.map(lambda q: one(c, q), p, batch_size=batch)
+
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return local(consts, pairs)
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("pairs",))
+    return jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("pairs")),
+                         out_specs=PartitionSpec("pairs"), check_vma=False)(consts, pairs)
+
+
 def pad_pairs(batch: int, *arrays):
-    """Pad pair-index arrays (axis 0) to a multiple of ``batch`` by repeating the last entry.
+    """Pad pair-index arrays (axis 0) to a multiple of ``batch`` times the device count by
+    repeating the last entry.
 
     ``jax.lax.map(..., batch_size=b)`` hangs on CPU in jax 0.10 when the length is not a
-    multiple of ``b`` (remainder path); padding avoids that path. Slice results to the
-    original length.
+    multiple of ``b`` (remainder path), and :func:`map_pairs` gives every device an equal
+    share; padding avoids both problems. Slice results to the original length.
     """
     n = arrays[0].shape[0]
     batch = max(1, min(int(batch), n))
-    extra = (-n) % batch
+    extra = (-n) % (batch * pair_devices())
     if extra == 0:
         return batch, arrays
     import jax.numpy as jnp

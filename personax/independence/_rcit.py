@@ -146,22 +146,24 @@ def _standardise_and_sigma(A: np.ndarray, m: int) -> tuple[jnp.ndarray, jnp.ndar
 def _rit_batch(X, SX, Y, SY, ix, iy, keys, m, num_f2, batch):
     valid = jnp.arange(X.shape[1]) < m
 
-    def one(args):
+    def one(c, args):
+        X, SX, Y, SY, valid, m = c
         i, j, k = args
         return _rit_one(X[i], SX[i], Y[j], SY[j], valid, m, k, num_f2)
 
-    return jax.lax.map(one, (ix, iy, keys), batch_size=batch)
+    return C.map_pairs(one, (X, SX, Y, SY, valid, m), (ix, iy, keys), batch)
 
 
 @partial(jax.jit, static_argnames=("num_f", "num_f2", "batch"))
 def _rcit_batch(X, SX, Y, SY, Z, sz, ix, iy, keys, m, num_f, num_f2, batch):
     valid = jnp.arange(X.shape[1]) < m
 
-    def one(args):
+    def one(c, args):
+        X, SX, Y, SY, Z, sz, valid, m = c
         i, j, k = args
         return _rcit_one(X[i], SX[i], Y[j], SY[j], Z, sz, valid, m, k, num_f, num_f2)
 
-    return jax.lax.map(one, (ix, iy, keys), batch_size=batch)
+    return C.map_pairs(one, (X, SX, Y, SY, Z, sz, valid, m), (ix, iy, keys), batch)
 
 
 def _null_pvalue(sta: float, eig: np.ndarray, cov: np.ndarray, c: np.ndarray, approx: str, m: int):

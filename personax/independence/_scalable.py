@@ -84,21 +84,22 @@ def _pchol_capped(xu, wu, theta, tol, max_rank):
     """
     u = xu.shape[0]
 
-    def body(j, state):
+    def cond(state):
+        _, d, rank = state
+        return (rank < max_rank) & (jnp.max(d) > tol)
+
+    def body(state):
         Lt, d, rank = state
-        active = jnp.max(d) > tol
         p = jnp.argmax(d)
         diff = xu - xu[p]
         col = jnp.exp(-0.5 * theta * jnp.sum(diff * diff, axis=-1)) * wu
-        col = col - Lt[:, p] @ Lt
-        col = jnp.where(active, col / jnp.sqrt(jnp.where(active, d[p], 1.0)), 0.0)
-        Lt = Lt.at[j].set(col)
-        d = jnp.maximum(d - col * col, 0.0)
-        d = d.at[p].set(jnp.where(active, 0.0, d[p]))
-        return Lt, d, rank + active.astype(jnp.int32)
+        col = (col - Lt[:, p] @ Lt) / jnp.sqrt(d[p])
+        Lt = jax.lax.dynamic_update_slice(Lt, col[None, :], (rank, jnp.int32(0)))
+        d = jnp.maximum(d - col * col, 0.0).at[p].set(0.0)
+        return Lt, d, rank + 1
 
     Lt0 = jnp.zeros((max_rank, u), xu.dtype)
-    Lt, d, rank = jax.lax.fori_loop(0, max_rank, body, (Lt0, wu.astype(xu.dtype), jnp.int32(0)))
+    Lt, d, rank = jax.lax.while_loop(cond, body, (Lt0, wu.astype(xu.dtype), jnp.int32(0)))
     return Lt, rank, jnp.max(d)
 
 
@@ -113,18 +114,23 @@ def capped_factor(a: np.ndarray, theta: float, *, max_rank: int = MAX_RANK,
         tol: Stop early once the largest residual diagonal is at most ``tol``.
 
     Returns:
-        ``(L, rank, residual)``: factor (only its first ``rank`` columns are non-zero, and it
-        is trimmed to a bucketed width), rank, and the largest residual diagonal (0 = exact).
+        ``(L, rank, residual)``: factor, (n_pad, width) with ``n_pad = bucket_rows(m)`` (rows
+        beyond m are zero) and only its first ``rank`` of a bucketed ``width`` columns
+        non-zero; rank; and the largest residual diagonal (0 = exact).
 
     Example:
         >>> from personax.independence._common import float64
         >>> with float64():
         ...     L, r, res = capped_factor(np.array([[0.0], [1.0], [0.0]]), 1.0)
-        >>> r, res == 0.0
-        (2, True)
+        >>> L.shape, r, res == 0.0
+        ((16, 4), 2, True)
     """
     m = a.shape[0]
-    uniq, inverse = np.unique(a, axis=0, return_inverse=True)
+    if a.shape[1] == 1:  # 1-D: a plain sort (np.unique with axis=0 is much slower)
+        uniq, inverse = np.unique(a[:, 0], return_inverse=True)
+        uniq = uniq[:, None]
+    else:
+        uniq, inverse = np.unique(a, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     u = uniq.shape[0]
     u_pad = C.bucket_rows(u)
@@ -137,14 +143,17 @@ def capped_factor(a: np.ndarray, theta: float, *, max_rank: int = MAX_RANK,
                                     C.bucket_rank(cap))
     rank = int(rank)
     width = min(C.bucket_rank(max(rank, 1)), Lt.shape[0])
-    L = np.asarray(Lt[:width]).T[inverse]  # (m, width): gather the distinct rows back
-    del m
+    # (n_pad, width): the distinct rows gathered back; padded rows (bucketed shapes limit
+    # recompilation across pair groups of different sizes) are zero
+    L = np.zeros((C.bucket_rows(m), width))
+    L[:m] = np.asarray(Lt[:width]).T[inverse]
     return L, rank, float(resid)
 
 
 @jax.jit
-def _center(L):
-    return L - jnp.mean(L, axis=0)
+def _center(L, w):
+    """Centre the rows with weight 1 (H L); padded rows (weight 0) stay zero."""
+    return w[:, None] * (L - (w @ L) / jnp.sum(w))
 
 
 @jax.jit
@@ -225,6 +234,7 @@ def kci_lowrank(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], z: np.ndarra
         One TestResult per pair; ``params["approx"] == "lowrank"`` and the ranks are recorded.
     """
     m = xs[0].shape[0]
+    w = jnp.asarray((np.arange(C.bucket_rows(m)) < m).astype(np.float64))
     yz = [C.zscore(a) for a in ys]
     if z is None:
         xz = [C.zscore(a) for a in xs]
@@ -239,14 +249,14 @@ def kci_lowrank(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], z: np.ndarra
         thx, wx = _side_thetas(xz, est_width, m, kwidthx, conditional_dim=cond)
         thy, wy = _side_thetas(yz, est_width, m, kwidthy, conditional_dim=cond)
         Lz, rz, resz = capped_factor(zz, thz[0], max_rank=max_rank, tol=lowrank_tol)
-        U, S, _ = jnp.linalg.svd(_center(jnp.asarray(Lz)), full_matrices=False)
+        U, S, _ = jnp.linalg.svd(_center(jnp.asarray(Lz), w), full_matrices=False)
         S2 = S * S
         D = S2 / (S2 + epsilon)
         rows = jnp.asarray(_variance_rows(m, variance_rows))
 
     def prepare(a, theta):
         L, r, res = capped_factor(a, theta, max_rank=max_rank, tol=lowrank_tol)
-        F = _center(jnp.asarray(L))
+        F = _center(jnp.asarray(L), w)
         if z is not None:
             F = F - U @ (D[:, None] * (U.T @ F))  # R F with R = eps (Kzc + eps I)^-1
         return F, r, res
@@ -329,6 +339,7 @@ def hsic_lowrank(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], pairs: Sequ
     if null_dist != "gamma":
         raise ValueError("the low-rank HSIC supports null_dist='gamma' only; use approx='exact' for permutations")
     m = xs[0].shape[0]
+    w = jnp.asarray((np.arange(C.bucket_rows(m)) < m).astype(np.float64))
     xz = [C.zscore(a) for a in xs]
     yz = [C.zscore(a) for a in ys]
 
@@ -348,8 +359,8 @@ def hsic_lowrank(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], pairs: Sequ
     def prepare(a, theta):
         L, r, res = capped_factor(a, theta, max_rank=max_rank, tol=lowrank_tol)
         Lj = jnp.asarray(L)
-        total = float(jnp.sum(jnp.sum(Lj, axis=0) ** 2))  # 1^T K 1
-        F = _center(Lj)
+        total = float(jnp.sum(jnp.sum(Lj, axis=0) ** 2))  # 1^T K 1 (padded rows are zero)
+        F = _center(Lj, w)
         _, fro = _gram_fro(F)
         return F, r, res, total, float(fro), _sub_gram(F, rows)
 
