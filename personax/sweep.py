@@ -431,6 +431,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           + ", ".join(str(p) for p in paths.values()))
     for row in jobs[jobs["status"] != "done"].itertuples():
         print(f"  job {row.job}: {row.status}: {row.problem}")
+    from personax.independence._chunks import merge_sweep  # jobs run with independence.chunk=i/k
+
+    for group, path in merge_sweep(args.sweep_dir, args.out).items():
+        print(f"merged Level I chunks{' of ' + group if group else ''} (BH over the whole matrix): {path}")
     return 0
 
 

@@ -113,7 +113,7 @@ def test_pair(x, y, z=None, test: str = "kci", *, key=None, min_rows: int = C.MI
         return TestResult.skipped(test, m, C.SKIP_CONSTANT_Z)
     with C.float64():
         try:
-            return run_clean(test, xa, ya, za, key=key, **options)
+            return run_clean(test, xa, ya, za, key=key, **options).checked()
         except NUMERICAL_ERRORS as err:
             return TestResult.skipped(test, m, f"failed: {type(err).__name__}: {err}")
 

@@ -93,8 +93,31 @@ def any_constant_column(a: np.ndarray) -> bool:
     return bool(np.any(a.max(axis=0) == a.min(axis=0)))
 
 
+def scale_by_power_of_two(a: np.ndarray) -> np.ndarray:
+    """Divide each column by the power of two nearest above its largest ``|value|``.
+
+    Exact in floating point (a power-of-two scaling only shifts exponents), so scale-free
+    statistics are unchanged bit for bit on ordinary data, while data near the float64
+    limits (``x * 1e154``, ``x * 1e-300``) no longer overflow or underflow when squared.
+
+    Example:
+        >>> scale_by_power_of_two(np.array([[3.0], [-6.0]]))[:, 0].tolist()
+        [0.375, -0.75]
+    """
+    a = np.asarray(a, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        top = np.nanmax(np.abs(a), axis=0) if a.size else np.zeros(a.shape[1:])
+    exponent = np.where(np.isfinite(top) & (top > 0), np.frexp(np.where(np.isfinite(top), top, 1.0))[1], 0)
+    return np.ldexp(a, -exponent.astype(np.int64))
+
+
 def zscore(a: np.ndarray) -> np.ndarray:
-    """Column z-score with ``ddof=1`` (causal-learn's convention); constant columns become 0."""
+    """Column z-score with ``ddof=1`` (causal-learn's convention); constant columns become 0.
+
+    Columns are first scaled by a power of two (:func:`scale_by_power_of_two`), so extreme
+    scales give the same z-scores as ordinary ones instead of overflowing.
+    """
+    a = scale_by_power_of_two(a)
     sd = a.std(axis=0, ddof=1)
     out = (a - a.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
     out[:, sd == 0] = 0.0
@@ -135,16 +158,43 @@ def kci_width_conditional(n: int) -> float:
     return 1.2 if n < 200 else (0.7 if n < 1200 else 0.4)
 
 
+def pair_devices() -> int:
+    """Devices the pairs of a group are sharded over (all local devices of the default backend)."""
+    return jax.local_device_count()
+
+
+def map_pairs(one, consts, pairs, batch):
+    """``jax.lax.map(lambda p: one(consts, p), pairs, batch_size=batch)``, sharded over devices.
+
+    With several local devices the pair axis is split over a one-axis ``jax.sharding.Mesh``
+    with ``jax.shard_map``: each device maps its share of the pairs, the per-variable factors
+    in ``consts`` are replicated. Call inside ``jit``; the pair count must be a multiple of
+    ``batch * pair_devices()`` (:func:`pad_pairs` does that). One device: a plain ``lax.map``.
+    """
+    def local(c, p):
+        return jax.lax.map(lambda q: one(c, q), p, batch_size=batch)
+
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return local(consts, pairs)
+    from jax.sharding import Mesh, PartitionSpec
+
+    mesh = Mesh(np.array(devices), ("pairs",))
+    return jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec("pairs")),
+                         out_specs=PartitionSpec("pairs"), check_vma=False)(consts, pairs)
+
+
 def pad_pairs(batch: int, *arrays):
-    """Pad pair-index arrays (axis 0) to a multiple of ``batch`` by repeating the last entry.
+    """Pad pair-index arrays (axis 0) to a multiple of ``batch`` times the device count by
+    repeating the last entry.
 
     ``jax.lax.map(..., batch_size=b)`` hangs on CPU in jax 0.10 when the length is not a
-    multiple of ``b`` (remainder path); padding avoids that path. Slice results to the
-    original length.
+    multiple of ``b`` (remainder path), and :func:`map_pairs` gives every device an equal
+    share; padding avoids both problems. Slice results to the original length.
     """
     n = arrays[0].shape[0]
     batch = max(1, min(int(batch), n))
-    extra = (-n) % batch
+    extra = (-n) % (batch * pair_devices())
     if extra == 0:
         return batch, arrays
     import jax.numpy as jnp

@@ -23,7 +23,25 @@ def _codes(a: np.ndarray) -> tuple[np.ndarray, int]:
     return inv.reshape(-1), len(u)
 
 
-def contingency_test(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, *, g_square: bool = False) -> TestResult:
+def continuous_reason(a: np.ndarray, name: str, max_categories: int) -> str | None:
+    """Why column(s) ``a`` (n, d) are not discrete data for a contingency table, or None.
+
+    Discrete = integer-valued with at most ``max_categories`` distinct values per column
+    (the matrix runner's cardinality rule).
+    """
+    for k in range(a.shape[1]):
+        v = a[:, k]
+        if not np.all(v == np.round(v)):
+            return f"skipped: continuous ({name} has non-integer values; chi-square / G-square need discrete data)"
+        levels = np.unique(v).size
+        if levels > max_categories:
+            return (f"skipped: continuous ({name} has {levels} distinct values > max_categories={max_categories}; "
+                    "chi-square / G-square need discrete data)")
+    return None
+
+
+def contingency_test(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, *, g_square: bool = False,
+                     max_categories: int | None = 40) -> TestResult:
     """Chi-square (default) or G-square test of x independent of y (given discrete z).
 
     Tables are stratified by the observed combinations of z; degrees of freedom are
@@ -36,6 +54,9 @@ def contingency_test(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, 
         y: (n,) or (n, 1) discrete values.
         z: Optional (n, dz) discrete conditioning values.
         g_square: Likelihood-ratio (G-square) instead of Pearson chi-square.
+        max_categories: Continuous data are refused (status ``"skipped: continuous (...)"``,
+            no p-value): a column with non-integer values or more than this many distinct
+            values. ``None`` trusts the caller (the matrix runner's explicit ``discrete`` list).
 
     Returns:
         A TestResult (test ``"gsq"`` or ``"chisq"``); effect size is Cramer's V.
@@ -50,6 +71,11 @@ def contingency_test(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None, 
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     n = x.shape[0]
+    if max_categories is not None:
+        for a, label in ((x, "x"), (y, "y"), (None if z is None else np.asarray(z, dtype=np.float64), "z")):
+            reason = None if a is None or a.shape[1] == 0 else continuous_reason(a, label, int(max_categories))
+            if reason is not None:
+                return TestResult.skipped(name, n, reason)
     xi, cx = _codes(x)
     yi, cy = _codes(y)
     if z is not None and z.shape[1] > 0:

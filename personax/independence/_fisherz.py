@@ -7,6 +7,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from personax.independence._common import zscore
 from personax.independence._result import OK, TestResult
 
 
@@ -38,16 +39,20 @@ def fisherz_test(x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> T
     if z is not None and z.shape[1] > 0:
         cols.append(np.asarray(z, dtype=np.float64))
         dz = z.shape[1]
-    data = np.concatenate(cols, axis=1)
+    data = zscore(np.concatenate(cols, axis=1))  # correlation is scale-free; z-scoring avoids overflow
     n = data.shape[0]
     if n - dz - 3 <= 0:
         return TestResult.skipped("fisherz", n, "skipped: too few rows for Fisher-z")
     corr = np.corrcoef(data.T)
+    if not np.all(np.isfinite(corr)):
+        return TestResult.skipped("fisherz", n, "failed: non-finite correlation matrix")
     try:
         inv = np.linalg.inv(corr)
     except np.linalg.LinAlgError:
         return TestResult.skipped("fisherz", n, "failed: singular correlation matrix")
     r = -inv[0, 1] / math.sqrt(abs(inv[0, 0] * inv[1, 1]))
+    if not math.isfinite(r):
+        return TestResult.skipped("fisherz", n, "failed: non-finite partial correlation")
     if abs(r) >= 1:
         r = (1.0 - np.finfo(float).eps) * np.sign(r)
     zz = 0.5 * math.log((1 + r) / (1 - r))

@@ -43,15 +43,15 @@ def median_sigma(a: np.ndarray, max_rows: int = 500) -> float:
 
 @partial(jax.jit, static_argnames=("batch",))
 def _hsic_pairs(FX, FY, ix, iy, batch):
-    def one(ij):
-        a = FX[ij[0]]
-        b = FY[ij[1]]
+    def one(c, ij):
+        a = c[0][ij[0]]
+        b = c[1][ij[1]]
         stat = jnp.sum((a.T @ b) ** 2)
         full = sum_sq_hadamard(a, b)
         diag = jnp.sum((jnp.sum(a * a, axis=1) * jnp.sum(b * b, axis=1)) ** 2)
         return stat, full - diag
 
-    return jax.lax.map(one, (ix, iy), batch_size=batch)
+    return C.map_pairs(one, (FX, FY), (ix, iy), batch)
 
 
 @partial(jax.jit, static_argnames=("n_perm", "batch"))

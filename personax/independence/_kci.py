@@ -75,10 +75,10 @@ def gamma_pvalues(stat: np.ndarray, mean: np.ndarray, var: np.ndarray) -> tuple[
 
 @partial(jax.jit, static_argnames=("batch",))
 def _uncond_pairs(FX, FY, ix, iy, batch):
-    def one(ij):
-        return jnp.sum((FX[ij[0]].T @ FY[ij[1]]) ** 2)
+    def one(c, ij):
+        return jnp.sum((c[0][ij[0]].T @ c[1][ij[1]]) ** 2)
 
-    return jax.lax.map(one, (ix, iy), batch_size=batch)
+    return C.map_pairs(one, (FX, FY), (ix, iy), batch)
 
 
 _center_batch = jax.jit(jax.vmap(center, in_axes=(0, None)))
@@ -187,15 +187,15 @@ def _residualise(F, U, D):
 
 @partial(jax.jit, static_argnames=("batch",))
 def _cond_pairs(MX, MY, ix, iy, batch):
-    def one(ij):
-        a = MX[ij[0]]
-        b = MY[ij[1]]
+    def one(c, ij):
+        a = c[0][ij[0]]
+        b = c[1][ij[1]]
         stat = jnp.sum((a.T @ b) ** 2)
         mean = jnp.sum(jnp.sum(a * a, axis=1) * jnp.sum(b * b, axis=1))
         var = 2.0 * sum_sq_hadamard(a, b)
         return stat, mean, var
 
-    return jax.lax.map(one, (ix, iy), batch_size=batch)
+    return C.map_pairs(one, (MX, MY), (ix, iy), batch)
 
 
 def kci_conditional_group(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], z: np.ndarray,

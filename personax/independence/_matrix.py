@@ -19,9 +19,11 @@ from personax.independence._fisherz import fisherz_test
 from personax.independence._hsic import hsic_group
 from personax.independence._kci import kci_conditional_group, kci_unconditional_group
 from personax.independence._rcit import rcit_group
+from personax.independence._scalable import AUTO_THRESHOLD, check_approx, hsic_lowrank, kci_lowrank, use_lowrank
 from personax.independence._result import TestResult
 
-COLUMNS = ["feature", "trait", "test", "n", "statistic", "p_value", "q_value", "effect_size", "status", "params"]
+COLUMNS = ["feature", "trait", "test", "n", "statistic", "p_value", "q_value", "effect_size", "status", "approx", "rank",
+           "params"]
 DEFAULT_TESTS = ("kci", "hsic", "rcit", "chisq", "gsq")
 
 
@@ -90,7 +92,9 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
                 tests: Iterable[str] = DEFAULT_TESTS, conditioning: Sequence[str] | None = None, *,
                 options: Mapping[str, Mapping[str, Any]] | None = None,
                 discrete: Sequence[str] | None = None, max_categories: int = 40,
-                min_rows: int = C.MIN_ROWS, seed: int = 0, key=None, block_size: int = 16) -> pd.DataFrame:
+                min_rows: int = C.MIN_ROWS, seed: int = 0, key=None, block_size: int = 16,
+                approx: str = "auto", approx_threshold: int = AUTO_THRESHOLD,
+                first_feature_index: int = 0) -> pd.DataFrame:
     """Run independence tests on every (feature, trait) pair of a data frame.
 
     Per pair, rows missing in the feature, the trait or any conditioning column are dropped.
@@ -118,10 +122,21 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
         key: Explicit ``jax.random`` key (overrides ``seed``); pair (i, j) uses
             ``fold_in(fold_in(key, i), j)``.
         block_size: Pairs evaluated together.
+        approx: KCI / HSIC path: ``"exact"`` (kernels factored to round-off), ``"lowrank"``
+            (rank-capped incomplete Cholesky, memory linear in n; see ``_scalable``) or
+            ``"auto"`` (low-rank for pair groups of at least ``approx_threshold`` rows).
+            HSIC's permutation null has no low-rank form: ``auto`` keeps it exact.
+        approx_threshold: Rows from which ``auto`` takes the low-rank path.
+        first_feature_index: Position of ``features[0]`` in a longer feature list this call
+            is a slice of (``independence.chunk``), so that randomised tests draw the same
+            per-pair keys as the whole matrix would.
 
     Returns:
         Tidy DataFrame with columns feature, trait, test, n, statistic, p_value, q_value
-        (Benjamini-Hochberg within each test), effect_size, status, params (JSON).
+        (Benjamini-Hochberg within each test), effect_size, status, approx (``exact``,
+        ``lowrank``, ``rff`` for RCIT's random features, empty when the test did not run),
+        rank (largest kernel rank used by KCI / HSIC, Fourier features per variable for
+        RCIT; missing otherwise), params (JSON).
 
     Example:
         >>> import numpy as np, pandas as pd
@@ -135,8 +150,13 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
     tests = list(tests)
     for t in tests:
         check_test_name(t)
+    check_approx(approx)
+    if int(approx_threshold) < 1:
+        raise ValueError(f"approx_threshold must be a positive number of rows, got {approx_threshold}")
     options = {k: dict(v) for k, v in (options or {}).items()}
     unknown = set(options) - set(TESTS)
+    if approx == "lowrank" and "hsic" in tests and options.get("hsic", {}).get("null_dist") == "permutation":
+        raise ValueError("approx='lowrank' has no permutation null for HSIC; use hsic.null_dist=gamma or approx=auto")
     if unknown:
         raise ValueError(f"options for unknown tests: {sorted(unknown)}")
     conditioning = list(conditioning or [])
@@ -150,6 +170,7 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
         cols[name] = _Column(name, df[name], max_categories, flag)
     zcols = [cols[c] for c in conditioning]
     base_key = key if key is not None else jax.random.key(seed)
+    offset = int(first_feature_index)
 
     pair_list = [(i, j) for i in range(len(features)) for j in range(len(traits))]
     status: dict[tuple[int, int], str] = {}
@@ -185,11 +206,12 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
                 continue
             try:
                 with C.float64():
-                    out = _run_group(test, features, traits, cols, mask, z, run_pairs, opts, base_key, block_size)
+                    out = _run_group(test, features, traits, cols, mask, z, run_pairs, opts, base_key, block_size,
+                                     use_lowrank(approx, m, int(approx_threshold)), offset)
             except NUMERICAL_ERRORS as err:
                 out = [TestResult.skipped(test, m, f"failed: {type(err).__name__}: {err}") for _ in run_pairs]
             for (i, j), r in zip(run_pairs, out):
-                results[(test, i, j)] = r
+                results[(test, i, j)] = r.checked()
 
     rows = []
     for test in tests:
@@ -197,19 +219,33 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
             r = results.get((test, i, j))
             if r is None:
                 r = TestResult.skipped(test, 0, status[(i, j)])
+            path, rank = approx_and_rank(test, r)
             rows.append({"feature": features[i], "trait": traits[j], "test": test, "n": r.n,
                          "statistic": r.statistic, "p_value": r.p_value, "q_value": math.nan,
-                         "effect_size": r.effect_size, "status": r.status,
+                         "effect_size": r.effect_size, "status": r.status, "approx": path, "rank": rank,
                          "params": json.dumps(r.params, default=float, sort_keys=True)})
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["n"] = table["n"].astype("int64")
+    table["rank"] = table["rank"].astype("Int64")
     for test in tests:
         sel = table["test"] == test
         table.loc[sel, "q_value"] = bh_qvalues(table.loc[sel, "p_value"].to_numpy(dtype=float))
     return table
 
 
-def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, block_size):
+def approx_and_rank(test: str, r: TestResult) -> tuple[str, int | None]:
+    """The ``approx`` and ``rank`` columns of one result (see :func:`test_matrix`)."""
+    if not r.params:
+        return "", None
+    if test in ("kci", "hsic"):
+        ranks = [v for k, v in r.params.items() if k.startswith("rank_")]
+        return r.params.get("approx", "exact"), int(max(ranks)) if ranks else None
+    if test == "rcit":
+        return "rff", int(r.params.get("num_f2", 0)) or None
+    return "exact", None
+
+
+def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, block_size, lowrank=False, offset=0):
     fi = sorted({i for i, _ in pairs})
     tj = sorted({j for _, j in pairs})
     xpos = {i: k for k, i in enumerate(fi)}
@@ -217,6 +253,10 @@ def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, blo
     xs = [cols[features[i]].values[mask][:, None] for i in fi]
     ys = [cols[traits[j]].values[mask][:, None] for j in tj]
     local = [(xpos[i], ypos[j]) for i, j in pairs]
+    if lowrank and test == "kci":
+        return kci_lowrank(xs, ys, z, local, **opts)
+    if lowrank and test == "hsic" and z is None and opts.get("null_dist", "gamma") == "gamma":
+        return hsic_lowrank(xs, ys, local, **opts)
     if test == "kci":
         opts = {"batch_size": block_size, **opts}
         if z is None:
@@ -227,13 +267,15 @@ def _run_group(test, features, traits, cols, mask, z, pairs, opts, base_key, blo
             return [TestResult.skipped("hsic", int(mask.sum()), "skipped: HSIC has no conditional form") for _ in pairs]
         opts = {"batch_size": block_size, **opts}
         if opts.get("null_dist") == "permutation":
-            return [hsic_group(xs, ys, [lp], key=_pair_key(base_key, i, j), **opts)[0]
+            return [hsic_group(xs, ys, [lp], key=_pair_key(base_key, i + offset, j), **opts)[0]
                     for lp, (i, j) in zip(local, pairs)]
         return hsic_group(xs, ys, local, **opts)
     if test == "rcit":
-        keys = [_pair_key(base_key, i, j) for i, j in pairs]
+        keys = [_pair_key(base_key, i + offset, j) for i, j in pairs]
         return rcit_group(xs, ys, z, local, key=base_key, pair_keys=jax.numpy.stack(keys), **opts)
     if test in ("chisq", "gsq"):
+        # discreteness was decided by the caller (cardinality rule or explicit list)
+        opts = {"max_categories": None, **opts}
         return [contingency_test(xs[a], ys[b], z, g_square=test == "gsq", **opts) for a, b in local]
     if test == "fisherz":
         return [fisherz_test(xs[a], ys[b], z, **opts) for a, b in local]

@@ -40,6 +40,7 @@ from personax.independence import _common as C
 from personax.independence._result import OK, TestResult
 
 _MEDIAN_ROWS = 500
+DEGENERATE_EIG = 1e-10
 
 
 def lpb4(coeff: np.ndarray, x: float, p: int = 4) -> float:
@@ -145,29 +146,33 @@ def _standardise_and_sigma(A: np.ndarray, m: int) -> tuple[jnp.ndarray, jnp.ndar
 def _rit_batch(X, SX, Y, SY, ix, iy, keys, m, num_f2, batch):
     valid = jnp.arange(X.shape[1]) < m
 
-    def one(args):
+    def one(c, args):
+        X, SX, Y, SY, valid, m = c
         i, j, k = args
         return _rit_one(X[i], SX[i], Y[j], SY[j], valid, m, k, num_f2)
 
-    return jax.lax.map(one, (ix, iy, keys), batch_size=batch)
+    return C.map_pairs(one, (X, SX, Y, SY, valid, m), (ix, iy, keys), batch)
 
 
 @partial(jax.jit, static_argnames=("num_f", "num_f2", "batch"))
 def _rcit_batch(X, SX, Y, SY, Z, sz, ix, iy, keys, m, num_f, num_f2, batch):
     valid = jnp.arange(X.shape[1]) < m
 
-    def one(args):
+    def one(c, args):
+        X, SX, Y, SY, Z, sz, valid, m = c
         i, j, k = args
         return _rcit_one(X[i], SX[i], Y[j], SY[j], Z, sz, valid, m, k, num_f, num_f2)
 
-    return jax.lax.map(one, (ix, iy, keys), batch_size=batch)
+    return C.map_pairs(one, (X, SX, Y, SY, Z, sz, valid, m), (ix, iy, keys), batch)
 
 
 def _null_pvalue(sta: float, eig: np.ndarray, cov: np.ndarray, c: np.ndarray, approx: str, m: int):
     """p-value of ``sta`` under a weighted sum of chi-squares; returns (p, stat, method)."""
-    eig_d = eig[eig > 0]
-    if eig_d.size == 0:
+    if not (np.all(np.isfinite(eig)) and np.isfinite(sta)) or eig.max() <= DEGENERATE_EIG:
+        # standardised features give O(1) eigenvalues; ~0 means degenerate features, where
+        # the null approximations return p = 1 for any statistic
         return np.nan, sta, approx
+    eig_d = eig[eig > 0]
     if approx == "chi2":
         sta2 = m * float(c @ np.linalg.pinv(cov) @ c)
         return float(stats.chi2.sf(sta2, c.size)), sta2, "chi2"
@@ -266,6 +271,6 @@ def rcit_group(xs: Sequence[np.ndarray], ys: Sequence[np.ndarray], z: np.ndarray
         params = {"variant": kind, "approx": method, "num_f2": num_f2}
         if z is not None:
             params["num_f"] = num_f
-        status = OK if np.isfinite(p) else "failed: null approximation"
+        status = OK if np.isfinite(p) else "failed: null approximation (degenerate or non-finite features)"
         out.append(TestResult("rcit", float(s), float(p), m, params, status, float(eff[q])))
     return out

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 OK = "ok"
+NUMERIC_FAILURE = "failed: non-finite statistic or p-value (numerical breakdown)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +51,23 @@ class TestResult:
     def skipped(cls, test: str, n: int, status: str, params: dict[str, Any] | None = None) -> "TestResult":
         """A result for a test that did not run: statistic and p-value are NaN."""
         return cls(test, math.nan, math.nan, int(n), dict(params or {}), status, math.nan)
+
+    def checked(self) -> "TestResult":
+        """This result, or a failed one when a run that says ``ok`` has an unusable number.
+
+        Every test's result passes through here: a non-finite statistic or a p-value that
+        is not a number in [0, 1] becomes ``"failed: non-finite statistic or p-value"``
+        rather than being reported.
+
+        Example:
+            >>> TestResult("fisherz", 1.0, math.nan, 10, {}).checked().status
+            'failed: non-finite statistic or p-value (numerical breakdown)'
+        """
+        if not self.ok:
+            return self
+        if math.isfinite(self.statistic) and math.isfinite(self.p_value) and 0.0 <= self.p_value <= 1.0:
+            return self
+        return TestResult.skipped(self.test, self.n, NUMERIC_FAILURE, self.params)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-dict view (for tables and JSON)."""

@@ -36,6 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from personax import artifacts as A
 from personax.data.schema import FACE_ATTRIBUTES, FEATURE_COLUMNS, ordered_trait_columns, rater_of
 from personax.data.truth import planted_truth
+from personax.independence._chunks import chunk_features, chunk_slice, data_digest, mark_chunk, parse_chunk
 from personax.independence._matrix import test_matrix
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
     frame = persons[["person_id", *features, *[c for c in conditioning or [] if c not in features]]].merge(
         scores[["person_id", *traits]], on="person_id", how="left")
     tests = list(cfg.tests)
+    chunk = parse_chunk(cfg.get("chunk"))  # independence.chunk=i/k: this job's slice of the features
+    all_features, features = features, chunk_features(features, chunk)
+    first = chunk_slice(len(all_features), chunk).start
     table = test_matrix(
         frame, features, traits, tests=tests, conditioning=conditioning,
         options={t: _options(cfg, t) for t in tests},
@@ -103,10 +107,14 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
         discrete=[*cfg.discrete_features, *traits] if cfg.get("discrete_features") is not None else None,
         max_categories=int(cfg.max_categories), min_rows=int(cfg.min_rows), seed=int(cfg.seed),
         block_size=int(cfg.block_size),
+        approx=str(cfg.get("approx", "auto")), approx_threshold=int(cfg.get("approx_threshold", 10_000)),
+        first_feature_index=first,
     )
     table["rater"] = table["trait"].map(rater_of)
     table["feature_source"] = [zero_shot if zero_shot and f in FACE_ATTRIBUTES else FROM_TABLE
                                for f in table["feature"]]
+    if chunk is not None:  # q-values come from the merge (BH over the whole matrix)
+        table = mark_chunk(table, chunk, data_digest(frame[list(dict.fromkeys([*all_features, *traits, *(conditioning or [])]))]))
     run_dir.write(A.LEVEL1_TABLE, table)
     alpha = float(cfg.alpha)
     for test in tests:
@@ -122,7 +130,7 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
     if zero_shot:
         summary["face_attributes"] = zero_shot
     truth = planted_truth(run_dir)
-    if truth is not None and truth.marginal_dependence is not None:
+    if truth is not None and truth.marginal_dependence is not None and chunk is None:
         recovery = score_recovery(table, truth.marginal_dependence, alpha)
         run_dir.write(A.LEVEL1_RECOVERY, recovery)
         summary["recovery_f1"] = {t: recovery["tests"][t]["all"]["f1"] for t in recovery["tests"]}
