@@ -303,6 +303,10 @@ def crl_metrics_section(ctx: _Context) -> Section:
         return section
     section.blocks.append(key_value_table({k: v for k, v in metrics.items() if not isinstance(v, Mapping)},
                                           A.CRL_METRICS.relpath(), header=("metric", "value")))
+    if metrics.get("measurements"):
+        section.blocks.append(Heading("Measurements"))
+        section.blocks.append(Table(["modality", "measurements (one per row of the model's inputs)"],
+                                    [[m, ", ".join(names)] for m, names in metrics["measurements"].items()]))
     recovery = ctx.value(A.CRL_RECOVERY)
     if recovery:
         section.blocks.append(Heading("Recovery of the planted latent blocks (test split)"))

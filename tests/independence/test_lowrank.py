@@ -12,7 +12,7 @@ from personax.independence import test_matrix
 from personax.independence._common import float64
 from personax.independence._kci import kci_conditional_group, kci_unconditional_group
 from personax.independence._scalable import capped_factor, hsic_lowrank, kci_lowrank, use_lowrank
-from personax.independence.stage import FEATURE_COLUMNS, rater_of, trait_columns
+from personax.data.schema import FEATURE_COLUMNS, ordered_trait_columns, rater_of
 
 
 def cohort_frame(n: int, seed: int):
@@ -20,7 +20,7 @@ def cohort_frame(n: int, seed: int):
     cohort = make_cohort(n, seed=seed, images=False)
     table = cohort.table
     features = [c for c in FEATURE_COLUMNS if c in table.columns]
-    traits = trait_columns(list(table.columns), r"^trait_[a-z0-9]+_[ocean]$", None)
+    traits = ordered_trait_columns(list(table.columns), "raters")
     frame = table[features + traits].copy()
     for c in traits:
         frame[c] = frame[c].astype("Float64").mask(frame[c] == 0)
