@@ -221,13 +221,13 @@ def _invalid_utf8(value: str) -> str | None:
 def _as_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    if isinstance(value, str):
-        try:
+    try:  # an integer too large for a float (a 401-digit JSON number) is not a number here
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return float(value)
+        if isinstance(value, str):
             return float(value.strip())
-        except ValueError:
-            return None
+    except (ValueError, OverflowError):
+        return None
     return None
 
 
@@ -369,6 +369,13 @@ def validate_persons(
                 except UnicodeDecodeError as err:
                     reject(idx, column, value[:40], f"not valid UTF-8 text ({err.reason} at byte {err.start})")
                     continue
+            if column == "person_id" and isinstance(value, (float, np.floating)):
+                # A numeric id column read as floats (3.0): the id is the whole number, as in file names.
+                if not (math.isfinite(value) and value == int(value)):
+                    reject(idx, column, value, "person_id must be text or a whole number")
+                    continue
+                value = str(int(value))
+                ids[idx] = value
             if not isinstance(value, str):
                 value = str(value)
             problem = _invalid_utf8(value)

@@ -20,6 +20,9 @@ fails), ``data/label_maps.json``; plus ``data/faces/`` and ``data/ground_truth/`
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +83,32 @@ def _ingest_variant_digits(data: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             "other_problems": 0, "measurements": files}
 
 
+def _save_faces(person_ids: pd.Series, faces: np.ndarray, run_dir: RunDir) -> list[str]:
+    """Writes the faces into a temporary folder and moves it to ``data/faces`` when all are written.
+
+    A drawing killed half-way leaves no partial ``data/faces`` (and no output
+    recorded for it); the last complete set stays until a new one replaces it.
+    """
+    final = run_dir.path / "data/faces"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(".faces.tmp-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=".faces.tmp-", dir=final.parent))
+    try:
+        names = []
+        for pid, face in tqdm(zip(person_ids, faces), total=len(person_ids), desc="drawing faces", leave=False):
+            Image.fromarray(face).save(staging / f"{pid}.png", compress_level=1)
+            names.append(f"{pid}.png")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    faces_dir = run_dir.output("data/faces", directory=True)
+    return [str(faces_dir / name) for name in names]
+
+
 def _ingest_synthetic(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, dict[str, Any]]:
     cohort = synthetic.make_cohort(
         int(data.n),
@@ -91,13 +120,7 @@ def _ingest_synthetic(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResu
     )
     table = cohort.table.copy()
     if cohort.faces is not None:
-        faces_dir = run_dir.output("data/faces", directory=True)
-        paths = []
-        for pid, face in tqdm(zip(table.person_id, cohort.faces), total=len(table), desc="drawing faces", leave=False):
-            path = faces_dir / f"{pid}.png"
-            Image.fromarray(face).save(path, compress_level=1)
-            paths.append(str(path))
-        table["image_path"] = paths
+        table["image_path"] = _save_faces(table.person_id, cohort.faces, run_dir)
     cohort.truth.save(run_dir.output("data/ground_truth", directory=True))
     # Derived date columns are recomputed by validation, which checks the generator too.
     table = table.drop(columns=list(DERIVED_COLUMNS))
@@ -110,22 +133,61 @@ def _ingest_synthetic(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResu
     return result, {"ground_truth": "data/ground_truth/ground_truth.json"}
 
 
-def _check_images(result: ValidationResult, root: Path, data: DictConfig, source: str, rows: list[int]) -> int:
-    """Resolves and checks each image; a bad image is removed, its person kept.
+def _integral_id(person_id: str) -> str | None:
+    """'12.0' -> '12': the id a float-typed id column stood for (its image is 12.png)."""
+    whole, dot, zeros = person_id.partition(".")
+    return whole if dot and whole.lstrip("-").isdigit() and zeros and set(zeros) == {"0"} else None
+
+
+def _images_in(root: Path) -> dict[str, str]:
+    """Image file stem -> name in ``root`` (not recursive); unreadable entries are skipped."""
+    by_stem: dict[str, str] = {}
+    try:
+        entries = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return by_stem
+    for entry in entries:
+        if entry.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem.setdefault(entry.stem, entry.name)
+    return by_stem
+
+
+def _check_images(result: ValidationResult, root: Path, data: DictConfig, source: str, rows: list[int],
+                  *, root_given: bool) -> dict[str, Any]:
+    """Resolves and checks each image; a bad or missing image is recorded, its person kept.
 
     ``rows`` holds each table row's number in the source file, for the report.
+    Images are expected when the table has an ``image_path`` column, when
+    ``data.image_root`` is set, or when the image root holds image files; then each
+    person without a usable image is a problem of that row, and no usable image at
+    all is an error whatever ``data.strict`` says (a wrong ``image_root``).
+
+    Returns:
+        Counts for the manifest, and under ``"error"`` the message of that error.
     """
     table = result.table
-    if "image_path" not in table or table.image_path.isna().all():
-        by_stem = {}
-        if root.is_dir():
-            by_stem = {p.stem: p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        table["image_path"] = table.person_id.map(by_stem).astype(object)
-        table.loc[table.image_path.isna(), "image_path"] = None
     problems = []
+    by_column = "image_path" in table and table.image_path.notna().any()
+    if not by_column:
+        by_stem = _images_in(root)
+        if not by_stem and not root_given:  # a text-only data set: no images anywhere
+            table["image_path"] = pd.Series([None] * len(table), dtype=object)
+            return {"images_expected": 0, "images_usable": 0, "bad_images": 0}
+        paths = []
+        for pos, pid in enumerate(table.person_id):
+            name = by_stem.get(pid) or by_stem.get(_integral_id(pid) or "")
+            if name is None:
+                problems.append(Problem(source, rows[pos], pid, "image_path", "",
+                                        f"no image file named {pid}.<{'|'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))}> "
+                                        "in the image root", action="no image; person kept"))
+            paths.append(name)
+        table["image_path"] = pd.Series(paths, dtype=object)
     checked = []
     for pos, relpath in enumerate(tqdm(table.image_path, desc="checking images", leave=False)):
-        if relpath is None:
+        if relpath is None or (isinstance(relpath, float) and np.isnan(relpath)):
+            if by_column:
+                problems.append(Problem(source, rows[pos], table.person_id[pos], "image_path", "",
+                                        "image_path is empty", action="no image; person kept"))
             checked.append(None)
             continue
         check = images.check_image(
@@ -139,12 +201,21 @@ def _check_images(result: ValidationResult, root: Path, data: DictConfig, source
         else:
             checked.append(None)
             problems.append(
-                Problem(source, rows[pos], table.person_id[pos], "image_path", str(relpath)[:80],
+                Problem(source, rows[pos], table.person_id[pos], "image_path", ascii(str(relpath))[1:-1][:80],
                         check.reason or "", action="image removed; person kept")
             )
     table["image_path"] = pd.Series(checked, dtype=object)
     result.problems = sorted([*result.problems, *problems], key=lambda p: (p.row, p.column))
-    return len(problems)
+    usable = sum(path is not None for path in checked)
+    counts: dict[str, Any] = {"images_expected": len(table), "images_usable": usable, "bad_images": len(problems)}
+    if usable == 0 and len(table):
+        counts["error"] = (
+            f"0 of {len(table)} persons have a usable image in the image root {root} "
+            f"({len(_images_in(root))} image files there); check data.image_root"
+            + (" and the image_path column" if by_column else " (without an image_path column, images are found by "
+               "file stem == person_id)")
+        )
+    return counts
 
 
 def _ingest_raw(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, dict[str, Any]]:
@@ -168,8 +239,9 @@ def _ingest_raw(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, di
         if not root.is_dir():
             raise FileNotFoundError(f"data.image_root {root} is not a folder")
         run_dir.input(root)
-    bad_images = _check_images(result, root, data, raw.source, [raw.rows[k] for k in result.kept])
-    return result, {"bad_images": bad_images, "image_root": str(root)}
+    counts = _check_images(result, root, data, raw.source, [raw.rows[k] for k in result.kept],
+                           root_given=bool(data.get("image_root")))
+    return result, {**counts, "image_root": str(root)}
 
 
 def _ingest_release(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, dict[str, Any]]:
@@ -228,6 +300,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     rejected_path = run_dir.output("data/rejected.parquet")
     _write_parquet(problems_frame(result.problems), rejected_path)
     rejected_rows = sum(p.action == "row rejected" for p in result.problems)
+    fatal = extra.pop("error", None)
+    if fatal:  # nothing usable of a kind of input: an error, strict or not
+        raise DataValidationError([Problem(extra.get("image_root", data.source), 0, None, "image_path", "", fatal)])
     if result.problems and data.get("strict", True):
         raise DataValidationError(result.problems, hint=STRICT_HINT)
     for problem in result.problems[:5]:
