@@ -28,10 +28,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 from tqdm.auto import tqdm
 
+from personax._config_checks import check_person_columns
 from personax.data import images, readers, release, synthetic
 from personax.data.schema import (
     DERIVED_COLUMNS,
@@ -312,6 +313,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     if len(result.table) == 0:
         raise DataValidationError(result.problems, hint="No valid rows are left; nothing to analyse.")
 
+    stages = config.get("stages")
+    if isinstance(stages, (list, ListConfig)) and "independence" in stages:
+        # Fail now, not after the slower stages: a conditioning column that the table lacks.
+        check_person_columns(config, list(result.table.columns), "data/persons.parquet")
     _write_parquet(result.table, run_dir.output("data/persons.parquet"))
     write_json(run_dir.output("data/label_maps.json"), result.label_maps)
     return {
