@@ -369,6 +369,12 @@ def validate_persons(
                 except UnicodeDecodeError as err:
                     reject(idx, column, value[:40], f"not valid UTF-8 text ({err.reason} at byte {err.start})")
                     continue
+            if isinstance(value, (dict, list, tuple, np.ndarray)):  # JSON objects and arrays are not text
+                reject(idx, column, value, f"expected text, got a JSON {'object' if isinstance(value, dict) else 'array'}")
+                continue
+            if column == "person_id" and isinstance(value, (bool, np.bool_)):
+                reject(idx, column, value, "person_id must be text or a whole number")
+                continue
             if column == "person_id" and isinstance(value, (float, np.floating)):
                 # A numeric id column read as floats (3.0): the id is the whole number, as in file names.
                 if not (math.isfinite(value) and value == int(value)):
