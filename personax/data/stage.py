@@ -159,7 +159,8 @@ def _check_images(result: ValidationResult, root: Path, data: DictConfig, source
 
     ``rows`` holds each table row's number in the source file, for the report.
     Images are expected when the table has an ``image_path`` column, when
-    ``data.image_root`` is set, or when the image root holds image files; then each
+    ``data.image_root`` is set, or when an image next to the bios file is named
+    after a person (file stem == ``person_id``); then each
     person without a usable image is a problem of that row, and no usable image at
     all is an error whatever ``data.strict`` says (a wrong ``image_root``).
 
@@ -171,12 +172,16 @@ def _check_images(result: ValidationResult, root: Path, data: DictConfig, source
     by_column = "image_path" in table and table.image_path.notna().any()
     if not by_column:
         by_stem = _images_in(root)
-        if not by_stem and not root_given:  # a text-only data set: no images anywhere
+        names = [by_stem.get(pid) or by_stem.get(_integral_id(pid) or "") for pid in table.person_id]
+        if not root_given and not any(names):
+            # A text-only data set: no image_path column, no image_root, and no image next to the
+            # bios file is named after a person (a stray logo.png there is not a face).
             table["image_path"] = pd.Series([None] * len(table), dtype=object)
+            log.info("no image_path column, no data.image_root, and no image in %s named after a person_id: "
+                     "text-only data", root)
             return {"images_expected": 0, "images_usable": 0, "bad_images": 0}
         paths = []
-        for pos, pid in enumerate(table.person_id):
-            name = by_stem.get(pid) or by_stem.get(_integral_id(pid) or "")
+        for pos, (pid, name) in enumerate(zip(table.person_id, names)):
             if name is None:
                 problems.append(Problem(source, rows[pos], pid, "image_path", "",
                                         f"no image file named {pid}.<{'|'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))}> "

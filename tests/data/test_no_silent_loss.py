@@ -189,3 +189,15 @@ def test_killed_face_drawing_leaves_no_orphan_faces(compose_cfg, run_path, monke
     monkeypatch.setattr(stage.Image, "fromarray", real)
     run_pipeline(cfg, run_path)
     assert len(list((run_path / "data/faces").glob("*.png"))) == 20
+
+
+def test_a_stray_image_next_to_a_text_only_table_is_not_a_face(compose_cfg, run_path, tmp_path):
+    (tmp_path / "logo.png").write_bytes(png_bytes())
+    bios = tmp_path / "bios.csv"
+    bios.write_text("person_id,height_cm\na,170\nb,180\n")
+    run_pipeline(_raw(compose_cfg, bios), run_path)
+    assert pd.read_parquet(run_path / "data/persons.parquet").image_path.isna().all()
+    assert len(_rejected(run_path)) == 0
+    (tmp_path / "a.png").write_bytes(png_bytes())  # now images are named after people: b's is missing
+    with pytest.raises(DataValidationError, match=r"row 2 \(person_id 'b'\), column 'image_path': no image file"):
+        run_pipeline(_raw(compose_cfg, bios), tmp_path / "second")
