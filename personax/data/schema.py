@@ -132,6 +132,15 @@ class Problem:
     reason: str
     action: str = "row rejected"
 
+    def __post_init__(self) -> None:
+        # Bytes that were not UTF-8 (read in as lone surrogates) are shown as \xNN: a report
+        # must be writable (parquet, logs) whatever the input held.
+        for field in ("source", "person_id", "column", "value", "reason"):
+            text = getattr(self, field)
+            if isinstance(text, str) and _SURROGATE.search(text):
+                shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                object.__setattr__(self, field, _SURROGATE.sub("?", shown))
+
     def describe(self) -> str:
         where = f"{self.source} row {self.row}" if self.row else self.source
         if self.person_id:
@@ -142,6 +151,7 @@ class Problem:
 
 
 PROBLEM_COLUMNS = [f.name for f in dataclasses.fields(Problem)]
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def problems_frame(problems: Sequence[Problem]) -> pd.DataFrame:
@@ -349,7 +359,9 @@ def validate_persons(
     rows = list(row_numbers) if row_numbers is not None else list(range(1, len(frame) + 1))
     problems: list[Problem] = []
     bad_rows: set[int] = set()
-    ids = frame["person_id"].map(lambda v: None if _missing(v) else str(v).strip())
+    # object dtype: an id with undecodable bytes (lone surrogates) cannot be an arrow string
+    ids = pd.Series([None if _missing(v) else str(v).strip() for v in frame["person_id"]], index=frame.index,
+                    dtype=object)
 
     def reject(idx: int, column: str, value: Any, reason: str) -> None:
         problems.append(Problem(source, rows[idx], ids[idx], column, _text(value), reason))

@@ -32,7 +32,8 @@ HEADER = ["person_id", "name", "birth_year", "birth_month", "birth_day", "height
 # kind -> where the row must end: "rejected" (the row), "image" (kept with its image), "no image" (kept, image refused)
 KINDS = {
     # encodings
-    "latin1_bio": "rejected", "utf16_name": "rejected", "undecodable_path": "rejected", "nul_in_bio": "image",
+    "latin1_bio": "rejected", "utf16_name": "rejected", "undecodable_path": "rejected", "undecodable_id": "rejected",
+    "nul_in_bio": "image",
     "bom_in_name": "image", "rtl_control_name": "image", "quoted_newline_bio": "image",
     # truncations and row shape
     "truncated_row": "rejected", "extra_fields": "rejected", "empty_id": "rejected", "duplicate_id": "rejected",
@@ -124,6 +125,8 @@ def make_hostile_inputs(base: Path, *, seed: int = SEED, rows: int = ROWS) -> tu
             row["name"] = "Zoë".encode("utf-16")
         elif kind == "undecodable_path":
             row["image_path"] = b"caf\xe9.png"
+        elif kind == "undecodable_id":
+            row["person_id"] = pid.encode() + b"\xff\xfe"
         elif kind == "nul_in_bio":
             row["bio"] = b"before\x00after"
         elif kind == "bom_in_name":
