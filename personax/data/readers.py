@@ -22,7 +22,7 @@ import csv
 import dataclasses
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +40,7 @@ class RawTable:
     rows: list[int]
     problems: list[Problem]
     source: str
+    fields_per_row: bool = False  # JSONL: each record has its own keys (CSV: one header for all)
 
 
 def _fail(source: str, reason: str, hint: str = "") -> DataValidationError:
@@ -84,7 +85,7 @@ def read_table(path: str | Path, fmt: str = "auto") -> RawTable:
         raise _fail(source, f"unknown format {fmt!r}; use one of {sorted(set(FORMATS.values()))}")
     if len(frame) == 0 and not problems:
         raise _fail(source, "the file has no data rows")
-    return RawTable(frame=frame, rows=rows, problems=problems, source=source)
+    return RawTable(frame=frame, rows=rows, problems=problems, source=source, fields_per_row=fmt == "jsonl")
 
 
 def _read_delimited(path: Path, delimiter: str) -> tuple[pd.DataFrame, list[int], list[Problem]]:
@@ -162,6 +163,37 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int], list[Problem]]:
             rows.append(line_number)
     frame = pd.DataFrame.from_records(records).astype(object) if records else pd.DataFrame()
     return frame, rows, problems
+
+
+def reject_stray_fields(table: RawTable, frame: pd.DataFrame, is_known: Callable[[str], bool]) -> pd.DataFrame:
+    """JSONL: a field that only some records have and that is not a known column rejects those records.
+
+    A misspelt key on one line (``heigth_cm``) costs that line, not the whole file.
+    A field that every record has is a whole-file matter (left for validation to
+    report with the hint to map or ignore it). Updates ``table.rows`` and
+    ``table.problems``; returns the frame without those records and fields.
+
+    Args:
+        table: The table as read (its ``rows`` and ``problems`` are updated).
+        frame: ``table.frame`` after column mapping (same rows).
+        is_known: Whether a (mapped) column name is a known column.
+    """
+    if not table.fields_per_row or frame.empty:
+        return frame
+    present = frame.notna()
+    stray = [c for c in frame.columns if not is_known(str(c)) and not present[c].all()]
+    if not stray:
+        return frame
+    bad = present[stray].any(axis=1).to_numpy()
+    for pos in bad.nonzero()[0]:
+        fields = [c for c in stray if present.iloc[pos][c]]
+        pid = frame.iloc[pos].get("person_id")
+        table.problems.append(Problem(
+            table.source, table.rows[pos], pid if isinstance(pid, str) else None, str(fields[0]), "",
+            f"unexpected field(s) {fields} in this record (map them with data.columns or drop them with "
+            "data.ignore_columns)"))
+    table.rows = [row for row, drop in zip(table.rows, bad) if not drop]
+    return frame.loc[~bad, [c for c in frame.columns if c not in stray]].reset_index(drop=True)
 
 
 def apply_column_mapping(

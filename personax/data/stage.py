@@ -36,10 +36,12 @@ from personax._config_checks import check_person_columns
 from personax.data import images, readers, release, synthetic
 from personax.data.schema import (
     DERIVED_COLUMNS,
+    INPUT_COLUMNS,
     STRICT_HINT,
     DataValidationError,
     Problem,
     ValidationResult,
+    is_trait_column,
     problems_frame,
     validate_persons,
 )
@@ -232,6 +234,7 @@ def _ingest_raw(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, di
     frame = readers.apply_column_mapping(
         raw.frame, _container(data.get("columns")), list(data.get("ignore_columns") or []), source=raw.source
     )
+    frame = readers.reject_stray_fields(raw, frame, lambda c: c in INPUT_COLUMNS or is_trait_column(c))
     result = validate_persons(
         frame,
         source=raw.source,

@@ -246,6 +246,7 @@ JSONL_KINDS = {
     "nan_literal": "image",  # json.dumps writes a missing float as NaN: read as missing, like a parquet NaN
     "object_as_bio": "rejected", "array_as_name": "rejected", "invalid_utf8_in_string": "rejected",
     "number_as_image_path": "no image", "escaped_nul_in_path": "no image", "dotdot_path": "no image",
+    "misspelt_key": "rejected",
 }
 
 
@@ -296,6 +297,8 @@ def test_soak_jsonl_hostile_lines_each_end_in_a_table(compose_cfg, tmp_path):
             record["image_path"] = 5
         elif kind == "escaped_nul_in_path":
             record["image_path"] = f"{pid}\u0000.png"
+        elif kind == "misspelt_key":
+            record["heigth_cm"] = record.pop("height_cm")
         elif kind == "dotdot_path":
             record["image_path"] = "../../etc/passwd"
         lines.append(raw if raw is not None else __import__("json").dumps(record).encode())
