@@ -592,12 +592,9 @@ def _run_stages(specs: Sequence[StageSpec], config: DictConfig, manifest: Manife
 
 def describe_error(err: BaseException, config: DictConfig | None = None) -> str:
     """``Type: message`` for the manifest, with configured secrets redacted by value."""
-    text = f"{type(err).__name__}: {err}"
-    try:
-        from personax._secrets import redact
-    except ImportError:  # pragma: no cover - the redaction module is part of the package
-        return text
-    return redact(text, config)
+    from personax._secrets import redact
+
+    return redact(f"{type(err).__name__}: {err}", config)
 
 
 def readers(item: Artifact) -> list[str]:

@@ -3,18 +3,31 @@
 Runs ``config.stages`` in the Hydra run directory (``runs/<name>`` by default, so a
 second run of the same experiment resumes and skips finished stages). ``-m`` sweeps
 run sequentially, or in parallel with ``hydra/launcher=joblib``.
+
+The config is checked first (:func:`personax._config_checks.check_config`). When
+a stage fails, the console shows its error in a line (the message, which for bad
+input data lists each problem) and a hint; the full traceback goes to ``run.log``
+in the run directory, and also to the console with ``debug=true``. Secrets are
+redacted from both (:func:`personax._secrets.redact`). The exit status is 1.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
+import traceback
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from personax.pipeline import run_pipeline
+from personax._config_checks import ConfigError, check_config, check_person_columns
+from personax._secrets import redact
+from personax.artifacts import PERSONS
+from personax.pipeline import MANIFEST_NAME, RunDir, run_pipeline
 
 log = logging.getLogger("personax")
 
@@ -28,11 +41,76 @@ def config_dir() -> Path:
     raise FileNotFoundError(f"personax configs not found next to {here}")
 
 
+def _failed_stage(workdir: Path) -> str | None:
+    """The stage the manifest last recorded as failed, if any (best effort: the manifest may not exist)."""
+    try:
+        history = json.loads((workdir / MANIFEST_NAME).read_text()).get("history", [])
+    except (OSError, ValueError):
+        return None
+    last = history[-1] if history else {}
+    return last.get("stage") if last.get("status") == "failed" else None
+
+
+def _log_file_handlers() -> list[logging.FileHandler]:
+    return [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+
+
+def report_failure(err: BaseException, config: DictConfig, workdir: Path, *, debug: bool = False) -> str:
+    """Writes the full traceback to the job log (``run.log``) and returns the console text.
+
+    Args:
+        err: The exception that ended the run.
+        config: The run config (its secrets are redacted from everything written).
+        workdir: The run directory (for the failed stage's name and the hint).
+        debug: Also put the full traceback in the console text.
+
+    Returns:
+        ``personax: stage '<name>' failed: <Type>: <message>`` and a hint line,
+        preceded by the traceback when ``debug``.
+    """
+    if isinstance(err, ConfigError):
+        headline = redact(f"personax: config error: {err}", config)
+    else:
+        stage = _failed_stage(workdir)
+        what = f"stage '{stage}' failed" if stage else "error"
+        headline = redact(f"personax: {what}: {type(err).__name__}: {err}", config)
+    full = redact("".join(traceback.format_exception(err)), config)
+    handlers = _log_file_handlers()
+    for handler in handlers:  # the full traceback in run.log only; the console gets the headline
+        handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, f"{headline}\n{full.rstrip()}", None, None))
+    logs = [Path(h.baseFilename) for h in handlers]
+    if debug:
+        return f"{full.rstrip()}\n{headline}"
+    if isinstance(err, ConfigError):
+        return headline
+    where = f"the full traceback is in {logs[0]}; " if logs else ""
+    return f"{headline}\n({where}rerun with debug=true to print it here)"
+
+
+def _preflight(config: DictConfig, workdir: Path) -> None:
+    """Config checks that can run before any stage (see personax._config_checks)."""
+    check_config(config)
+    persons = RunDir(workdir).locate(PERSONS)
+    stages = list(config.get("stages") or [])
+    if "independence" in stages and "ingest" not in stages and persons.is_file():
+        import pyarrow.parquet as pq
+
+        check_person_columns(config, pq.read_schema(persons).names, str(persons))
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(config: DictConfig) -> None:
     """Runs the configured pipeline in the Hydra run directory."""
     workdir = Path(HydraConfig.get().runtime.output_dir)
-    statuses = run_pipeline(config, workdir)
+    debug = config.get("debug", False) is True
+    try:
+        _preflight(config, workdir)
+        statuses = run_pipeline(config, workdir)
+    except Exception as err:
+        print(report_failure(err, config, workdir, debug=debug), file=sys.stderr, flush=True)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the sweep's launcher decides what a failed job means
+        sys.exit(1)
     for stage, status in statuses.items():
         log.info("%-12s %s", stage, status)
     log.info("run directory: %s (manifest.json lists every output)", workdir)

@@ -225,6 +225,15 @@ class Problem:
     reason: str
     action: str = "row rejected"
 
+    def __post_init__(self) -> None:
+        # Bytes that were not UTF-8 (read in as lone surrogates) are shown as \xNN: a report
+        # must be writable (parquet, logs) whatever the input held.
+        for field in ("source", "person_id", "column", "value", "reason"):
+            text = getattr(self, field)
+            if isinstance(text, str) and _SURROGATE.search(text):
+                shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                object.__setattr__(self, field, _SURROGATE.sub("?", shown))
+
     def describe(self) -> str:
         where = f"{self.source} row {self.row}" if self.row else self.source
         if self.person_id:
@@ -235,6 +244,7 @@ class Problem:
 
 
 PROBLEM_COLUMNS = [f.name for f in dataclasses.fields(Problem)]
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def problems_frame(problems: Sequence[Problem]) -> pd.DataFrame:
@@ -314,13 +324,13 @@ def _invalid_utf8(value: str) -> str | None:
 def _as_number(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        return float(value)
-    if isinstance(value, str):
-        try:
+    try:  # an integer too large for a float (a 401-digit JSON number) is not a number here
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            return float(value)
+        if isinstance(value, str):
             return float(value.strip())
-        except ValueError:
-            return None
+    except (ValueError, OverflowError):
+        return None
     return None
 
 
@@ -442,7 +452,9 @@ def validate_persons(
     rows = list(row_numbers) if row_numbers is not None else list(range(1, len(frame) + 1))
     problems: list[Problem] = []
     bad_rows: set[int] = set()
-    ids = frame["person_id"].map(lambda v: None if _missing(v) else str(v).strip())
+    # object dtype: an id with undecodable bytes (lone surrogates) cannot be an arrow string
+    ids = pd.Series([None if _missing(v) else str(v).strip() for v in frame["person_id"]], index=frame.index,
+                    dtype=object)
 
     def reject(idx: int, column: str, value: Any, reason: str) -> None:
         problems.append(Problem(source, rows[idx], ids[idx], column, _text(value), reason))
@@ -462,6 +474,19 @@ def validate_persons(
                 except UnicodeDecodeError as err:
                     reject(idx, column, value[:40], f"not valid UTF-8 text ({err.reason} at byte {err.start})")
                     continue
+            if isinstance(value, (dict, list, tuple, np.ndarray)):  # JSON objects and arrays are not text
+                reject(idx, column, value, f"expected text, got a JSON {'object' if isinstance(value, dict) else 'array'}")
+                continue
+            if column == "person_id" and isinstance(value, (bool, np.bool_)):
+                reject(idx, column, value, "person_id must be text or a whole number")
+                continue
+            if column == "person_id" and isinstance(value, (float, np.floating)):
+                # A numeric id column read as floats (3.0): the id is the whole number, as in file names.
+                if not (math.isfinite(value) and value == int(value)):
+                    reject(idx, column, value, "person_id must be text or a whole number")
+                    continue
+                value = str(int(value))
+                ids[idx] = value
             if not isinstance(value, str):
                 value = str(value)
             problem = _invalid_utf8(value)

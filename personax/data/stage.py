@@ -21,22 +21,28 @@ relative to the run directory, so a moved or copied run directory keeps them.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 from tqdm.auto import tqdm
 
+from personax._config_checks import check_person_columns
 from personax.data import images, readers, release, synthetic
 from personax.data.schema import (
     DERIVED_COLUMNS,
+    INPUT_COLUMNS,
     STRICT_HINT,
     DataValidationError,
     Problem,
     ValidationResult,
+    is_trait_column,
     problems_frame,
     validate_persons,
 )
@@ -76,6 +82,33 @@ def _ingest_variant_digits(data: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             "other_problems": 0, "measurements": files}
 
 
+def _save_faces(person_ids: pd.Series, faces: np.ndarray, run_dir: RunDir) -> list[str]:
+    """Writes the faces into a temporary folder and moves it into place when all are written.
+
+    A drawing killed half-way leaves no partial ``data/faces`` (and no output
+    recorded for it); the last complete set stays until a new one replaces it.
+    """
+    final = run_dir.locate(A.FACES)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(".faces.tmp-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=".faces.tmp-", dir=final.parent))
+    try:
+        names = []
+        for pid, face in tqdm(zip(person_ids, faces), total=len(person_ids), desc="drawing faces", leave=False):
+            Image.fromarray(face).save(staging / f"{pid}.png", compress_level=1)
+            names.append(f"{pid}.png")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    run_dir.output_path(A.FACES)
+    # Relative to the run directory, so a moved or copied run directory still finds its faces.
+    return [f"{A.FACES.relpath()}/{name}" for name in names]
+
+
 def _ingest_synthetic(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, dict[str, Any]]:
     cohort = synthetic.make_cohort(
         int(data.n),
@@ -87,18 +120,7 @@ def _ingest_synthetic(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResu
     )
     table = cohort.table.copy()
     if cohort.faces is not None:
-        faces_dir = run_dir.output_path(A.FACES)
-        paths = []
-        for pid, face in tqdm(zip(table.person_id, cohort.faces), total=len(table), desc="drawing faces", leave=False):
-            with A.atomic_path(faces_dir / f"{pid}.png") as tmp:
-                Image.fromarray(face).save(tmp, format="png", compress_level=1)
-            # Relative to the run directory, so a moved or copied run directory still finds its faces.
-            paths.append(f"{A.FACES.relpath()}/{pid}.png")
-        table["image_path"] = paths
-        drawn = {Path(p).name for p in paths}
-        for stale in faces_dir.glob("*.png"):  # faces of an earlier, larger cohort are not this run's outputs
-            if stale.name not in drawn:
-                stale.unlink()
+        table["image_path"] = _save_faces(table.person_id, cohort.faces, run_dir)
     run_dir.write(A.GROUND_TRUTH, cohort.truth)
     # Derived date columns are recomputed by validation, which checks the generator too.
     table = table.drop(columns=list(DERIVED_COLUMNS))
@@ -111,22 +133,66 @@ def _ingest_synthetic(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResu
     return result, {"ground_truth": A.GROUND_TRUTH.relpath()}
 
 
-def _check_images(result: ValidationResult, root: Path, data: DictConfig, source: str, rows: list[int]) -> int:
-    """Resolves and checks each image; a bad image is removed, its person kept.
+def _integral_id(person_id: str) -> str | None:
+    """'12.0' -> '12': the id a float-typed id column stood for (its image is 12.png)."""
+    whole, dot, zeros = person_id.partition(".")
+    return whole if dot and whole.lstrip("-").isdigit() and zeros and set(zeros) == {"0"} else None
+
+
+def _images_in(root: Path) -> dict[str, str]:
+    """Image file stem -> name in ``root`` (not recursive); unreadable entries are skipped."""
+    by_stem: dict[str, str] = {}
+    try:
+        entries = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError:
+        return by_stem
+    for entry in entries:
+        if entry.suffix.lower() in IMAGE_SUFFIXES:
+            by_stem.setdefault(entry.stem, entry.name)
+    return by_stem
+
+
+def _check_images(result: ValidationResult, root: Path, data: DictConfig, source: str, rows: list[int],
+                  *, root_given: bool) -> dict[str, Any]:
+    """Resolves and checks each image; a bad or missing image is recorded, its person kept.
 
     ``rows`` holds each table row's number in the source file, for the report.
+    Images are expected when the table has an ``image_path`` column, when
+    ``data.image_root`` is set, or when an image next to the bios file is named
+    after a person (file stem == ``person_id``); then each
+    person without a usable image is a problem of that row, and no usable image at
+    all is an error whatever ``data.strict`` says (a wrong ``image_root``).
+
+    Returns:
+        Counts for the manifest, and under ``"error"`` the message of that error.
     """
     table = result.table
-    if "image_path" not in table or table.image_path.isna().all():
-        by_stem = {}
-        if root.is_dir():
-            by_stem = {p.stem: p.name for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        table["image_path"] = table.person_id.map(by_stem).astype(object)
-        table.loc[table.image_path.isna(), "image_path"] = None
     problems = []
+    by_column = "image_path" in table and table.image_path.notna().any()
+    if not by_column:
+        by_stem = _images_in(root)
+        names = [by_stem.get(pid) or by_stem.get(_integral_id(pid) or "") for pid in table.person_id]
+        if not root_given and not any(names):
+            # A text-only data set: no image_path column, no image_root, and no image next to the
+            # bios file is named after a person (a stray logo.png there is not a face).
+            table["image_path"] = pd.Series([None] * len(table), dtype=object)
+            log.info("no image_path column, no data.image_root, and no image in %s named after a person_id: "
+                     "text-only data", root)
+            return {"images_expected": 0, "images_usable": 0, "bad_images": 0}
+        paths = []
+        for pos, (pid, name) in enumerate(zip(table.person_id, names)):
+            if name is None:
+                problems.append(Problem(source, rows[pos], pid, "image_path", "",
+                                        f"no image file named {pid}.<{'|'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))}> "
+                                        "in the image root", action="no image; person kept"))
+            paths.append(name)
+        table["image_path"] = pd.Series(paths, dtype=object)
     checked = []
     for pos, relpath in enumerate(tqdm(table.image_path, desc="checking images", leave=False)):
-        if relpath is None:
+        if relpath is None or (isinstance(relpath, float) and np.isnan(relpath)):
+            if by_column:
+                problems.append(Problem(source, rows[pos], table.person_id[pos], "image_path", "",
+                                        "image_path is empty", action="no image; person kept"))
             checked.append(None)
             continue
         check = images.check_image(
@@ -140,12 +206,21 @@ def _check_images(result: ValidationResult, root: Path, data: DictConfig, source
         else:
             checked.append(None)
             problems.append(
-                Problem(source, rows[pos], table.person_id[pos], "image_path", str(relpath)[:80],
+                Problem(source, rows[pos], table.person_id[pos], "image_path", ascii(str(relpath))[1:-1][:80],
                         check.reason or "", action="image removed; person kept")
             )
     table["image_path"] = pd.Series(checked, dtype=object)
     result.problems = sorted([*result.problems, *problems], key=lambda p: (p.row, p.column))
-    return len(problems)
+    usable = sum(path is not None for path in checked)
+    counts: dict[str, Any] = {"images_expected": len(table), "images_usable": usable, "bad_images": len(problems)}
+    if usable == 0 and len(table):
+        counts["error"] = (
+            f"0 of {len(table)} persons have a usable image in the image root {root} "
+            f"({len(_images_in(root))} image files there); check data.image_root"
+            + (" and the image_path column" if by_column else " (without an image_path column, images are found by "
+               "file stem == person_id)")
+        )
+    return counts
 
 
 def _ingest_raw(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, dict[str, Any]]:
@@ -156,6 +231,7 @@ def _ingest_raw(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, di
     frame = readers.apply_column_mapping(
         raw.frame, _container(data.get("columns")), list(data.get("ignore_columns") or []), source=raw.source
     )
+    frame = readers.reject_stray_fields(raw, frame, lambda c: c in INPUT_COLUMNS or is_trait_column(c))
     result = validate_persons(
         frame,
         source=raw.source,
@@ -167,11 +243,12 @@ def _ingest_raw(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, di
     root = Path(data.image_root).expanduser().resolve() if data.get("image_root") else bios.parent
     if data.get("image_root") and not root.is_dir():
         raise FileNotFoundError(f"data.image_root {root} is not a folder")
-    bad_images = _check_images(result, root, data, raw.source, [raw.rows[k] for k in result.kept])
+    counts = _check_images(result, root, data, raw.source, [raw.rows[k] for k in result.kept],
+                           root_given=bool(data.get("image_root")))
     # Every image the table points at is an input by content: replacing or deleting one reruns ingest.
     run_dir.input_files("images referenced by the person table",
                         dict(zip(result.table.person_id, (p for p in result.table.image_path if p is not None))))
-    return result, {"bad_images": bad_images, "image_root": str(root)}
+    return result, {**counts, "image_root": str(root)}
 
 
 def _ingest_release(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, dict[str, Any]]:
@@ -228,6 +305,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
 
     rejected_path = run_dir.write(A.REJECTED, problems_frame(result.problems))
     rejected_rows = sum(p.action == "row rejected" for p in result.problems)
+    fatal = extra.pop("error", None)
+    if fatal:  # nothing usable of a kind of input: an error, strict or not
+        raise DataValidationError([Problem(extra.get("image_root", data.source), 0, None, "image_path", "", fatal)])
     if result.problems and data.get("strict", True):
         raise DataValidationError(result.problems, hint=STRICT_HINT)
     for problem in result.problems[:5]:
@@ -237,6 +317,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     if len(result.table) == 0:
         raise DataValidationError(result.problems, hint="No valid rows are left; nothing to analyse.")
 
+    stages = config.get("stages")
+    if isinstance(stages, (list, ListConfig)) and "independence" in stages:
+        # Fail now, not after the slower stages: a conditioning column that the table lacks.
+        check_person_columns(config, list(result.table.columns), A.PERSONS.relpath())
     run_dir.write(A.PERSONS, result.table)
     run_dir.write(A.LABEL_MAPS, result.label_maps)
     return {

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from personax.data.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, check_image
+from personax.data.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, check_image, to_rgb
 from personax.data.schema import FACE_ATTRIBUTES
 from personax.embeddings._cache import EmbeddingCache, sha256_bytes
 from personax.pipeline import sha256_file
@@ -155,7 +155,7 @@ class _ImageDataset:
         if not check.ok:
             return index, None, check.reason
         with Image.open(path) as image:
-            return index, self.preprocess(image.convert("RGB")), None
+            return index, self.preprocess(to_rgb(image)), None
 
 
 def _collate(batch):

@@ -6,7 +6,7 @@ import importlib.metadata
 import platform
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,9 @@ import yaml
 
 from omegaconf import DictConfig, OmegaConf
 
-REDACTED = "<redacted>"
+from personax import _secrets
+
+REDACTED = _secrets.REDACTED
 SECRET_KEY = re.compile(r"key|token|secret|password|passwd|credential", re.IGNORECASE)
 # Values that look like a secret whatever their key: API keys, bearer tokens, passwords in URLs.
 SECRET_VALUE = re.compile(r"^(sk|pk|rk)-[A-Za-z0-9_\-]{12,}$|^bearer\s+\S+$", re.IGNORECASE)
@@ -25,21 +27,26 @@ PACKAGES = ("personax", "jax", "jaxlib", "flax", "optax", "numpy", "pandas", "py
             "hydra-core", "omegaconf", "matplotlib", "jinja2")
 
 
-def redact(value: Any, key: str = "") -> Any:
+def redact(value: Any, key: str = "", *, secrets: Sequence[str] | None = None) -> Any:
     """A copy of a nested config with secret-looking entries replaced by ``<redacted>``.
 
     A value is redacted when its key contains key, token, secret, password or
     credential (any case), or when it looks like an API key or bearer token; a
-    password inside a URL is cut out. ``None`` stays ``None`` (nothing to hide).
+    password inside a URL and URL query parameters named like keys (``?key=``,
+    ``&access_token=``) are cut out, and so is any string equal to a secret the
+    config refers to (the value of an environment variable named by
+    ``api_key_env``; see :func:`personax._secrets.redact`). ``None`` stays ``None``.
 
     Example:
-        >>> redact({"api_key": "hunter2", "n": 3, "url": "https://me:pw@host/x", "token": None})
-        {'api_key': '<redacted>', 'n': 3, 'url': 'https://me:<redacted>@host/x', 'token': None}
+        >>> redact({"api_key": "hunter2", "n": 3, "url": "https://me:pw@host/x?key=abc", "token": None})
+        {'api_key': '<redacted>', 'n': 3, 'url': 'https://me:<redacted>@host/x?key=<redacted>', 'token': None}
     """
+    if secrets is None:
+        secrets = _secrets.secret_values(value)
     if isinstance(value, Mapping):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        return {k: redact(v, str(k), secrets=secrets) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [redact(v, key) for v in value]
+        return [redact(v, key, secrets=secrets) for v in value]
     if value is None:
         return None
     if SECRET_KEY.search(key):
@@ -47,7 +54,7 @@ def redact(value: Any, key: str = "") -> Any:
     if isinstance(value, str):
         if SECRET_VALUE.match(value.strip()):
             return REDACTED
-        return URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", value)
+        return _secrets.redact_text(value, secrets)
     return value
 
 

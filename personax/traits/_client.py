@@ -13,6 +13,13 @@ retried with exponential backoff and jitter (``Retry-After`` honoured, up to
 ``retry_after_max_s``); after the last retry the request is stored as ``failed``
 with its reason and the run goes on. Concurrency is bounded by
 ``max_concurrency`` and the request rate by ``rate_limit_per_s``.
+
+A rater that answers nothing is an error, not a column of missing scores: when
+the first ``abort_after_failures`` requests all fail (a wrong key's 401, a wrong
+model's 404) no more are sent, and :func:`require_answers` raises with the
+server's message. Secrets (the key's value, key-like URL query parameters and
+header values) are redacted from every stored or logged text by
+:func:`personax._secrets.redact_text`.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import certifi
 import httpx
 from tqdm.auto import tqdm
 
+from personax import _secrets
 from personax.traits._cache import FINAL_STATUSES, RequestStore, request_key
 from personax.traits._prompts import AnswerError, ParsedAnswer, PromptFormat, Refusal, parse_answer, repair_message
 
@@ -42,6 +50,10 @@ log = logging.getLogger(__name__)
 
 class RaterConfigError(ValueError):
     """A rater is configured wrongly (e.g. a key in the config instead of an environment variable)."""
+
+
+class RaterFailedError(RuntimeError):
+    """A rater answered none of its requests (every one failed, was refused or was unusable)."""
 
 
 @dataclasses.dataclass
@@ -63,6 +75,7 @@ class ChatConfig:
     retry_after_max_s: float = 300.0
     repair: bool = True
     retry_failed: bool = True
+    abort_after_failures: int = 20  # stop sending when this many requests failed and none was answered; 0: never
     extra_body: dict[str, Any] = dataclasses.field(default_factory=dict)
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -77,6 +90,12 @@ class ChatConfig:
                 )
         if any(h.lower() == "authorization" for h in (node.get("headers") or {})):
             raise RaterConfigError(f"rater '{name}': set api_key_env instead of an Authorization header")
+        env = node.get("api_key_env")
+        if env is not None and (not isinstance(env, str) or _secrets.looks_like_key(env)):
+            # Never echo the value: it is most likely the key itself.
+            raise RaterConfigError(f"rater '{name}': api_key_env must name an environment variable, got a value "
+                                   "that looks like a key; export the key (export MY_API_KEY=...) and set "
+                                   "api_key_env=MY_API_KEY")
         fields = {f.name for f in dataclasses.fields(cls)}
         known = {k: v for k, v in node.items() if k in fields and k != "name"}
         for key in ("extra_body", "headers"):
@@ -193,6 +212,7 @@ class ChatRater:
     def __init__(self, config: ChatConfig, template: Mapping[str, str]):
         self.config = config
         self.template = dict(template)
+        self._secret_values: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -202,10 +222,21 @@ class ChatRater:
         env = self.config.api_key_env
         if not env:
             return None
+        if _secrets.looks_like_key(env):
+            raise RaterConfigError(f"rater '{self.name}': api_key_env must name an environment variable, got a "
+                                   "value that looks like a key")
         value = os.environ.get(env)
         if not value:
             raise RaterConfigError(f"rater '{self.name}': environment variable {env} (api_key_env) is not set")
         return value
+
+    def secrets(self, api_key: str | None) -> tuple[str, ...]:
+        """Strings never to store or log: the key, and key-like values in base_url and headers."""
+        found = _secrets.secret_values({"base_url": self.config.base_url, "headers": self.config.headers})
+        return tuple(sorted({*found, *([api_key] if api_key else [])}, key=len, reverse=True))
+
+    def _clean(self, text: str | None) -> str | None:
+        return None if text is None else _secrets.redact_text(text, self._secret_values)
 
     def key_for(self, task: Task) -> str:
         return request_key({
@@ -218,8 +249,9 @@ class ChatRater:
     def run(self, tasks: Sequence[Task], store: RequestStore, *, progress: bool = True) -> list[Outcome]:
         """Answers every task (from the store where possible); returns outcomes in task order."""
         secret = self.api_key()
-        if secret:
-            store._redact = tuple({*store._redact, secret})
+        self._secret_values = self.secrets(secret)
+        if self._secret_values:
+            store._redact = tuple(sorted({*store._redact, *self._secret_values}, key=len, reverse=True))
         return asyncio.run(self._run_all(list(tasks), store, secret, progress))
 
     async def _run_all(self, tasks: list[Task], store: RequestStore, secret: str | None, progress: bool) -> list[Outcome]:
@@ -242,6 +274,8 @@ class ChatRater:
             return outcome
 
         outcomes: list[Outcome | None] = [None] * len(tasks)
+        answered, failed = [0], [0]  # across workers: stop early when nothing ever succeeds
+        abort_after = int(cfg.abort_after_failures)
         tls = ssl.create_default_context(cafile=certifi.where())  # one context for all workers (loading is slow)
         queue = iter(enumerate(tasks))  # shared by the workers; next() never yields to the loop
 
@@ -255,8 +289,15 @@ class ChatRater:
                     if cached and (cached["status"] in FINAL_STATUSES
                                    or (cached["status"] == "failed" and not cfg.retry_failed)):
                         outcomes[index] = tick(_outcome(task, cached, cached=True))
+                    elif abort_after and not answered[0] and failed[0] >= abort_after:
+                        outcomes[index] = tick(Outcome(
+                            task.person_id, task.fmt.name, task.repeat, "failed",
+                            error=f"not sent: the first {failed[0]} requests failed and none was answered"))
                     else:
-                        outcomes[index] = tick(await self._rate(client, limiter, task, key, store))
+                        outcome = await self._rate(client, limiter, task, key, store)
+                        answered[0] += outcome.status == "ok"
+                        failed[0] += outcome.status == "failed"
+                        outcomes[index] = tick(outcome)
 
         try:
             await asyncio.gather(*(worker() for _ in range(max(1, int(cfg.max_concurrency)))))
@@ -268,7 +309,7 @@ class ChatRater:
         problems = [o for o in outcomes if o.status != "ok" and not o.cached]
         for outcome in problems[:3]:
             log.warning("rater %s, person %s, %s: %s: %s", self.name, outcome.person_id, outcome.format,
-                        outcome.status, store._clean(outcome.error))
+                        outcome.status, self._clean(store._clean(outcome.error)))
         if len(problems) > 3:
             log.warning("rater %s: %d more requests were not answered; see %s", self.name, len(problems) - 3, store.path)
         return list(outcomes)
@@ -311,8 +352,9 @@ class ChatRater:
         store.finish(key, status, result=result, error=error, attempts=attempts)
         if status != "ok":
             log.debug("rater %s, person %s, %s: %s: %s", self.name, task.person_id, task.fmt.name, status,
-                      store._clean(error))
-        return _outcome(task, {"status": status, "result": result, "error": store._clean(error)}, cached=False)
+                      self._clean(store._clean(error)))
+        return _outcome(task, {"status": status, "result": result, "error": self._clean(store._clean(error))},
+                        cached=False)
 
     async def _post(self, client: _Endpoint, limiter: _RateLimiter, key: str, messages: list[dict[str, str]],
                     store: RequestStore, kind: str) -> tuple[dict[str, Any] | None, str | None, int]:
@@ -346,11 +388,11 @@ class ChatRater:
                     reason = f"HTTP {code}"
                     retry_after = parse_retry_after(retry_header)
                 else:
-                    return None, store._clean(f"HTTP {code}: {text[:300]}"), attempt + 1
+                    return None, self._clean(store._clean(f"HTTP {code}: {text[:300]}")), attempt + 1
             if attempt == cfg.max_retries:
                 break
             await asyncio.sleep(self._delay(attempt, retry_after))
-        return None, store._clean(f"{reason} (gave up after {attempt + 1} attempts)"), attempt + 1
+        return None, self._clean(store._clean(f"{reason} (gave up after {attempt + 1} attempts)")), attempt + 1
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with equal jitter; at least ``Retry-After`` when the server sent one."""
@@ -359,6 +401,29 @@ class ChatRater:
         if retry_after is not None:
             delay = max(delay, min(retry_after, float(self.config.retry_after_max_s)))
         return delay
+
+
+def require_answers(rater: str, outcomes: Sequence[Outcome]) -> None:
+    """Raises when a rater answered none of its requests, quoting the server's commonest message.
+
+    Partial failures stay warnings (logged by :meth:`ChatRater.run`); a rater with
+    no answer at all would give only missing scores, which is a failure.
+
+    Raises:
+        RaterFailedError: No outcome has status ok.
+
+    Example:
+        >>> require_answers("r", [])  # nothing asked, nothing missing
+    """
+    if not outcomes or any(o.status == "ok" for o in outcomes):
+        return
+    counts = collections.Counter(o.status for o in outcomes)
+    errors = collections.Counter(o.error for o in outcomes if o.error and not o.error.startswith("not sent:"))
+    said = errors.most_common(1)[0][0] if errors else "no error text"
+    raise RaterFailedError(
+        f"rater '{rater}' answered none of its {len(outcomes)} requests "
+        f"({', '.join(f'{n} {status}' for status, n in counts.most_common())}); the server said: {said}"
+    )
 
 
 def _content(body: Mapping[str, Any], strict: bool = False) -> str | None:

@@ -41,7 +41,7 @@ from personax.pipeline import RunDir
 from personax.traits import _reliability as rel
 from personax.traits._aggregate import bayes_ordinal, median_rule
 from personax.traits._cache import RequestStore
-from personax.traits._client import ChatConfig, ChatRater, RaterConfigError, Task
+from personax.traits._client import ChatConfig, ChatRater, RaterConfigError, Task, require_answers
 from personax.traits._common import TRAITS, aggregate_column, rater_column
 from personax.traits._prompts import PromptFormat, render_messages
 
@@ -96,6 +96,7 @@ def _chat_rater(name: str, node: dict[str, Any], cfg: DictConfig, persons: pd.Da
                                            context=context, max_chars=int(cfg.max_input_chars))
                 tasks.append(Task(person_id=str(pid), fmt=fmt, repeat=repeat, messages=messages))
     outcomes = rater.run(tasks, store, progress=bool(cfg.progress))
+    require_answers(name, outcomes)  # a rater that answered nothing fails the stage (401, wrong model)
     records = []
     for key, outcome in zip((k for k in run_formats for _ in range(int(cfg.repeats)) for _ in range(len(persons))),
                             outcomes):

@@ -86,7 +86,9 @@ def test_raw_image_paths_must_stay_in_the_root(compose_cfg, run_path, tmp_path):
     root.mkdir()
     (tmp_path / "secret.png").write_bytes(png_bytes())
     bios = tmp_path / "bios.jsonl"
-    bios.write_text(json.dumps({"person_id": "a", "image_path": "../secret.png"}) + "\n")
+    (root / "b.png").write_bytes(png_bytes())
+    bios.write_text(json.dumps({"person_id": "a", "image_path": "../secret.png"}) + "\n"
+                    + json.dumps({"person_id": "b", "image_path": "b.png"}) + "\n")
     run_pipeline(_raw_config(compose_cfg, bios, f"data.image_root={root}", "data.strict=false"), run_path)
     rejected = pd.read_parquet(run_path / "data/rejected.parquet")
     assert rejected.reason.tolist() == ["image path escapes the image root"]
