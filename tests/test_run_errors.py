@@ -71,7 +71,7 @@ def test_config_error_on_the_command_line_is_one_line(tmp_path):
 
 
 def test_conditioning_column_that_does_not_exist_names_it_and_lists_the_columns(compose_cfg, run_path):
-    cfg = compose_cfg(["data.n=40", "data.images=false", "stages=[ingest,independence]",
+    cfg = compose_cfg(["data.n=40", "data.images=false", "stages=[ingest,traits,independence]",
                        "independence.conditioning=[gendre]", "independence.tests=[fisherz]"])
     with pytest.raises(ConfigError, match=r"independence.conditioning names column\(s\) \['gendre'\] that are not "
                                           r"in the person table data/persons.parquet; available: \[.*'gender'"):

@@ -241,8 +241,10 @@ def _ingest_raw(data: DictConfig, run_dir: RunDir) -> tuple[ValidationResult, di
     )
     result.problems = sorted([*raw.problems, *result.problems], key=lambda p: (p.row, p.column))
     root = Path(data.image_root).expanduser().resolve() if data.get("image_root") else bios.parent
-    if data.get("image_root") and not root.is_dir():
-        raise FileNotFoundError(f"data.image_root {root} is not a folder")
+    if data.get("image_root"):
+        if not root.is_dir():
+            raise FileNotFoundError(f"data.image_root {root} is not a folder")
+        run_dir.external_input(root, "data.image_root")  # by content: an image added or replaced reruns ingest
     counts = _check_images(result, root, data, raw.source, [raw.rows[k] for k in result.kept],
                            root_given=bool(data.get("image_root")))
     # Every image the table points at is an input by content: replacing or deleting one reruns ingest.
