@@ -14,7 +14,8 @@ from personax.pipeline import run_pipeline
 
 def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_path):
     cfg = compose_cfg(["stages=[ingest,embeddings,crl]", "data.n=150", "crl.fit.max_epochs=3",
-                       "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3"])
+                       "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3",
+                       "crl.auxiliary=[group,gender]"])
     run_pipeline(cfg, run_path)
     crl = run_path / "crl"
     for name in ("graph.png", "pc_graph.png", "training_curve.png", "mcc.png", "metrics.json", "recovery.json"):
@@ -24,6 +25,7 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert [c for c in latents.columns if c not in ("person_id", "split")][:3] == ["s1", "s2", "image1"]
     model = personax.load_pretrained(crl / "model")
     assert model.config.latent_dims == {"image": 4, "text": 3}
+    assert model.config.auxiliary_dim >= 2  # group and gender, one-hot, condition the prior
     recovery = json.loads((crl / "recovery.json").read_text())
     assert set(recovery) == {"shared", "image", "text"} and 0 <= recovery["text"]["mcc"] <= 1
     for block in recovery.values():  # beside every MCC: the baselines on the same split and a verdict
