@@ -121,7 +121,7 @@ def proximal_l1(value: jax.Array, adam_state: optax.ScaleByAdamState, step_size:
 
     Example:
         >>> import optax, jax.numpy as jnp
-        >>> state = optax.ScaleByAdamState(count=jnp.int32(1), mu=jnp.zeros(2), nu=jnp.array([1e-3, 1.0]))
+        >>> state = optax.ScaleByAdamState(count=jnp.int32(1), mu=jnp.zeros(2), nu=jnp.array([1e-7, 1e-3]))
         >>> proximal_l1(jnp.array([0.1, 0.1]), state, 0.01, 0.5).round(4).tolist()
         [0.0, 0.095]
     """
