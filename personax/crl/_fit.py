@@ -122,7 +122,7 @@ def proximal_l1(value: jax.Array, adam_state: optax.ScaleByAdamState, step_size:
     Example:
         >>> import optax, jax.numpy as jnp
         >>> state = optax.ScaleByAdamState(count=jnp.int32(1), mu=jnp.zeros(2), nu=jnp.array([1e-7, 1e-3]))
-        >>> proximal_l1(jnp.array([0.1, 0.1]), state, 0.01, 0.5).round(4).tolist()
+        >>> [round(float(v), 4) for v in proximal_l1(jnp.array([0.1, 0.1]), state, 0.01, 0.5)]
         [0.0, 0.095]
     """
     nu_hat = adam_state.nu / (1.0 - b2 ** adam_state.count.astype(jnp.float32))
