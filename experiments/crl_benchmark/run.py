@@ -76,8 +76,19 @@ def main() -> None:
     parser.add_argument("--restarts", type=int, default=3, help="personax and beta-VAE: initialisations, best validation ELBO kept")
     parser.add_argument("--methods", nargs="+",
                         default=["personax", "gaussian-beta1", "pca", "fastica", "rater_mean", "cca_ica"])
+    parser.add_argument("--summarise", action="store_true",
+                        help="only rewrite the .md summary from the recorded .csv (e.g. after an interrupted run)")
     args = parser.parse_args()
+    if args.summarise:
+        name = args.dataset + (f"_{args.tag}" if args.tag else "")
+        frame = pd.read_csv(RESULTS / f"{name}.csv")
+        (RESULTS / f"{name}.md").write_text(summarise(frame, args) + "\n")
+        print(summarise(frame, args))
+        return
     rows = []
+    cached: dict[int, dict] = {}
+    RESULTS.mkdir(exist_ok=True)
+    name = args.dataset + (f"_{args.tag}" if args.tag else "")
     for seed in args.seeds:
         bench, dims, shared, settings = _data(args.dataset, args.n, seed, args.image_size)
         blocks = list(dims)
@@ -98,8 +109,11 @@ def main() -> None:
                 latents, splits, graph = model.encode(bench.modalities), model.splits, model.graph().to_numpy()
                 stopped = ""
             else:
-                estimates = baseline_latents(bench.modalities, {"shared": shared, **dims}, splits["train"], seed=seed)
-                blocks_of = estimates[method]
+                if seed not in cached:  # one fit of every linear baseline per seed
+                    cached.clear()
+                    cached[seed] = baseline_latents(bench.modalities, {"shared": shared, **dims}, splits["train"],
+                                                    seed=seed)
+                blocks_of = cached[seed][method]
                 if method in ("pca", "fastica"):
                     latents = {"all": blocks_of[blocks[0]]}
                 else:
@@ -112,9 +126,8 @@ def main() -> None:
                    **_score(latents, bench, splits, blocks, graph), "stopped": stopped}
             rows.append(row)
             print(row, flush=True)
-    RESULTS.mkdir(exist_ok=True)
+            pd.DataFrame(rows).to_csv(RESULTS / f"{name}.csv", index=False)  # partial results survive an interruption
     frame = pd.DataFrame(rows)
-    name = args.dataset + (f"_{args.tag}" if args.tag else "")
     frame.to_csv(RESULTS / f"{name}.csv", index=False)
     (RESULTS / f"{name}.md").write_text(summarise(frame, args) + "\n")
     print(summarise(frame, args))
@@ -151,6 +164,8 @@ def summarise(frame: pd.DataFrame, args) -> str:
             lines.append(f"| {label} {'<=' if 'SHD' in label else '>='} {goal} | {value:.3f} | {'met' if ok else 'not met'} |")
         if "stopped" in ours:
             lines.append(f"\nStopping: {ours.stopped.value_counts().to_dict()}")
+    if len(seeds) < len(args.seeds):
+        lines.append(f"\n**Incomplete: {len(seeds)} of the {len(args.seeds)} planned seeds were run.**")
     return "\n".join(lines)
 
 
