@@ -257,3 +257,11 @@ def test_no_module_spells_a_run_directory_path():
                 if pattern.match(node.value):
                     offenders.append(f"{path.relative_to(root)}:{node.lineno}: {node.value!r}")
     assert not offenders, "\n".join(offenders)
+
+
+def test_the_docs_show_the_contract_as_declared():
+    """docs/pipeline.md's artifact table is the declarations' table (regenerate it with artifact_table)."""
+    from personax.sweep import READS
+
+    docs = (Path(pipeline.__file__).resolve().parents[1] / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    assert pipeline.artifact_table({"personax.sweep": READS}) in docs
