@@ -106,7 +106,10 @@ def write_markdown(record: dict, path: Path) -> None:
     """The results file: one table per kind of point, each target met / not met."""
     lines = ["# Level I at scale: low-rank KCI / HSIC (issue 15)", "",
              f"Run {record['run']} on {record['cpus']} CPUs ({record['platform']}); load average at start "
-             f"{tuple(round(x, 1) for x in record['load_at_start'])} (the 2 cores are shared with other jobs, "
+             f"{tuple(round(x, 1) for x in record['load_at_start'])}"
+             + "".join(f"; earlier run {r['run']}, load {tuple(round(x, 1) for x in r['load_at_start'])}"
+                       for r in record.get("earlier_runs", []))
+             + " (the 2 cores are shared with other jobs, "
              "so times are upper bounds). Data: `celebrity_table` (bench_independence.py), seed "
              f"{record['seed']} (not used while developing). One run per point (fresh process: seconds include "
              "JIT compilation; peak RSS is the process's ru_maxrss). `auto` = exact below 10,000 complete rows "
@@ -152,6 +155,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1800.0, help="per point, seconds")
     ap.add_argument("--out", default=str(RESULTS / "independence_scale.json"))
     ap.add_argument("--report", action="store_true", help="only rewrite the .md from the .json")
+    ap.add_argument("--skip-agreement", action="store_true", help="no n = 3,000 agreement points")
+    ap.add_argument("--append", action="store_true", help="add to the points already in --out")
     args = ap.parse_args()
     if args.report:
         write_markdown(json.loads(Path(args.out).read_text()), Path(args.out).with_suffix(".md"))
@@ -166,13 +171,19 @@ def main() -> None:
               "tests": TESTS, "conditioning": CONDITIONING, "points": [], "agreement_n3000": {}}
     out_path = Path(args.out)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    if args.append and out_path.is_file():
+        previous = json.loads(out_path.read_text())
+        record["points"] = previous.get("points", [])
+        record["agreement_n3000"] = previous.get("agreement_n3000", {})
+        record["earlier_runs"] = [*previous.get("earlier_runs", []),
+                                  {"run": previous["run"], "load_at_start": previous["load_at_start"]}]
 
     def save():
         slim = {**record, "points": [{k: v for k, v in p.items() if k != "decisions"} for p in record["points"]]}
         out_path.write_text(json.dumps(slim, indent=2) + "\n")
         write_markdown(slim, out_path.with_suffix(".md"))
 
-    for cond in (False, True):
+    for cond in () if args.skip_agreement else (False, True):
         ex = _spawn(3000, cond, "exact", ["kci", "hsic"], SEED, args.timeout)
         lo = _spawn(3000, cond, "lowrank", ["kci", "hsic"], SEED, args.timeout)
         record["agreement_n3000"]["conditional" if cond else "unconditional"] = {
@@ -186,7 +197,7 @@ def main() -> None:
     csizes = [] if args.no_conditional else [int(s) for s in args.conditional_sizes.split(",") if s]
     plan = [(n, False) for n in sizes] + [(n, True) for n in csizes]
     for n, cond in plan:
-        reps = args.repeats if n == min(sizes) else 1
+        reps = args.repeats if sizes and n == min(sizes) else 1
         for _ in range(reps):
             res = _spawn(n, cond, "auto", TESTS, SEED, args.timeout)
             record["points"].append(res)
