@@ -11,7 +11,7 @@ called by ``python -m personax.sweep``.
 
 Example:
     >>> parse_chunk("2/3"), chunk_features(["a", "b", "c", "d"], (2, 3))
-    ((2, 3), ['c'])
+    ((2, 3), ['b', 'c'])
 """
 
 from __future__ import annotations
