@@ -162,7 +162,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     tables: dict[str, pd.DataFrame] = {"data/persons.parquet": persons}  # already read above
     for modality, files in options.modalities.items():
         modalities[modality] = [load_measurement(run_dir, str(file), persons, tables) for file in files]
-    complete = usable_rows(modalities)  # NaN entries are missing and masked out of the likelihood
+    if str(options.get("model", "personax")) == "personax":
+        complete = usable_rows(modalities)  # NaN entries are missing and masked out of the likelihood
+    else:  # the study's design has no missing-data handling: complete rows only
+        complete = np.logical_and.reduce([np.isfinite(a).all(axis=1) for arrays in modalities.values() for a in arrays])
     if complete.sum() < 50:
         raise ValueError(f"only {int(complete.sum())} people have every measurement; the crl stage needs at least 50")
     data = {m: [a[complete] for a in arrays] for m, arrays in modalities.items()}

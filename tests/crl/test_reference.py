@@ -157,3 +157,15 @@ def test_crl_stage_runs_the_reference(compose_cfg, run_path):
     assert metrics["model"] == "crl_reference" and metrics["edges"] == 7 * 6 // 2  # the complete DAG
     assert np.isfinite(metrics["test_loss"])
     assert load_reference(run_path / "crl/model").config.latent_dims == {"image": 3, "text": 2}
+
+
+def test_reference_rejects_missing_entries_clearly():
+    import numpy as np
+    import pytest
+
+    from personax.crl import fit_reference
+
+    x = np.ones((60, 3))
+    x[5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"measurement 0 has missing values \(NaN\)"):
+        fit_reference({"a": [x], "b": [np.ones((60, 3))]}, latent_dims={"a": 1, "b": 1}, shared_dim=1)
