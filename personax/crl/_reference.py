@@ -427,6 +427,11 @@ def fit_reference(
     """
     latent_dims = dict(latent_dims)
     n, fields = _data_fields(modalities, latent_dims, shared_dim, seed)
+    for name, arrays in modalities.items():  # personax masks missing entries; the study's design cannot
+        for k, x in enumerate(arrays):
+            if np.isnan(np.asarray(x, dtype=np.float64)).any():
+                raise ValueError(f"modality {name!r} measurement {k} has missing values (NaN): the study's design "
+                                 "has no missing-data handling; drop those rows or use personax.crl.fit")
     known = {f.name for f in dataclasses.fields(ReferenceConfig)} - {"shared_dim", "latent_dims", "measurements",
                                                                        "input_dims", "seed"}
     unknown = sorted(set(overrides) - known)

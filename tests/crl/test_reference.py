@@ -160,3 +160,15 @@ def test_crl_stage_runs_the_reference(compose_cfg, run_path):
     assert np.isfinite(metrics["test_loss"])
     assert 50 <= metrics["people"] < 160 and metrics["people"] + metrics["left_out_missing_measurement"] == 160
     assert load_reference(run_path / "crl/model").config.latent_dims == {"image": 3, "text": 2}
+
+
+def test_reference_rejects_missing_entries_clearly():
+    import numpy as np
+    import pytest
+
+    from personax.crl import fit_reference
+
+    x = np.ones((60, 3))
+    x[5, 1] = np.nan
+    with pytest.raises(ValueError, match=r"measurement 0 has missing values \(NaN\)"):
+        fit_reference({"a": [x], "b": [np.ones((60, 3))]}, latent_dims={"a": 1, "b": 1}, shared_dim=1)
