@@ -285,7 +285,7 @@ def data_section(ctx: _Context) -> Section:
         facts["ground truth"] = f"planted (synthetic cohort): {A.GROUND_TRUTH.relpath()}/"
     elif ctx.run_dir.exists(A.BENCHMARK_TRUTH):
         facts["ground truth"] = f"planted (variant digits): {A.BENCHMARK_TRUTH.relpath()}"
-    section.blocks.append(key_value_table(facts, header=("", "")))
+    section.blocks.append(key_value_table(facts, header=("fact", "value")))
     section.blocks.append(Heading("Columns"))
     section.blocks.append(Table(
         ["column", "type", "non-missing"],

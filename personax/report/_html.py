@@ -73,7 +73,7 @@ pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.8em; b
 {% endfor %}</ul>
 {% elif kind == "table" %}{% if block.collapsed %}<details><summary>show {{ block.rows | length }} rows</summary>{% endif %}<table class="sortable">
 {% if block.caption %}<caption>{{ block.caption }}</caption>{% endif %}
-{% if block.columns | select | list %}<thead><tr>{% for column in block.columns %}<th title="click to sort">{{ column }}</th>{% endfor %}</tr></thead>{% endif %}
+<thead><tr>{% for column in block.columns %}<th title="click to sort">{{ column }}</th>{% endfor %}</tr></thead>
 <tbody>
 {% for row in block.rows %}{% set r = loop.index0 %}<tr>{% for value in row %}<td{% if is_number(value) %} class="num"{% endif %}>{% if (r, loop.index0) in block.strong %}<strong>{{ value }}</strong>{% else %}{{ value }}{% endif %}</td>{% endfor %}</tr>
 {% endfor %}</tbody>

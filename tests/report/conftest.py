@@ -9,7 +9,7 @@ import pytest
 from personax.pipeline import run_pipeline
 from tests.conftest import compose_config
 
-ALL_STAGES = "[ingest,traits,independence,embeddings,crl,report]"
+ALL_STAGES = "[ingest,traits,embeddings,independence,crl,report]"
 TINY = [
     "+experiment=smoke", "data.n=60", "traits.raters.embedding.enabled=false", "traits.aggregate.bayes.enabled=false",
     "independence.tests=[fisherz,chisq]", "crl.fit.max_epochs=2", "crl.fit.hidden=[8]", "crl.latent_dims.image=2",
