@@ -195,6 +195,15 @@ def _found(ctx: _Context) -> list[Finding]:
         items.append(Finding(f"Level I: {len(pairs)} of {len(ran[['feature', 'trait']].drop_duplicates())} "
                              f"(feature, trait column) pairs dependent at BH q < {alpha} in at least one test "
                              f"({per_test}).", level1))
+        if len(pairs):
+            frame = _level1_frame(ctx)
+            if frame is not None:
+                effects = rank_effects(frame, pairs, set(ctx.value(A.LABEL_MAPS) or {}))
+                if effects.notna().any():
+                    top = pairs.assign(effect=effects).sort_values("effect", ascending=False).head(3)
+                    shown = ", ".join(f"{f} ~ {t} ({e:.2f})" for f, t, e in top[["feature", "trait", "effect"]]
+                                      .itertuples(index=False))
+                    items.append(Finding(f"Largest {RANK_EFFECT}s among them: {shown}.", level1))
         scored = (recovery.get("tests") or {})
         if scored:
             f1 = ", ".join(f"{test} {cell((s.get('all') or {}).get('f1'))}" for test, s in scored.items())
