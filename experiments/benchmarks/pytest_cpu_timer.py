@@ -37,8 +37,11 @@ def pytest_runtest_protocol(item, nextitem):
     cpu, wall, load = _cpu(), time.perf_counter(), os.getloadavg()[0]
     yield
     _TIMES[item.nodeid] = {"cpu_s": round(_cpu() - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2),
-                           "load": round(load, 2), "skipped": bool(item.get_closest_marker("skip"))
-                           or any(m.name == "skip" for m in item.iter_markers())}
+                           "load": round(load, 2), "skipped": any(m.name == "skip" for m in item.iter_markers())}
+    out = item.config.getoption("--cpu-timer-out")
+    if out:  # one line per test as it finishes, so that an interrupted run still tells something
+        with open(f"{out}.lines", "a") as lines:
+            lines.write(json.dumps({"test": item.nodeid, **_TIMES[item.nodeid]}) + "\n")
 
 
 def pytest_sessionfinish(session, exitstatus):

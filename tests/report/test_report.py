@@ -222,3 +222,25 @@ def test_tables_mark_numbers_and_bold_cells():
     assert '<td class="num">0.5</td>' in html and '<td class="num"><strong>12/30</strong></td>' in html
     assert "<td>a</td>" in html and '<table class="sortable">' in html
     assert "| b | **12/30** |" in render_markdown(report)
+
+
+def test_summary_flags_failed_raters_zero_shot_attributes_and_failed_stages(full_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    reliability = json.loads((run / "traits/reliability.json").read_text())
+    reliability["raters"] = {"gpt": {"kind": "openai", "sent": 60, "failed": 3, "refused": 1, "invalid": 0}}
+    (run / "traits/reliability.json").write_text(json.dumps(reliability))
+    table = pd.read_parquet(run / "level1/pvalues.parquet")
+    table.loc[table.feature == "Big_Nose", "feature_source"] = "zero-shot CLIP (random (meaningless))"
+    table.to_parquet(run / "level1/pvalues.parquet")
+    manifest = _manifest(run)
+    manifest["stages"]["crl"]["status"] = "failed"
+    manifest["stages"]["crl"]["error"] = "ValueError: boom"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    build_report(run)
+    summary = (run / "report/report.md").read_text().split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    assert "- Warning: Rater gpt: 3 failed, 1 refused answer(s)." in summary
+    assert "- Warning: Face attributes in Level I come from zero-shot CLIP (random (meaningless))" in summary
+    assert "- Warning: Stage crl failed: ValueError: boom." in summary
