@@ -402,8 +402,9 @@ def _level1_frame(ctx: _Context) -> pd.DataFrame | None:
     from personax.independence.stage import _face_attributes  # the same merge the tests ran on
 
     persons, _ = _face_attributes(persons, ctx.run_dir)
-    traits = [c for c in scores.columns if c != "person_id" and c not in persons.columns]
-    return persons.merge(scores[["person_id", *traits]], on="person_id", how="left")
+    traits = [c for c in scores.columns if c != "person_id"]  # the trait table wins over same-named columns
+    return persons.drop(columns=[c for c in traits if c in persons.columns]).merge(
+        scores[["person_id", *traits]], on="person_id", how="left")
 
 
 def independence_section(ctx: _Context) -> Section:
