@@ -66,6 +66,8 @@ class StageSpec:
             face attributes, ...). Their writers must not run after it.
         config_inputs: Artifacts the config makes required (e.g. the measurements
             named in ``crl.modalities``); each must also be a declared input.
+        after_any_rerun: Rerun whenever a stage before it ran in the same invocation,
+            even with identical outputs (the report shows every stage's timings).
     """
 
     name: str
@@ -74,6 +76,7 @@ class StageSpec:
     inputs: tuple[Artifact, ...] = ()
     optional_inputs: tuple[Artifact, ...] = ()
     config_inputs: Callable[[DictConfig], list[Artifact]] | None = None
+    after_any_rerun: bool = False
 
     @property
     def outputs(self) -> tuple[Artifact, ...]:
@@ -123,7 +126,7 @@ STAGES: dict[str, StageSpec] = {
         # (seed flows into each block) and `stages`, so a new stage list rebuilds it.
         StageSpec("report", "personax.report.stage:run",
                   config_keys=("report", "stages", "data", "embeddings", "traits", "independence", "crl"),
-                  optional_inputs=tuple(a for a in A.ARTIFACTS.values() if a.writer != "report")),
+                  optional_inputs=tuple(a for a in A.ARTIFACTS.values() if a.writer != "report"), after_any_rerun=True),
     ]
 }
 
@@ -549,7 +552,8 @@ def _run_stages(specs: Sequence[StageSpec], config: DictConfig, manifest: Manife
     statuses: dict[str, str] = {}
     for spec in specs:
         chash = config_hash(config, spec.config_keys)
-        if spec.name not in forced and manifest.is_current(spec.name, chash, run_path):
+        upstream_ran = spec.after_any_rerun and "done" in statuses.values()
+        if spec.name not in forced and not upstream_ran and manifest.is_current(spec.name, chash, run_path):
             log.info("stage %s: up to date, skipped", spec.name)
             manifest.data["history"].append({"stage": spec.name, "status": "skipped", "finished": _now()})
             manifest.save()

@@ -75,6 +75,9 @@ RESULT_FILES: tuple[ResultFile, ...] = (
     ResultFile(A.LEVEL1_RECOVERY, "independence.recovery", root="tests", skip=frozenset({"raters"})),
 )
 
+#: Every artifact a sweep summary reads (its result files, and the Level I chunks it merges).
+READS: tuple[A.Artifact, ...] = (*(spec.artifact for spec in RESULT_FILES), A.LEVEL1_TABLE)
+
 #: Manifest summary numbers that repeat (rounded) what :data:`RESULT_FILES` give.
 SUMMARY_SKIP: dict[str, frozenset[str]] = {
     "traits": frozenset({"alpha_mean", "recovery_mean"}),

@@ -81,6 +81,7 @@ def _check_ingest(cfg: DictConfig, run: Path) -> None:
 def _check_traits(cfg: DictConfig, run: Path) -> None:
     scores = pd.read_parquet(run / "traits/scores.parquet")
     assert {f"trait_{t}" for t in "ocean"} <= set(scores.columns)
+    assert len(scores) == N_PEOPLE  # traits.limit caps who is rated here, not who is in the table
     report = json.loads((run / "traits/reliability.json").read_text())
     for name in _chat_raters(cfg):
         assert report["raters"][name]["failed"] == 0, report["raters"][name]

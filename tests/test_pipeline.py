@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -233,3 +234,34 @@ def test_external_inputs_are_fingerprinted(tmp_path: Path):
     assert pipeline.fingerprint(source, first) == first
     source.write_text("person_id\nb\n")
     assert pipeline.fingerprint(source, first)["sha256"] != first["sha256"]
+
+
+def test_no_module_spells_a_run_directory_path():
+    """Paths live in personax/artifacts.py only: no other module has a string literal naming a
+    run-directory file (``data/persons.parquet``, ``level1/...``, ``crl/metrics.json``, ...)."""
+    import ast
+
+    root = Path(pipeline.__file__).resolve().parent
+    declared = {a.path.split("/")[0] for a in artifacts.ARTIFACTS.values()}
+    pattern = re.compile(rf"^({'|'.join(sorted(declared))})/[\w{{}}.-]+")
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name == "artifacts.py":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                      if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                      and node.body and isinstance(node.body[0], ast.Expr)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+                if pattern.match(node.value):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno}: {node.value!r}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_docs_show_the_contract_as_declared():
+    """docs/pipeline.md's artifact table is the declarations' table (regenerate it with artifact_table)."""
+    from personax.sweep import READS
+
+    docs = (Path(pipeline.__file__).resolve().parents[1] / "docs" / "pipeline.md").read_text(encoding="utf-8")
+    assert pipeline.artifact_table({"personax.sweep": READS}) in docs

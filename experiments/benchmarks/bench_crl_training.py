@@ -1,6 +1,8 @@
 """Benchmark: wall time of one CRL training run on 10,000 samples (compilation included).
 
-Target (issue 6): a 10,000-sample training run in under 3 minutes on 2 CPU cores. The data is
+Target (issue 12): a 10,000-sample, 150-epoch training run with the new objectives (learned
+order potentials, proximal L1 in Adam's metric, masked likelihood; and with the multiview
+InfoNCE term on) in at most 90 s on 2 CPU cores, compilation included (issue 6's was 180 s). The data is
 the numeric benchmark (`make_multimodal_numeric(10_000)`: 2 shared + 2 + 2 latents, 3
 measurements of 10 dimensions per modality) with the benchmark's settings (150 epochs).
 
@@ -29,14 +31,15 @@ RESULTS = Path(__file__).parent / "results" / "crl_training.json"
 def main() -> None:
     bench = make_multimodal_numeric(10_000, seed=0)
     rows = []
-    for restarts in (1, 3):
+    for restarts, extra in ((1, {}), (1, {"contrastive": 1.0}), (3, {})):
         start = time.perf_counter()
         model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
-                    max_epochs=150, restarts=restarts)
+                    max_epochs=150, patience=10_000, restarts=restarts, **extra)  # all 150 epochs
         seconds = time.perf_counter() - start
-        rows.append({"n": 10_000, "restarts": restarts, "epochs_run": len(model.history),
+        rows.append({"n": 10_000, "restarts": restarts, "options": extra, "epochs_run": len(model.history),
                      "wall_seconds_including_compile": round(seconds, 1),
-                     "training_loop_seconds": round(model.fit_seconds, 1), "target_seconds": 180})
+                     "training_loop_seconds": round(model.fit_seconds, 1), "target_seconds": 90,
+                     "status": "met" if seconds <= 90 else "not met"})
         print(rows[-1], flush=True)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

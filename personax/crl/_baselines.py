@@ -17,8 +17,8 @@ Example:
     >>> splits = {"train": np.arange(400), "test": np.arange(400, 600)}
     >>> report = recovery_with_baselines({"shared": s, "a": a}, {"shared": s, "a": a}, views, splits,
     ...                                   block_dims={"shared": 1, "a": 1})
-    >>> report["shared"]["verdict"], sorted(report["shared"]["baselines"])
-    ('recovered', ['cca_ica', 'fastica', 'pca', 'rater_mean'])
+    >>> report["shared"]["verdict"], sorted(k for k in report["shared"] if k.startswith("baseline_"))
+    ('recovered', ['baseline_mcc_cca_ica', 'baseline_mcc_fastica', 'baseline_mcc_pca', 'baseline_mcc_rater_mean'])
 """
 
 from __future__ import annotations
@@ -118,8 +118,10 @@ def recovery_with_baselines(learned: Mapping[str, np.ndarray], truth: Mapping[st
                             min_mcc: float = 0.8) -> dict[str, dict]:
     """MCC of each learned block against its planted block, beside every baseline's, with a verdict.
 
-    Returns a JSON-able dict ``block -> {"mcc", "baselines": {method: mcc},
-    "best_baseline", "best_baseline_mcc", "verdict", "reason"}``. The verdict is
+    Returns a flat, JSON-able dict per block (a report renders it as one table row):
+    ``block -> {"mcc", "baseline_mcc_pca", "baseline_mcc_fastica",
+    "baseline_mcc_rater_mean", "baseline_mcc_cca_ica", "best_baseline",
+    "best_baseline_mcc", "verdict", "reason"}``. The verdict is
     ``"recovered"`` only when the block's MCC is at least ``min_mcc`` and at least the
     best baseline's on the same split; otherwise ``"not recovered"`` with the reason.
     Blocks without a planted counterpart or with no learned latent are skipped.
@@ -146,7 +148,7 @@ def recovery_with_baselines(learned: Mapping[str, np.ndarray], truth: Mapping[st
             verdict, reason = "not recovered", f"MCC {score:.3f} is below {min_mcc}"
         else:
             verdict, reason = "recovered", f"MCC {score:.3f} >= {min_mcc} and >= every baseline (best {best} {best_score:.3f})"
-        report[block] = {"mcc": float(score), "baselines": {k: float(v) for k, v in baselines.items()},
+        report[block] = {"mcc": float(score), **{f"baseline_mcc_{k}": float(v) for k, v in baselines.items()},
                          "best_baseline": best, "best_baseline_mcc": float(best_score) if best else None,
                          "verdict": verdict, "reason": reason}
     return report

@@ -121,8 +121,8 @@ def proximal_l1(value: jax.Array, adam_state: optax.ScaleByAdamState, step_size:
 
     Example:
         >>> import optax, jax.numpy as jnp
-        >>> state = optax.ScaleByAdamState(count=jnp.int32(1), mu=jnp.zeros(2), nu=jnp.array([1e-3, 1.0]))
-        >>> proximal_l1(jnp.array([0.1, 0.1]), state, 0.01, 0.5).round(4).tolist()
+        >>> state = optax.ScaleByAdamState(count=jnp.int32(1), mu=jnp.zeros(2), nu=jnp.array([1e-7, 1e-3]))
+        >>> [round(float(v), 4) for v in proximal_l1(jnp.array([0.1, 0.1]), state, 0.01, 0.5)]
         [0.0, 0.095]
     """
     nu_hat = adam_state.nu / (1.0 - b2 ** adam_state.count.astype(jnp.float32))
@@ -233,6 +233,7 @@ def _config_from_json(fields: Mapping[str, Any]) -> CRLConfig:
     values = dict(fields)
     values["hidden"] = tuple(int(v) for v in values.get("hidden", ()))
     values["image_shapes"] = {str(k): tuple(int(d) for d in v) for k, v in values.get("image_shapes", {}).items()}
+    values["sparse_decoder"] = {str(k): float(v) for k, v in values.get("sparse_decoder", {}).items()}
     for name in ("latent_dims", "measurements", "input_dims"):
         values[name] = {str(k): int(v) for k, v in values[name].items()}
     return CRLConfig(**values)
@@ -377,6 +378,8 @@ def fit(
     n, fields = _data_fields(modalities, latent_dims, shared_dim, seed)
     if "hidden" in overrides:
         overrides["hidden"] = tuple(int(h) for h in overrides["hidden"])
+    if "sparse_decoder" in overrides:
+        overrides["sparse_decoder"] = {str(m): float(v) for m, v in dict(overrides["sparse_decoder"] or {}).items()}
     shapes = {str(m): tuple(int(d) for d in shape) for m, shape in dict(overrides.pop("image_shapes", None) or {}).items()}
     for m, shape in shapes.items():
         if m not in latent_dims or len(shape) != 3:
@@ -439,6 +442,13 @@ def fit(
     if config.prior not in ("causal", "gaussian"):
         raise ValueError(f"prior must be 'causal' or 'gaussian', got {config.prior!r}")
 
+    unknown = sorted(set(config.sparse_decoder) - set(config.latent_dims))
+    if unknown or set(config.sparse_decoder) & set(config.image_shapes):
+        raise ValueError(f"sparse_decoder names {sorted(config.sparse_decoder)}: each must be a tabular modality "
+                         f"(modalities {sorted(config.latent_dims)}, images {sorted(config.image_shapes)})")
+    sparse_decoders = {f"decoders_{m}_{k}": float(config.sparse_decoder[m])
+                       for m, k in measurement_keys(config) if m in config.sparse_decoder}
+
     def loss_fn(p, batch, rng):
         _, log_lik, rest = module.apply({"params": p}, batch, rng)
         decay = jnp.sum(p["mech_w1"] ** 2) + jnp.sum(p["mech_w2"] ** 2)
@@ -462,6 +472,10 @@ def fit(
         adam_state = state[0]
         adam_adjacency = adam_state._replace(mu=adam_state.mu["adjacency"], nu=adam_state.nu["adjacency"])
         p = {**p, "adjacency": proximal_l1(p["adjacency"], adam_adjacency, step_size, config.l1_graph)}
+        for name in sparse_decoders:  # the same step on the sparse decoders' column weights
+            sub = adam_state._replace(mu=adam_state.mu[name]["weight"], nu=adam_state.nu[name]["weight"])
+            weight = proximal_l1(p[name]["weight"], sub, step_size, sparse_decoders[name])
+            p = {**p, name: {**p[name], "weight": weight}}
         return (p, state, rng), loss
 
     def one_epoch(p, state, rng):

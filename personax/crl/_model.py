@@ -87,6 +87,12 @@ class CRLConfig:
             InfoNCE on s only, Daunhawer et al. 2023). See :mod:`personax.crl._contrastive`.
         contrastive_temperature: InfoNCE temperature (similarity: minus the squared
             Euclidean distance of the encoders' means).
+        sparse_decoder: modality -> L1 strength: that (tabular) modality's decoders
+            become sparse additive maps, x_c = b_c + sum_l W_cl g_cl(v_l) over the
+            decoder inputs v = [s, z(m), eta(m,k)], with one small normalised function
+            per (input, column) and the same proximal L1 step on W as on A, so each
+            score column depends on few latents (the structure rater means and ICA
+            exploit). Not for image modalities.
         auxiliary_dim: Number of observed auxiliary covariates (0 = none). When set,
             they shift the location and log-scale of every latent's exogenous noise
             (iVAE, Khemakhem et al. 2020): the prior is conditionally factorised given them.
@@ -118,6 +124,7 @@ class CRLConfig:
     beta: float = 1.0
     contrastive: float = 0.0
     contrastive_temperature: float = 1.0
+    sparse_decoder: dict[str, float] = dataclasses.field(default_factory=dict)
     auxiliary_dim: int = 0
     seed: int = 0
 
@@ -201,6 +208,36 @@ class ConvDecoder(nn.Module):
         return x[:, :height, :width, :].reshape((x.shape[0], -1))
 
 
+def normalised_edge_functions(x, w1, b1, w2):
+    """One small ELU function per (input i, output j) pair, g_ij(x_i), normalised to zero mean and unit
+    RMS on a standard-normal grid so that the weight multiplying it carries the strength.
+    x: (batch, inputs); w1, b1, w2: (inputs, outputs, hidden) -> (batch, inputs, outputs)."""
+    def raw(values):
+        hidden = nn.elu(values[:, :, None, None] * w1 + b1)
+        return jnp.einsum("bijh,ijh->bij", hidden, w2)
+
+    grid = raw(jnp.broadcast_to(NORMAL_GRID[:, None], (NORMAL_GRID.size, x.shape[1])))
+    centre, scale = grid.mean(0), jnp.sqrt(grid.var(0) + 1e-4)
+    return (raw(x) - centre) / scale
+
+
+class SparseAdditiveDecoder(nn.Module):
+    """x_c = b_c + sum_l weight[l, c] * g_lc(v_l): each output column an additive function of few inputs."""
+
+    out: int
+    hidden: int = 8
+
+    @nn.compact
+    def __call__(self, v):
+        d = v.shape[-1]
+        w1 = self.param("w1", nn.initializers.normal(1.0), (d, self.out, self.hidden))
+        b1 = self.param("b1", nn.initializers.normal(1.0), (d, self.out, self.hidden))
+        w2 = self.param("w2", nn.initializers.normal(0.3), (d, self.out, self.hidden))
+        weight = self.param("weight", nn.initializers.uniform(0.5), (d, self.out))
+        bias = self.param("bias", nn.initializers.zeros, (self.out,))
+        return jnp.einsum("bij,ij->bj", normalised_edge_functions(v, w1, b1, w2), weight) + bias
+
+
 class MLP(nn.Module):
     """ELU multilayer perceptron."""
 
@@ -268,6 +305,8 @@ class CausalMultimodalVAE(nn.Module):
         def decoder(m):
             if m in c.image_shapes:
                 return ConvDecoder(tuple(c.image_shapes[m]), c.hidden[-1])
+            if m in c.sparse_decoder:
+                return SparseAdditiveDecoder(c.input_dims[m])
             return MLP((*reversed(c.hidden), c.input_dims[m]))
 
         self.encoders = {f"{m}_{k}": encoder(m) for m, k in self.keys}
@@ -338,15 +377,8 @@ class CausalMultimodalVAE(nn.Module):
         """log p(u | auxiliary) under the causal prior, change-of-variables term included."""
         weights = self.weighted_adjacency()
         if self.config.mechanism == "additive":
-            def edge_functions(x):  # x: (batch, parent) -> g_ij(x_i): (batch, parent, node)
-                hidden = nn.elu(x[:, :, None, None] * self.mech_w1 + self.mech_b1)
-                return jnp.einsum("bijh,ijh->bij", hidden, self.mech_w2)
-
-            # Normalise each g_ij on a fixed standard-normal grid: zero mean, unit RMS,
-            # so A carries the strength and L1 on A means what it says.
-            grid = edge_functions(jnp.broadcast_to(NORMAL_GRID[:, None], (NORMAL_GRID.size, u.shape[1])))
-            centre, scale = grid.mean(0), jnp.sqrt(grid.var(0) + 1e-4)
-            edge = (edge_functions(u) - centre) / scale
+            # Each g_ij normalised on a fixed standard-normal grid: A carries the strength.
+            edge = normalised_edge_functions(u, self.mech_w1, self.mech_b1, self.mech_w2)
             mechanism = jnp.einsum("bij,ij->bj", edge, weights) + self.mech_b2
         else:
             inputs = u[:, :, None] * weights[None]  # (batch, parent, node)

@@ -33,6 +33,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from personax.crl import diagnostics as D
+from personax.crl._auxiliary import auxiliary_design
 from personax.crl._baselines import recovery_with_baselines
 from personax.crl._fit import fit, missing_entries, usable_rows
 from personax.crl._reference import fit_reference
@@ -186,6 +187,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     latent_dims = {m: int(options.latent_dims[m]) for m in options.modalities}
     fitter = fit if kind == "personax" else fit_reference
     extra = {"progress": True} if kind == "personax" else {}
+    auxiliary = None
+    if kind == "personax" and list(options.get("auxiliary") or []):  # iVAE: person-table covariates
+        auxiliary = auxiliary_design(kept, list(options.auxiliary), source=A.PERSONS.relpath())[0]
+        extra["auxiliary"] = auxiliary
     model = fitter(data, latent_dims=latent_dims, shared_dim=int(options.shared_dim), seed=int(options.seed),
                    **extra, **OmegaConf.to_container(options.fit, resolve=True))
     model.save_pretrained(run_dir.output_path(A.CRL_MODEL))
@@ -231,13 +236,15 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     plt.close(fig)
 
     test_data = {m: [a[model.splits["test"]] for a in arrays] for m, arrays in data.items()}
+    test_auxiliary = {} if auxiliary is None else {"auxiliary": auxiliary[model.splits["test"]]}
     metrics: dict[str, Any] = {
         "model": kind,
         "people": int(len(kept)),
         "left_out_missing_measurement": int((~complete).sum()),
         "measurements": measurement_names,
         "epochs": model.history[-1]["epoch"],
-        **({"best_val_elbo": model.best_val_elbo, "test_elbo": model.elbo(test_data), "stopped": model.stopped,
+        **({"best_val_elbo": model.best_val_elbo, "test_elbo": model.elbo(test_data, **test_auxiliary),
+            "stopped": model.stopped,
             "missing_entries": missing_entries(data)}
            if kind == "personax" else
            {"best_val_loss": min(h["val_loss"] for h in model.history), "test_loss": model.loss(test_data)["total"]}),

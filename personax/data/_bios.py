@@ -13,6 +13,8 @@ import calendar
 
 import numpy as np
 
+from personax.data.schema import TRAITS
+
 TRAIT_PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     "o": {
         "high": (
@@ -118,7 +120,7 @@ def write_bios(
     for i, name in enumerate(names):
         year, month, day = (int(v) for v in birth[i])
         sentences = []
-        for j, trait in enumerate("ocean"):
+        for j, trait in enumerate(TRAITS):
             value = perceived[i, j]
             if abs(value) < threshold:
                 continue

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from personax.data import _bios, _faces
-from personax.data.schema import FACE_ATTRIBUTES, TRAITS, date_features
+from personax.data.schema import FACE_ATTRIBUTES, TRAITS, date_features, rater_column
 from personax.data.truth import GroundTruth
 
 KINDS = ("celeb", "athlete")
@@ -389,7 +389,7 @@ def make_cohort(
     table["image_path"] = pd.Series([None] * n, dtype=object)
     for rater, scores in _simulated_scores(traits, rng, list(simulated_raters)).items():
         for j, trait in enumerate(TRAITS):
-            table[f"trait_{rater}_{trait}"] = scores[:, j]
+            table[rater_column(rater, trait)] = scores[:, j]
 
     faces = None
     if images:

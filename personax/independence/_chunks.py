@@ -11,7 +11,7 @@ called by ``python -m personax.sweep``.
 
 Example:
     >>> parse_chunk("2/3"), chunk_features(["a", "b", "c", "d"], (2, 3))
-    ((2, 3), ['c'])
+    ((2, 3), ['b', 'c'])
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def merge_sweep(sweep_dir: str | Path, out: str | Path | None = None) -> dict[st
         table_path = job / LEVEL1_TABLE.relpath()
         if not table_path.is_file():
             continue
-        table = pd.read_parquet(table_path)
+        table = LEVEL1_TABLE.read(table_path)
         if "chunk" not in table.columns:
             continue
         key = tuple(sorted(o for o in _overrides(job) if not o.lstrip("+~").startswith("independence.chunk=")))

@@ -19,7 +19,8 @@ from personax.independence._fisherz import fisherz_test
 from personax.independence._hsic import hsic_group
 from personax.independence._kci import kci_conditional_group, kci_unconditional_group
 from personax.independence._rcit import rcit_group
-from personax.independence._scalable import AUTO_THRESHOLD, check_approx, hsic_lowrank, kci_lowrank, use_lowrank
+from personax.independence._scalable import (AUTO_THRESHOLD, AUTO_THRESHOLD_CONDITIONAL, check_approx, hsic_lowrank,
+                                              kci_lowrank, use_lowrank)
 from personax.independence._result import TestResult
 
 COLUMNS = ["feature", "trait", "test", "n", "statistic", "p_value", "q_value", "effect_size", "status", "approx", "rank",
@@ -94,6 +95,7 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
                 discrete: Sequence[str] | None = None, max_categories: int = 40,
                 min_rows: int = C.MIN_ROWS, seed: int = 0, key=None, block_size: int = 16,
                 approx: str = "auto", approx_threshold: int = AUTO_THRESHOLD,
+                approx_threshold_conditional: int = AUTO_THRESHOLD_CONDITIONAL,
                 first_feature_index: int = 0) -> pd.DataFrame:
     """Run independence tests on every (feature, trait) pair of a data frame.
 
@@ -127,6 +129,8 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
             ``"auto"`` (low-rank for pair groups of at least ``approx_threshold`` rows).
             HSIC's permutation null has no low-rank form: ``auto`` keeps it exact.
         approx_threshold: Rows from which ``auto`` takes the low-rank path.
+        approx_threshold_conditional: The same for conditional KCI (its exact null variance
+            costs O(n^2 r)).
         first_feature_index: Position of ``features[0]`` in a longer feature list this call
             is a slice of (``independence.chunk``), so that randomised tests draw the same
             per-pair keys as the whole matrix would.
@@ -151,8 +155,10 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
     for t in tests:
         check_test_name(t)
     check_approx(approx)
-    if int(approx_threshold) < 1:
-        raise ValueError(f"approx_threshold must be a positive number of rows, got {approx_threshold}")
+    for name, value in (("approx_threshold", approx_threshold),
+                        ("approx_threshold_conditional", approx_threshold_conditional)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive number of rows, got {value}")
     options = {k: dict(v) for k, v in (options or {}).items()}
     unknown = set(options) - set(TESTS)
     if approx == "lowrank" and "hsic" in tests and options.get("hsic", {}).get("null_dist") == "permutation":
@@ -207,7 +213,8 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
             try:
                 with C.float64():
                     out = _run_group(test, features, traits, cols, mask, z, run_pairs, opts, base_key, block_size,
-                                     use_lowrank(approx, m, int(approx_threshold)), offset)
+                                     use_lowrank(approx, m, int(approx_threshold_conditional if zcols
+                                                                 else approx_threshold)), offset)
             except NUMERICAL_ERRORS as err:
                 out = [TestResult.skipped(test, m, f"failed: {type(err).__name__}: {err}") for _ in run_pairs]
             for (i, j), r in zip(run_pairs, out):

@@ -110,6 +110,7 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
         max_categories=int(cfg.max_categories), min_rows=int(cfg.min_rows), seed=int(cfg.seed),
         block_size=int(cfg.block_size),
         approx=str(cfg.get("approx", "auto")), approx_threshold=int(cfg.get("approx_threshold", 10_000)),
+        approx_threshold_conditional=int(cfg.get("approx_threshold_conditional", 5_000)),
         first_feature_index=first,
     )
     table["rater"] = table["trait"].map(rater_of)

@@ -118,9 +118,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     """Rates, aggregates and reports (see the module docstring)."""
     cfg = config.traits
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
-    persons = run_dir.read(A.PERSONS)
-    if cfg.get("limit"):
-        persons = persons.head(int(cfg.limit)).reset_index(drop=True)
+    everyone = run_dir.read(A.PERSONS)
+    # traits.limit caps who the raters here rate (a paid API, tried cheaply); the trait table still
+    # has every person, with the columns already in the person table for all of them.
+    persons = everyone.head(int(cfg.limit)).reset_index(drop=True) if cfg.get("limit") else everyone
     label_maps = run_dir.read_optional(A.LABEL_MAPS) or {}
     formats = _formats(cfg)
     if cfg.format not in formats:
@@ -175,6 +176,13 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     finally:
         if store is not None:
             store.close()
+    if len(persons) < len(everyone):
+        out = everyone[["person_id"]].astype({"person_id": str}).merge(out, on="person_id", how="left")
+        for name in ran:
+            ran[name] = np.vstack([ran[name], np.full((len(everyone) - len(persons), len(TRAITS)), np.nan)])
+            if f"status_{name}" in out:
+                out[f"status_{name}"] = out[f"status_{name}"].fillna("not rated (traits.limit)")
+    persons = everyone
 
     # Per-rater columns already in the person table (simulated raters, a release's or a user's LLM
     # columns) always reach the trait table; include_existing decides whether they join the aggregate.

@@ -209,3 +209,23 @@ def test_contrastive_and_auxiliary_options_train_and_reload(bench, tmp_path):
     model.save_pretrained(tmp_path / "m")
     loaded = load_pretrained(tmp_path / "m")
     assert loaded.elbo(bench.modalities, auxiliary=covariates) == model.elbo(bench.modalities, auxiliary=covariates)
+
+
+def test_sparse_decoder_gives_exact_zeros_and_tracks_which_latents_a_column_uses():
+    """Text columns built from single latents: the sparse additive decoder keeps few inputs per column."""
+    rng = np.random.default_rng(0)
+    n = 1500
+    s = rng.laplace(size=(n, 1))
+    z_image, z_text = rng.laplace(size=(n, 2)), rng.laplace(size=(n, 2))
+    image = [np.tanh(np.hstack([s, z_image]) @ rng.normal(size=(3, 6))) + 0.05 * rng.normal(size=(n, 6))
+             for _ in range(2)]
+    columns = np.hstack([s, z_text[:, :1], z_text[:, 1:], s + z_text[:, :1]])  # each column: one or two latents
+    text = [columns + 0.1 * rng.normal(size=columns.shape) for _ in range(2)]
+    model = fit({"image": image, "text": text}, latent_dims={"image": 2, "text": 2}, shared_dim=1, seed=0,
+                sparse_decoder={"text": 1.0}, max_epochs=40, hidden=(32,), batch_size=128)
+    weight = np.asarray(model.params["decoders_text_0"]["weight"])  # (inputs [s, z_text, eta], columns)
+    assert weight.shape == (4, 4)
+    assert (weight == 0).sum() >= 4, weight  # exact zeros: at least a quarter of the (input, column) pairs
+    with pytest.raises(ValueError, match="tabular modality"):
+        fit({"image": image, "text": text}, latent_dims={"image": 2, "text": 2}, shared_dim=1,
+            sparse_decoder={"audio": 0.1}, max_epochs=1)

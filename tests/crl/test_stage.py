@@ -17,7 +17,8 @@ from personax.pipeline import run_pipeline
 def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_path):
     cfg = compose_cfg(["stages=[ingest,traits,embeddings,crl]", "data.n=150", "crl.fit.max_epochs=3",
                        "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3",
-                       "traits.raters.embedding.enabled=false", "traits.aggregate.bayes.enabled=false"])
+                       "crl.auxiliary=[group,gender]", "traits.raters.embedding.enabled=false",
+                       "traits.aggregate.bayes.enabled=false"])
     run_pipeline(cfg, run_path)
     crl = run_path / "crl"
     for name in ("graph.png", "pc_graph.png", "training_curve.png", "mcc.png", "metrics.json", "recovery.json"):
@@ -27,10 +28,11 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert [c for c in latents.columns if c not in ("person_id", "split")][:3] == ["s1", "s2", "image1"]
     model = personax.load_pretrained(crl / "model")
     assert model.config.latent_dims == {"image": 4, "text": 3}
+    assert model.config.auxiliary_dim >= 2  # group and gender, one-hot, condition the prior
     recovery = json.loads((crl / "recovery.json").read_text())
     assert set(recovery) == {"shared", "image", "text"} and 0 <= recovery["text"]["mcc"] <= 1
     for block in recovery.values():  # beside every MCC: the baselines on the same split and a verdict
-        assert set(block["baselines"]) == {"pca", "fastica", "rater_mean", "cca_ica"}
+        assert {f"baseline_mcc_{m}" for m in ("pca", "fastica", "rater_mean", "cca_ica")} <= set(block)
         assert block["verdict"] in ("recovered", "not recovered") and block["reason"]
     metrics = json.loads((crl / "metrics.json").read_text())
     # the text modality is one measurement per rater in the trait table; score 0 is missing, masked
