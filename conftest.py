@@ -9,8 +9,6 @@ from __future__ import annotations
 import pytest
 
 KNOWN_BROKEN_DOCTESTS = {
-    "personax/crl/_fit.py::personax.crl._fit.proximal_l1": "example expects [0.0, 0.095], gets [0.095, 0.0998]",
-    "personax/independence/_chunks.py::personax.independence._chunks": "chunk_features(..., (2, 3)) gives ['b', 'c']",
     "personax/pipeline.py::personax.pipeline.RunDir": "rd.write(...) returns the path; the example expects nothing",
 }
 
