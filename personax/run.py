@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from personax._config_checks import ConfigError, check_config, check_person_columns
 from personax._secrets import redact
-from personax.artifacts import PERSONS
+from personax.artifacts import PERSONS, REPORT_HTML
 from personax.pipeline import MANIFEST_NAME, RunDir, run_pipeline
 
 log = logging.getLogger("personax")
@@ -49,6 +49,33 @@ def _failed_stage(workdir: Path) -> str | None:
         return None
     last = history[-1] if history else {}
     return last.get("stage") if last.get("status") == "failed" else None
+
+
+THIRD_PARTY_LOGGERS = ("open_clip", "jax", "matplotlib", "sentence_transformers", "transformers", "httpx", "httpcore",
+                       "urllib3", "PIL", "numexpr", "absl")
+
+
+class _QuietThirdParty(logging.Filter):
+    """Keeps third-party INFO lines out of the console (run.log still has them).
+
+    open_clip logs through the root logger, so its records are told apart by their file.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        name = record.name.split(".")[0]
+        if name in THIRD_PARTY_LOGGERS:
+            return False
+        return not (record.name == "root" and "open_clip" in record.pathname)
+
+
+def quiet_third_party_loggers() -> None:
+    """Adds :class:`_QuietThirdParty` to every console handler of the root logger."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            if not any(isinstance(f, _QuietThirdParty) for f in handler.filters):
+                handler.addFilter(_QuietThirdParty())
 
 
 def _log_file_handlers() -> list[logging.FileHandler]:
@@ -103,6 +130,7 @@ def main(config: DictConfig) -> None:
     """Runs the configured pipeline in the Hydra run directory."""
     workdir = Path(HydraConfig.get().runtime.output_dir)
     debug = config.get("debug", False) is True
+    quiet_third_party_loggers()
     try:
         _preflight(config, workdir)
         statuses = run_pipeline(config, workdir)
@@ -114,6 +142,10 @@ def main(config: DictConfig) -> None:
     for stage, status in statuses.items():
         log.info("%-12s %s", stage, status)
     log.info("run directory: %s (manifest.json lists every output)", workdir)
+    report = RunDir(workdir).locate(REPORT_HTML)
+    # The last line: what to open next.
+    print(f"report: {report}" if report.is_file() else f"run directory: {workdir} (no report: add report to stages)",
+          flush=True)
 
 
 if __name__ == "__main__":

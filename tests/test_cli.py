@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 
 def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -18,6 +19,7 @@ def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow  # ~90 s CPU (the default pipeline twice); every stage runs end to end in tests/report and tests/test_experiments
 def test_default_run_then_resume(tmp_path):
     _run(tmp_path, "data.n=150")
     run_dir = tmp_path / "runs" / "demo"

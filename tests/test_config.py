@@ -34,7 +34,7 @@ def test_every_data_config_composes(compose_cfg, source):
 
 
 def test_command_line_beats_the_experiment(compose_cfg):
-    assert compose_cfg(["+experiment=smoke"]).data.n == 120
+    assert compose_cfg(["+experiment=smoke"]).data.n == 100
     assert compose_cfg(["+experiment=smoke", "data.n=77"]).data.n == 77
 
 

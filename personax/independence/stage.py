@@ -100,6 +100,8 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
     chunk = parse_chunk(cfg.get("chunk"))  # independence.chunk=i/k: this job's slice of the features
     all_features, features = features, chunk_features(features, chunk)
     first = chunk_slice(len(all_features), chunk).start
+    log.info("independence: %d features x %d trait columns x %d tests (%s) ...", len(features), len(traits),
+             len(tests), ", ".join(tests))
     table = test_matrix(
         frame, features, traits, tests=tests, conditioning=conditioning,
         options={t: _options(cfg, t) for t in tests},

@@ -59,7 +59,7 @@ def build_report(
     for stale in set(run_dir.keys(A.REPORT_FIGURE)) - wanted:
         run_dir.locate(A.REPORT_FIGURE, stale).unlink()
     for figure in report.figures:
-        run_dir.write(A.REPORT_FIGURE, figure.path.read_bytes(), key=figure.name)
+        run_dir.write(A.REPORT_FIGURE, figure.read_bytes(), key=figure.name)
     html_path = run_dir.write(A.REPORT_HTML, render_html(report))
     markdown_path = run_dir.write(A.REPORT_MD, render_markdown(report))
     notes = sum(type(b).__name__ == "Note" for s in report.sections for b in s.blocks)

@@ -20,11 +20,15 @@ import pandas as pd
 from personax import __version__
 from personax import artifacts as A
 from personax.data.schema import TRAITS
+from personax.data.truth import planted_truth
 from personax.pipeline import MANIFEST_NAME, RunDir
 from personax.report import _provenance as prov
+from personax.report._level1 import RANK_EFFECT, planted_letters, rank_effects, small_multiples
 from personax.report._model import (
     Code,
     Figure,
+    Finding,
+    Findings,
     Heading,
     Note,
     Paragraph,
@@ -40,7 +44,9 @@ from personax.report._model import (
 log = logging.getLogger(__name__)
 
 REJECTED_COLUMNS = ["row", "person_id", "column", "value", "reason", "action", "source"]
-PAIR_COLUMNS = ["feature", "trait", "test", "n", "p_value", "q_value", "effect_size"]
+LEVEL1_TITLE = "Level I: independence tests"
+CRL_TITLE = "Level II: CRL metrics"
+SUMMARY_TITLE = "Summary"
 
 
 class _Context:
@@ -136,6 +142,140 @@ def _figures(section: Section, ctx: _Context, figures: list[tuple[A.Artifact, st
 # --------------------------------------------------------------------------- sections
 
 
+def _anchor(title: str) -> str:
+    return Section(title).anchor
+
+
+def _ran(ctx: _Context) -> list[Finding]:
+    items = []
+    persons = ctx.value(A.PERSONS)
+    ingest = ctx.stage("ingest").get("summary", {})
+    if persons is not None:
+        truth = " with planted ground truth" if (ctx.run_dir.exists(A.GROUND_TRUTH)
+                                                 or ctx.run_dir.exists(A.BENCHMARK_TRUTH)) else ""
+        items.append(Finding(f"Data: {len(persons)} people from the {ingest.get('source', '?')} source "
+                             f"({ingest.get('dataset', '?')}){truth}; "
+                             f"{ingest.get('rejected_rows', 0)} row(s) rejected.", _anchor("Data"), "ran"))
+    stages = ctx.manifest.get("stages", {})
+    if stages:
+        listed = ", ".join(f"{name} ({'this report' if name == ctx.run_dir.stage else record.get('status', '?')})"
+                           for name, record in stages.items())
+        items.append(Finding(f"Stages: {listed}.", _anchor("Provenance"), "ran"))
+    info = ctx.value(A.EMBEDDING_INFO) or {}
+    models = []
+    if "image" in info:
+        models.append(f"image: {info['image'].get('model')}")
+    if "text" in info:
+        models.append(f"text: {info['text'].get('model')}")
+    metrics = ctx.value(A.CRL_METRICS) or {}
+    if metrics.get("model"):
+        models.append(f"CRL: {metrics['model']} ({metrics.get('epochs', '?')} epochs, {metrics.get('people', '?')} "
+                      "people)")
+    if models:
+        items.append(Finding("Models: " + "; ".join(models) + ".", _anchor("Embeddings"), "ran"))
+    reliability = ctx.value(A.TRAIT_RELIABILITY) or {}
+    raters = list((reliability.get("aggregate") or {}).get("raters") or reliability.get("raters") or [])
+    if raters:
+        items.append(Finding(f"Raters: {', '.join(map(str, raters))}.", _anchor("Trait reliability"), "ran"))
+    return items
+
+
+def _found(ctx: _Context) -> list[Finding]:
+    items = []
+    table = ctx.value(A.LEVEL1_TABLE)
+    level1 = _anchor(LEVEL1_TITLE)
+    if table is not None:
+        recovery = ctx.value(A.LEVEL1_RECOVERY) or {}
+        alpha = float(recovery.get("alpha") or (ctx.config.get("independence") or {}).get("alpha") or 0.05)
+        ran = table[table["status"] == "ok"]
+        dependent = ran[ran["q_value"] < alpha]
+        pairs = dependent[["feature", "trait"]].drop_duplicates()
+        per_test = ", ".join(f"{test} {int((dependent['test'] == test).sum())}/{int((ran['test'] == test).sum())}"
+                             for test in dict.fromkeys(table["test"]))
+        items.append(Finding(f"Level I: {len(pairs)} of {len(ran[['feature', 'trait']].drop_duplicates())} "
+                             f"(feature, trait column) pairs dependent at BH q < {alpha} in at least one test "
+                             f"({per_test}).", level1))
+        if len(pairs):
+            frame = _level1_frame(ctx)
+            if frame is not None:
+                effects = rank_effects(frame, pairs, set(ctx.value(A.LABEL_MAPS) or {}))
+                if effects.notna().any():
+                    top = pairs.assign(effect=effects).sort_values("effect", ascending=False).head(3)
+                    shown = ", ".join(f"{f} ~ {t} ({e:.2f})" for f, t, e in top[["feature", "trait", "effect"]]
+                                      .itertuples(index=False))
+                    items.append(Finding(f"Largest {RANK_EFFECT}s among them: {shown}.", level1))
+        scored = (recovery.get("tests") or {})
+        if scored:
+            f1 = ", ".join(f"{test} {cell((s.get('all') or {}).get('f1'))}" for test, s in scored.items())
+            items.append(Finding(f"Level I against the planted truth, F1: {f1}.", level1))
+    graph = ctx.value(A.CRL_GRAPH)
+    if graph and graph.get("nodes"):
+        nodes, weights = graph["nodes"], graph.get("adjacency") or []
+        edges = sorted(((abs(w), nodes[i], nodes[j], w) for i, row in enumerate(weights) for j, w in enumerate(row)
+                        if w), reverse=True)
+        top = ", ".join(f"{a} → {b} ({w:+.2f})" for _, a, b, w in edges[:5])
+        items.append(Finding(f"Learned latent graph: {len(edges)} edge(s) over {len(nodes)} latents"
+                             + (f"; largest |weight|: {top}" if top else "") + ".", _anchor("Latent graphs")))
+    crl = ctx.value(A.CRL_RECOVERY) or {}
+    for block, values in crl.items():
+        if not isinstance(values, Mapping) or "mcc" not in values:
+            continue
+        best = values.get("best_baseline")
+        items.append(Finding(f"CRL block {block}: MCC {cell(values.get('mcc'))} against the planted latents"
+                             + (f", best baseline {best} {cell(values.get('best_baseline_mcc'))}" if best else "")
+                             + f": {values.get('verdict', '?')}.", _anchor(CRL_TITLE)))
+    return items
+
+
+def _unreliable(ctx: _Context) -> list[Finding]:
+    items = []
+    for name, record in ctx.manifest.get("stages", {}).items():
+        if record.get("status") == "failed":
+            items.append(Finding(f"Stage {name} failed: {record.get('error', '?')}.", _anchor("Provenance"),
+                                 "warning"))
+    info = ctx.value(A.EMBEDDING_INFO) or {}
+    if (info.get("image") or {}).get("random_weights"):
+        items.append(Finding("Image embeddings come from randomly initialised CLIP weights: they carry only "
+                             "low-level visual information.", _anchor("Embeddings"), "warning"))
+    table = ctx.value(A.LEVEL1_TABLE)
+    if table is not None and "feature_source" in table:
+        for source in sorted({s for s in table["feature_source"].dropna() if "random" in str(s)}):
+            items.append(Finding(f"Face attributes in Level I come from {source}: those rows are meaningless.",
+                                 _anchor(LEVEL1_TITLE), "warning"))
+    reliability = ctx.value(A.TRAIT_RELIABILITY) or {}
+    for rater, counts in (reliability.get("raters") or {}).items():
+        failed = {k: counts.get(k) for k in ("failed", "refused", "invalid") if isinstance(counts, Mapping)
+                  and counts.get(k)}
+        if failed:
+            items.append(Finding(f"Rater {rater}: " + ", ".join(f"{v} {k}" for k, v in failed.items())
+                                 + " answer(s).", _anchor("Trait reliability"), "warning"))
+    metrics = ctx.value(A.CRL_METRICS) or {}
+    if metrics.get("stopped") == "epoch cap":
+        items.append(Finding(f"CRL training stopped at the epoch cap ({metrics.get('epochs')} epochs), not by early "
+                             "stopping: the model may not have converged.", _anchor("Training curves"), "warning"))
+    crl = ctx.value(A.CRL_RECOVERY) or {}
+    below = [block for block, v in crl.items() if isinstance(v, Mapping) and v.get("verdict") == "not recovered"]
+    if below:
+        items.append(Finding(f"CRL recovery below the baselines (not recovered) for block(s) {', '.join(below)}.",
+                             _anchor(CRL_TITLE), "warning"))
+    return items
+
+
+def summary_section(ctx: _Context) -> Section:
+    """The summary box: what ran, what was found and what is unreliable, each linking to its section."""
+    section = Section(SUMMARY_TITLE)
+    for title, build, empty in (("What ran", _ran, "Nothing: the run directory is empty."),
+                                ("What was found", _found, "No findings: Level I and CRL did not run."),
+                                ("What is unreliable", _unreliable, "No warnings.")):
+        try:
+            items = build(ctx)
+        except Exception as err:  # noqa: BLE001 - the sections below still say what they can
+            log.warning("report: summary %r failed: %s", title, err)
+            items = [Finding(f"Could not be summarised: {type(err).__name__}: {err}", kind="warning")]
+        section.blocks.append(Findings(title, items or [Finding(empty, kind="ran")]))
+    return section
+
+
 def data_section(ctx: _Context) -> Section:
     section, persons = ctx.start("Data", A.PERSONS)
     if persons is None:
@@ -154,11 +294,12 @@ def data_section(ctx: _Context) -> Section:
         facts["ground truth"] = f"planted (synthetic cohort): {A.GROUND_TRUTH.relpath()}/"
     elif ctx.run_dir.exists(A.BENCHMARK_TRUTH):
         facts["ground truth"] = f"planted (variant digits): {A.BENCHMARK_TRUTH.relpath()}"
-    section.blocks.append(key_value_table(facts, header=("", "")))
+    section.blocks.append(key_value_table(facts, header=("fact", "value")))
     section.blocks.append(Heading("Columns"))
     section.blocks.append(Table(
         ["column", "type", "non-missing"],
         [[str(c), str(persons[c].dtype), f"{int(persons[c].notna().sum())} / {len(persons)}"] for c in persons.columns],
+        collapsed=True,
     ))
     label_maps = ctx.value(A.LABEL_MAPS)
     if label_maps:
@@ -253,19 +394,43 @@ def traits_section(ctx: _Context) -> Section:
     return section
 
 
+def _level1_frame(ctx: _Context) -> pd.DataFrame | None:
+    """The person table (with zero-shot face attributes, as the tests saw it) joined to the trait table."""
+    persons, scores = ctx.value(A.PERSONS), ctx.value(A.TRAIT_SCORES)
+    if persons is None or scores is None:
+        return None
+    from personax.independence.stage import _face_attributes  # the same merge the tests ran on
+
+    persons, _ = _face_attributes(persons, ctx.run_dir)
+    traits = [c for c in scores.columns if c != "person_id"]  # the trait table wins over same-named columns
+    return persons.drop(columns=[c for c in traits if c in persons.columns]).merge(
+        scores[["person_id", *traits]], on="person_id", how="left")
+
+
 def independence_section(ctx: _Context) -> Section:
-    section, table = ctx.start("Level I: independence tests", A.LEVEL1_TABLE)
+    section, table = ctx.start(LEVEL1_TITLE, A.LEVEL1_TABLE)
     if table is None:
         return section
     recovery = ctx.value(A.LEVEL1_RECOVERY) or {}
     alpha = float(recovery.get("alpha") or (ctx.config.get("independence") or {}).get("alpha") or 0.05)
     tests = list(dict.fromkeys(table["test"]))
     features = list(dict.fromkeys(table["feature"]))
+    trait_columns = list(dict.fromkeys(table["trait"]))
     ran = table[table["status"] == "ok"]
     dependent = ran[ran["q_value"] < alpha]
+    truth = planted_truth(ctx.run_dir)
+    marginal = truth.marginal_dependence if truth is not None else None
     section.blocks.append(Paragraph(
-        f"{len(features)} features x {table['trait'].nunique()} trait columns, tests {', '.join(tests)}. "
-        f"A pair is dependent when its Benjamini-Hochberg q-value (within a test) is below {alpha}."))
+        f"{len(features)} features x {len(trait_columns)} trait columns, tests {', '.join(tests)}. "
+        f"A pair is dependent when its Benjamini-Hochberg q-value (within a test) is below {alpha}; "
+        f"bold marks those decisions. The {RANK_EFFECT} is one measure for every pair, whichever test ran: "
+        "|Spearman rho| between feature and trait column, or for a category-coded feature the correlation "
+        "ratio eta of the trait's ranks over its categories (0 to 1; see the glossary). Each test's own "
+        "effect_size (on its own scale) stays in level1/pvalues.parquet."))
+    sources = sorted({s for s in table.get("feature_source", pd.Series(dtype=str)).dropna() if s != "person table"})
+    for source in sources:
+        warning = " These features are meaningless: the weights are random." if "random" in source else ""
+        section.blocks.append(Note(f"Face attributes come from {source}.{warning}"))
     per_test = {}
     for test in tests:
         row: dict[str, Any] = {"pairs tested": int((ran["test"] == test).sum()),
@@ -277,28 +442,60 @@ def independence_section(ctx: _Context) -> Section:
                         "F1 vs truth": scores.get("f1")})
         per_test[test] = row
     section.blocks.append(mapping_table(per_test, "test"))
-    section.blocks.append(Heading("Dependent pairs per feature"))
-    counts = []
-    for feature in features:
-        cells = [feature]
-        for test in tests:
-            sub = ran[(ran["feature"] == feature) & (ran["test"] == test)]
-            cells.append(f"{int((sub['q_value'] < alpha).sum())}/{len(sub)}" if len(sub) else "–")
-        counts.append(cells)
-    section.blocks.append(Table(["feature", *tests], counts, f"dependent / tested trait columns at q < {alpha}"))
+
+    frame = _level1_frame(ctx)
+    label_maps = ctx.value(A.LABEL_MAPS) or {}
     limit = int(ctx.options.get("max_dependent_pairs", 20))
     if len(dependent):
-        strongest = dependent.sort_values(["q_value", "p_value"]).head(limit)
-        columns = [c for c in PAIR_COLUMNS if c in strongest]
-        section.blocks.append(Heading("Strongest dependent pairs"))
-        section.blocks.append(_frame_table(strongest[columns], f"{len(strongest)} of {len(dependent)}, by q-value"))
-    _figures(section, ctx, [(A.LEVEL1_HEATMAP, test, f"{test}: p-values, features x trait columns")
-                            for test in tests])
+        pairs = dependent.groupby(["feature", "trait"], sort=False).agg(
+            tests=("test", lambda t: ", ".join(t)), q_min=("q_value", "min"), n=("n", "max")).reset_index()
+        pairs[RANK_EFFECT] = rank_effects(frame, pairs, set(label_maps)) if frame is not None else float("nan")
+        if marginal is not None:
+            pairs["planted"] = ["–" if (letters := planted_letters(marginal, f)) is None else
+                                ("yes" if str(t)[-1] in letters else "no") for f, t in zip(pairs["feature"],
+                                                                                         pairs["trait"])]
+        pairs = pairs.sort_values([RANK_EFFECT, "q_min"], ascending=[False, True], na_position="last")
+        shown = pairs.head(limit).rename(columns={"q_min": "smallest q", "tests": "dependent in"})
+        columns = ["feature", "trait", RANK_EFFECT, "smallest q", "dependent in", "n",
+                   *(["planted"] if "planted" in shown else [])]
+        section.blocks.append(Heading("Dependent pairs, by effect size"))
+        section.blocks.append(_frame_table(shown[columns], f"{len(shown)} of {len(pairs)} (feature, trait column) "
+                                           f"pairs with q < {alpha} in at least one test, largest {RANK_EFFECT} "
+                                           "first" + ("; planted: the synthetic cohort's truth makes the pair "
+                                                      "dependent" if marginal is not None else "")))
+    section.blocks.append(Heading("Dependent pairs per feature"))
+    counts, strong = [], set()
+    for r, feature in enumerate(features):
+        cells = [feature]
+        for c, test in enumerate(tests, 1):
+            sub = ran[(ran["feature"] == feature) & (ran["test"] == test)]
+            hits = int((sub["q_value"] < alpha).sum())
+            cells.append(f"{hits}/{len(sub)}" if len(sub) else "–")
+            if hits:
+                strong.add((r, c))
+        if marginal is not None:
+            letters = planted_letters(marginal, feature)
+            cells.append("–" if letters is None else (", ".join(letters) or "none"))
+        counts.append(cells)
+    section.blocks.append(Table(["feature", *tests, *(["planted dependent traits"] if marginal is not None else [])],
+                                counts, f"dependent / tested trait columns at q < {alpha} (bold: at least one)"
+                                + ("; planted: the trait letters the synthetic cohort's truth makes dependent"
+                                   if marginal is not None else ""), strong=strong))
+    aggregate = [c for c in trait_columns if re.fullmatch(r"trait_[a-z]", str(c))]
+    shown_traits = aggregate or trait_columns
+    planted = None
+    if marginal is not None:
+        planted = {(f, t): t[-1] in (planted_letters(marginal, f) or []) for f in features for t in shown_traits}
+    png = small_multiples(table, features, shown_traits, tests, alpha, planted)
+    which = "the aggregate trait columns" if aggregate else "every trait column"
+    section.blocks.append(Figure(None, "level1_small_multiples.png",
+                                 f"q-values per test, features x {which}; a dot marks q < {alpha}"
+                                 + ("; an orange box a planted dependence" if planted else ""), png=png))
     return section
 
 
 def crl_metrics_section(ctx: _Context) -> Section:
-    section, metrics = ctx.start("Level II: CRL metrics", A.CRL_METRICS)
+    section, metrics = ctx.start(CRL_TITLE, A.CRL_METRICS)
     if metrics is None:
         return section
     section.blocks.append(key_value_table({k: v for k, v in metrics.items() if not isinstance(v, Mapping)},
@@ -333,7 +530,7 @@ def curves_section(ctx: _Context) -> Section:
 
 
 def provenance_section(ctx: _Context) -> Section:
-    section = Section("Provenance")
+    section = Section("Provenance", open=False)
     git = prov.git_state()
     commit = git["commit"] + (" (with uncommitted changes)" if git.get("dirty") else "")
     section.blocks.append(key_value_table({
@@ -361,20 +558,22 @@ def provenance_section(ctx: _Context) -> Section:
         section.blocks.append(Heading("Seeds"))
         section.blocks.append(key_value_table(found, header=("config entry", "seed")))
     section.blocks.append(Heading("Package versions"))
-    section.blocks.append(key_value_table(prov.package_versions(), header=("package", "version")))
+    versions = key_value_table(prov.package_versions(), header=("package", "version"))
+    versions.collapsed = True
+    section.blocks.append(versions)
     section.blocks.append(Heading("Resolved config"))
     if config:
         section.blocks.append(Paragraph("The config of the run that wrote this report; entries that look like "
                                         "secrets are shown as <redacted>. A stage that this run skipped ran with the "
                                         "config hash in the table above."))
-        section.blocks.append(Code(prov.config_yaml(config), "yaml"))
+        section.blocks.append(Code(prov.config_yaml(config), "yaml", collapsed=True, summary="Show the config"))
     else:
         section.blocks.append(Note("No config was given."))
     return section
 
 
 SECTIONS: tuple[Callable[[_Context], Section], ...] = (
-    data_section, rejected_section, embeddings_section, traits_section, independence_section,
+    summary_section, data_section, rejected_section, embeddings_section, traits_section, independence_section,
     crl_metrics_section, graphs_section, curves_section, provenance_section,
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from personax.report._model import Code, Figure, Heading, Note, Paragraph, Report, Table
+from personax.report._model import Code, Figure, Findings, Heading, Note, Paragraph, Report, Table
 
 FIGURES_DIR = "figures"
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -33,7 +33,8 @@ def escape(text: str) -> str:
 def _table(table: Table) -> list[str]:
     lines = ["| " + " | ".join(escape(c) or " " for c in table.columns) + " |",
              "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(escape(v) for v in row) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(f"**{escape(v)}**" if (r, c) in table.strong else escape(v) for c, v in enumerate(row))
+              + " |" for r, row in enumerate(table.rows)]
     if table.caption:
         lines += ["", f"*{escape(table.caption)}*"]
     return lines
@@ -56,6 +57,10 @@ def render_markdown(report: Report) -> str:
                 lines += [escape(block.text)]
             elif isinstance(block, Note):
                 lines += [f"> *{escape(block.text)}*"]
+            elif isinstance(block, Findings):
+                lines += [f"**{escape(block.title)}**", ""]
+                lines += [f"- {'Warning: ' if item.kind == 'warning' else ''}{escape(item.text)}"
+                          + (f" ([details](#{item.anchor}))" if item.anchor else "") for item in block.items]
             elif isinstance(block, Heading):
                 lines += [f"### {escape(block.text)}"]
             elif isinstance(block, Table):

@@ -33,33 +33,69 @@ class Heading:
 
 @dataclasses.dataclass
 class Table:
+    """Rows of text cells; ``strong`` lists the (row, column) cells shown in bold."""
+
     columns: list[str]
     rows: list[list[str]]
     caption: str = ""
+    strong: set[tuple[int, int]] = dataclasses.field(default_factory=set)
+    collapsed: bool = False  # HTML: folded under "show N rows"
 
 
 @dataclasses.dataclass
 class Figure:
-    """A PNG of the run directory; ``name`` is its file name under ``report/figures/``."""
+    """A PNG; ``name`` is its file name under ``report/figures/``.
 
-    path: Path
+    ``path`` is a PNG of the run directory; a figure the report draws itself carries
+    its bytes in ``png`` instead (``path`` is then None).
+    """
+
+    path: Path | None
     name: str
     caption: str
+    png: bytes | None = None
+
+    def read_bytes(self) -> bytes:
+        return self.png if self.png is not None else self.path.read_bytes()
 
 
 @dataclasses.dataclass
 class Code:
+    """Preformatted text; ``collapsed`` shows it folded (HTML ``<details>``) under ``summary``."""
+
     text: str
     language: str = ""
+    collapsed: bool = False
+    summary: str = ""
 
 
-Block = Union[Paragraph, Note, Heading, Table, Figure, Code]
+@dataclasses.dataclass
+class Finding:
+    """One line of the summary box: ``kind`` is "ran", "found" or "warning"; ``anchor`` links a section."""
+
+    text: str
+    anchor: str = ""
+    kind: str = "found"
+
+
+@dataclasses.dataclass
+class Findings:
+    """A titled list of :class:`Finding` lines (the summary box's groups)."""
+
+    title: str
+    items: list[Finding] = dataclasses.field(default_factory=list)
+
+
+Block = Union[Paragraph, Note, Heading, Table, Figure, Code, Findings]
 
 
 @dataclasses.dataclass
 class Section:
+    """A report section; ``open`` is whether the HTML shows it unfolded at first."""
+
     title: str
     blocks: list[Block] = dataclasses.field(default_factory=list)
+    open: bool = True
 
     @property
     def anchor(self) -> str:
@@ -75,6 +111,19 @@ class Report:
     @property
     def figures(self) -> list[Figure]:
         return [b for s in self.sections for b in s.blocks if isinstance(b, Figure)]
+
+
+_NUMBER = re.compile(r"^[-+−]?(\d[\d,]*\.?\d*|\.\d+)(e[-+]?\d+)?%?( / [-+]?\d+)?$|^[-+]?\d+/\d+$", re.IGNORECASE)
+
+
+def is_number(text: str) -> bool:
+    """Whether a cell reads as a number (right-aligned, sorted numerically in the HTML).
+
+    Example:
+        >>> [is_number(t) for t in ("0.123", "-2.5e-07", "12/40", "3 / 60", "kci", "–")]
+        [True, True, True, True, False, False]
+    """
+    return bool(_NUMBER.match(text.strip()))
 
 
 def cell(value: Any) -> str:

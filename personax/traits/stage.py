@@ -213,6 +213,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     bayes = None
     if pool and bayes_cfg.enabled:
         start = time.perf_counter()
+        log.info("bayesian aggregate (%s, %s raters x %d people) ...", bayes_cfg.method, len(pool),
+                 len(next(iter(pool.values()))))
         bayes = bayes_ordinal(pool, method=str(bayes_cfg.method), steps=int(bayes_cfg.steps),
                               samples=int(bayes_cfg.samples), warmup=int(bayes_cfg.get("warmup", 400)),
                               seed=int(bayes_cfg.seed))

@@ -107,7 +107,7 @@ def bench():
     return make_multimodal_numeric(800, seed=0)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI
 def test_reported_edges_are_exactly_the_nonzero_entries_and_the_returned_model_scored_best(bench):
     model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0, restarts=2,
                 **{**SMALL, "max_epochs": 6})
@@ -120,6 +120,7 @@ def test_reported_edges_are_exactly_the_nonzero_entries_and_the_returned_model_s
     assert model.stopped in ("epoch cap", "early stopping on validation")
 
 
+@pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI
 def test_missing_entries_are_masked_out_of_the_likelihood(bench):
     """NaN entries contribute nothing: the ELBO with an entry missing equals the ELBO with that entry
     present minus exactly its own Gaussian term (same encoder input: missing = training mean)."""
@@ -189,6 +190,7 @@ def test_usable_rows_keep_partly_missing_people_and_count_missing_entries():
     assert missing_entries({"image": [a], "text": [b0, b1]}) == {"image_0": 0, "text_0": 7, "text_1": 3}
 
 
+@pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI
 def test_contrastive_and_auxiliary_options_train_and_reload(bench, tmp_path):
     from personax.crl import load_pretrained
     from personax.crl._contrastive import nt_xent

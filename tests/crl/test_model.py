@@ -56,6 +56,7 @@ def test_graph_is_acyclic_with_nothing_into_the_shared_block(model):
     assert (model.graph(threshold=1e9).to_numpy() == 0).all()
 
 
+@pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI
 def test_fixed_order_keeps_the_index_order(bench):
     fixed = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
                 within_block_order="fixed", **{**SMALL, "max_epochs": 3})
@@ -113,6 +114,7 @@ def test_bad_inputs_fail_clearly(bench):
         fit(nan, latent_dims={"image": 1, "text": 1}, shared_dim=1)
 
 
+@pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI
 def test_data_parallel_over_two_cpu_devices(tmp_path):
     """The same fit runs sharded over two (forced host) devices."""
     script = textwrap.dedent(
@@ -133,6 +135,7 @@ def test_data_parallel_over_two_cpu_devices(tmp_path):
     assert result.returncode == 0 and "ok 3" in result.stdout, result.stderr[-3000:]
 
 
+@pytest.mark.slow  # ~30 s CPU (a conv-net fit and its JIT compile)
 def test_image_modalities_get_conv_nets_and_reload(tmp_path):
     from personax.data.synthetic import make_variant_digits
 

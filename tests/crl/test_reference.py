@@ -147,6 +147,7 @@ def test_save_and_reload(bench, fitted, tmp_path):
     np.testing.assert_allclose(again.encode(bench.modalities)["text"], fitted.encode(bench.modalities)["text"])
 
 
+@pytest.mark.slow  # ~25 s CPU (a reference fit)
 def test_crl_stage_runs_the_reference(compose_cfg, run_path):
     from personax.pipeline import run_pipeline
 

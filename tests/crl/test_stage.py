@@ -6,12 +6,14 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import personax
 from personax.crl.stage import pc_on_latents
 from personax.pipeline import run_pipeline
 
 
+@pytest.mark.slow  # ~35 s CPU; the crl stage also runs end to end in tests/report (full_run)
 def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_path):
     cfg = compose_cfg(["stages=[ingest,traits,embeddings,crl]", "data.n=150", "crl.fit.max_epochs=3",
                        "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3",

@@ -118,6 +118,7 @@ def test_bad_arguments():
         make_cohort(10, simulated_raters=["gpt"], images=False)
 
 
+@pytest.mark.slow  # ~30 s CPU
 def test_multimodal_benchmark_is_injective_and_structured():
     """Each measurement determines (s, z(m), eta): kernel ridge predicts them from x with held-out R² > 0.9."""
     from personax.crl.diagnostics import block_r2

@@ -48,7 +48,8 @@ def test_kci_unconditional_multidimensional_x():
     assert abs(ours.p_value - ref) < TOL
 
 
-@pytest.mark.parametrize("n,kind", [(90, "continuous"), (400, "mixed"), (1210, "independent")])
+@pytest.mark.parametrize("n,kind", [(90, "continuous"), (400, "mixed"),
+                                    pytest.param(1210, "independent", marks=pytest.mark.slow)])  # ~35 s CPU
 def test_kci_conditional_matches_causallearn(n, kind):
     x, y, z = _data(kind, n, seed=n + 1)
     ref = CIT(np.hstack([x, y, z]), "kci")(0, 1, [2])

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from omegaconf import OmegaConf
 
 from personax.pipeline import run_pipeline
@@ -14,7 +15,7 @@ from personax.report import build_report, redact
 from personax.report._markdown import escape
 from tests.report.conftest import HOSTILE, HOSTILE_ID, raw_config
 
-SECTIONS = ["Data", "Rejected rows", "Embeddings", "Trait reliability", "Level I: independence tests",
+SECTIONS = ["Summary", "Data", "Rejected rows", "Embeddings", "Trait reliability", "Level I: independence tests",
             "Level II: CRL metrics", "Latent graphs", "Training curves", "Provenance"]
 
 
@@ -29,8 +30,9 @@ def test_full_run_report_has_every_section_and_figure(full_run):
         assert f"<h2>{title}</h2>" in html and f"## {title}\n" in markdown, title
     assert "did not run" not in html and "could not be built" not in html
     figures = sorted(p.name for p in (full_run / "report/figures").glob("*.png"))
-    assert {"traits_reliability.png", "level1_heatmap_fisherz.png", "level1_heatmap_chisq.png", "crl_graph.png",
+    assert {"traits_reliability.png", "level1_small_multiples.png", "crl_graph.png",
             "crl_pc_graph.png", "crl_training_curve.png"} <= set(figures)
+    assert not any(name.startswith("level1_heatmap") for name in figures)  # one figure for every test
     # Self-contained: every figure inlined, nothing loaded from elsewhere.
     assert html.count('src="data:image/png;base64,') == len(figures)
     assert not re.search(r'(src|href)="(?!data:|#)', html)
@@ -41,6 +43,7 @@ def test_full_run_report_has_every_section_and_figure(full_run):
     # The data summary, the Level I summary, CRL metrics and provenance carry the run's facts.
     assert "| persons | 60 |" in markdown
     assert "| fisherz |" in markdown and "Dependent pairs per feature" in markdown
+    assert "planted dependent traits" in markdown  # the synthetic cohort's truth, per feature
     metrics = json.loads((full_run / "crl/metrics.json").read_text())
     assert f"| epochs | {metrics['epochs']} |" in markdown
     for stage in ("ingest", "traits", "independence", "embeddings", "crl"):
@@ -72,7 +75,7 @@ def test_hostile_values_are_escaped_in_both_reports(hostile_bios, run_path):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
         assert "&lt;img src=x onerror=alert(2)&gt;" in text and "&lt;b&gt;actor&lt;/b&gt;" in text
     # The page's only script is its own image check.
-    assert html.count("<script") == 1 and "window.addEventListener" in html
+    assert html.count("<script") == 1 and "window.addEventListener" in html and "<script src" not in html
     assert "2 row(s) rejected" in markdown
 
 
@@ -135,3 +138,106 @@ def test_report_options_and_a_plain_config(hostile_bios, run_path, tmp_path):
 def test_markdown_escape():
     assert escape("a|b\nc") == "a\\|b c"
     assert escape("person_id [x](y) `z`") == "person_id \\[x\\](y) \\`z\\`"
+
+
+def test_summary_box_says_what_ran_what_was_found_and_what_is_unreliable(full_run):
+    html = (full_run / "report/report.html").read_text()
+    markdown = (full_run / "report/report.md").read_text()
+    # The summary is the first section, before Data.
+    assert html.index('<section id="summary"') < html.index('<section id="data"')
+    summary = markdown.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    for title in ("What ran", "What was found", "What is unreliable"):
+        assert f"**{title}**" in summary
+    assert "- Data: 60 people from the synthetic source (celeb) with planted ground truth" in summary
+    table = pd.read_parquet(full_run / "level1/pvalues.parquet")
+    ran = table[table.status == "ok"]
+    pairs = ran[ran.q_value < 0.05][["feature", "trait"]].drop_duplicates()
+    assert f"- Level I: {len(pairs)} of {len(ran[['feature', 'trait']].drop_duplicates())} (feature, trait column)" \
+        in summary
+    metrics = json.loads((full_run / "crl/metrics.json").read_text())
+    recovery = json.loads((full_run / "crl/recovery.json").read_text())
+    for block, values in recovery.items():
+        assert f"CRL block {block}: MCC {values['mcc']:.3f}" in summary and values["verdict"] in summary
+    # The smoke run's random CLIP weights, and its two epochs, are flagged.
+    assert "Warning: Image embeddings come from randomly initialised CLIP weights" in summary
+    assert (metrics["stopped"] == "epoch cap") == ("CRL training stopped at the epoch cap" in summary)
+    if any(v["verdict"] == "not recovered" for v in recovery.values()):
+        assert "CRL recovery below the baselines" in summary
+    # Every line links a section that exists.
+    anchors = set(re.findall(r'<section id="([^"]+)"', html))
+    links = re.findall(r"\(\[details\]\(#([^)]+)\)\)", summary)
+    assert len(links) >= 6 and set(links) <= anchors
+
+
+def test_level1_ranks_dependent_pairs_by_one_effect_size(full_run):
+    markdown = (full_run / "report/report.md").read_text()
+    level1 = markdown.split("## Level I: independence tests\n", 1)[1].split("\n## ", 1)[0]
+    table = pd.read_parquet(full_run / "level1/pvalues.parquet")
+    dependent = table[(table.status == "ok") & (table.q_value < 0.05)]
+    if dependent.empty:
+        assert "Dependent pairs, by effect size" not in level1
+        return
+    section = level1.split("### Dependent pairs, by effect size\n", 1)[1].split("\n### ", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    effects = [float(row[2]) for row in rows]
+    assert effects == sorted(effects, reverse=True)
+    keys = {(f.strip("| "), t) for f, t, *_ in rows}
+    assert keys <= set(zip(dependent.feature, dependent.trait))  # only pairs some test decided dependent
+    assert all(row[-1].strip(" |") in {"yes", "no"} for row in rows)  # planted truth column
+
+
+def test_rank_effect_matches_scipy():
+    import numpy as np
+    from scipy import stats
+
+    from personax.report._level1 import rank_effect
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=200)
+    y = np.round(x + rng.normal(size=200)).clip(-2, 2)
+    assert rank_effect(pd.Series(x), pd.Series(y)) == pytest.approx(abs(stats.spearmanr(x, y).statistic), abs=1e-12)
+    # Category codes: eta^2 of the ranks equals the one-way ANOVA's F(k-1) / (F(k-1) + n-k).
+    groups = rng.integers(0, 4, size=200)
+    score = groups * 0.3 + rng.normal(size=200)
+    ranks = stats.rankdata(score)
+    f = stats.f_oneway(*[ranks[groups == g] for g in range(4)]).statistic
+    eta2 = f * 3 / (f * 3 + 196)
+    assert rank_effect(pd.Series(groups), pd.Series(score), categorical=True) ** 2 == pytest.approx(eta2, rel=1e-9)
+    # Missing values are left out; too few rows or a constant column give NaN.
+    assert np.isnan(rank_effect(pd.Series([1.0, None, 2.0]), pd.Series([1.0, 2.0, None])))
+    assert np.isnan(rank_effect(pd.Series([1.0, 2.0, 3.0, 4.0]), pd.Series([1.0] * 4)))
+
+
+def test_tables_mark_numbers_and_bold_cells():
+    from personax.report._html import render_html
+    from personax.report._markdown import render_markdown
+    from personax.report._model import Report, Section, Table
+
+    report = Report("t", [], [Section("S", [Table(["name", "value"], [["a", "0.5"], ["b", "12/30"]],
+                                                  strong={(1, 1)})])])
+    html = render_html(report)
+    assert '<td class="num">0.5</td>' in html and '<td class="num"><strong>12/30</strong></td>' in html
+    assert "<td>a</td>" in html and '<table class="sortable">' in html
+    assert "| b | **12/30** |" in render_markdown(report)
+
+
+def test_summary_flags_failed_raters_zero_shot_attributes_and_failed_stages(full_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(full_run, run)
+    reliability = json.loads((run / "traits/reliability.json").read_text())
+    reliability["raters"] = {"gpt": {"kind": "openai", "sent": 60, "failed": 3, "refused": 1, "invalid": 0}}
+    (run / "traits/reliability.json").write_text(json.dumps(reliability))
+    table = pd.read_parquet(run / "level1/pvalues.parquet")
+    table.loc[table.feature == "Big_Nose", "feature_source"] = "zero-shot CLIP (random (meaningless))"
+    table.to_parquet(run / "level1/pvalues.parquet")
+    manifest = _manifest(run)
+    manifest["stages"]["crl"]["status"] = "failed"
+    manifest["stages"]["crl"]["error"] = "ValueError: boom"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    build_report(run)
+    summary = (run / "report/report.md").read_text().split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    assert "- Warning: Rater gpt: 3 failed, 1 refused answer(s)." in summary
+    assert "- Warning: Face attributes in Level I come from zero-shot CLIP (random (meaningless))" in summary
+    assert "- Warning: Stage crl failed: ValueError: boom." in summary
