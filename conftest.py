@@ -1,17 +1,8 @@
-"""Root pytest configuration: the doctests of personax/ (collected with --doctest-modules).
-
-Doctests whose expected output is wrong on main are listed here, kept visible: marked
-xfail strictly, so a fix shows up as XPASS and its entry must go.
-"""
+"""Root pytest configuration: the doctests of personax/ (collected with --doctest-modules)."""
 
 from __future__ import annotations
 
 import pytest
-
-KNOWN_BROKEN_DOCTESTS = {
-    "personax/pipeline.py::personax.pipeline.RunDir": "rd.write(...) returns the path; the example expects nothing",
-}
-
 
 # Doctests that fit a model (~15 s CPU each): slow, like the tests that fit one (tests/conftest.py
 # skips slow tests unless CI or PERSONAX_SLOW=1).
@@ -23,5 +14,3 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid in SLOW_DOCTESTS:
             item.add_marker(pytest.mark.slow)
-        if item.nodeid in KNOWN_BROKEN_DOCTESTS:
-            item.add_marker(pytest.mark.xfail(reason=KNOWN_BROKEN_DOCTESTS[item.nodeid], strict=True))

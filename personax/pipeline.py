@@ -230,7 +230,8 @@ class RunDir:
         >>> import tempfile, pandas as pd
         >>> from personax.artifacts import PERSONS
         >>> rd = RunDir(tempfile.mkdtemp(), stage="ingest")
-        >>> rd.write(PERSONS, pd.DataFrame({"person_id": ["p1"]}))
+        >>> rd.write(PERSONS, pd.DataFrame({"person_id": ["p1"]})).name
+        'persons.parquet'
         >>> RunDir(rd.path, stage="traits").read(PERSONS).person_id.tolist()
         ['p1']
     """

@@ -1,4 +1,4 @@
-"""Level II: causal representation learning (SPEC §4).
+"""Level II: causal representation learning.
 
 Public surface:
 

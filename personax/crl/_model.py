@@ -1,4 +1,4 @@
-"""The multimodal, multi-measurement causal VAE (SPEC §4, "what personax does").
+"""The multimodal, multi-measurement causal VAE.
 
 Generative model: latents u = [s, z(1), ..., z(M)] follow a causal model with a
 learned, weighted adjacency A: blocks in the given order (s first, nothing points

@@ -1,4 +1,4 @@
-"""The original study's CRL design, reproduced for comparison only (SPEC §4). Not for real use.
+"""The original study's CRL design, reproduced for comparison only. Not for real use.
 
 This is a JAX port of the *design* of the PersonaX study's causal representation
 learning code, kept faithful **including its defects**, so that the benchmark can

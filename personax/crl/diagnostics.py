@@ -1,4 +1,4 @@
-"""Identifiability diagnostics for learned latents (SPEC §4).
+"""Identifiability diagnostics for learned latents.
 
 With ground truth:
 

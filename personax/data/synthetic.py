@@ -449,7 +449,7 @@ def make_cohort(
 
 @dataclasses.dataclass
 class MultimodalBenchmark:
-    """Multi-measurement multimodal data with known latents (SPEC §4's generative model).
+    """Multi-measurement multimodal data with known latents (the study's generative model: shared, modality-specific and per-measurement latents).
 
     Attributes:
         modalities: modality name -> list of K measurement arrays (n x obs_dim each),
@@ -602,7 +602,7 @@ def make_variant_digits(
     pixel_noise: float = 0.05,
     exemplars: str = "per_measurement",
 ) -> MultimodalBenchmark:
-    """The "variant digits" CRL benchmark (SPEC §4) from real handwritten digits.
+    """The "variant digits" CRL benchmark from real handwritten digits.
 
     True graph over [Z11, Z12, Z21, Z22]: Z11 -> Z12, Z11 -> Z21, Z21 -> Z22.
     Modality ``digit``: a digit whose rotation follows Z11 and scale Z12, rendered

@@ -149,12 +149,12 @@ def pad_rows(a: np.ndarray, n_pad: int) -> np.ndarray:
 
 
 def kci_width_unconditional(n: int) -> float:
-    """causal-learn's empirical HSIC/KCI width for the unconditional test (SPEC §3)."""
+    """causal-learn's empirical HSIC/KCI width for the unconditional test."""
     return 0.8 if n < 200 else (0.5 if n < 1200 else 0.3)
 
 
 def kci_width_conditional(n: int) -> float:
-    """causal-learn's empirical width for the conditional KCI test (SPEC §3)."""
+    """causal-learn's empirical width for the conditional KCI test."""
     return 1.2 if n < 200 else (0.7 if n < 1200 else 0.4)
 
 
