@@ -79,7 +79,7 @@ def test_merge_refuses_incomplete_mixed_or_overlapping_chunks(tiny):
 @pytest.mark.slow
 def test_multirun_over_chunks_then_sweep_merge_equals_the_unchunked_run(tmp_path, capsys):
     """The documented commands: a joblib multirun over 2 chunks, then python -m personax.sweep."""
-    common = ["+experiment=smoke", "stages=[ingest,independence]", "data.images=false"]
+    common = ["+experiment=smoke", "stages=[ingest,traits,independence]", "data.images=false"]
     run_cli(tmp_path, "-m", *common, "independence.chunk=1/2,2/2", "name=chunks", "hydra/launcher=joblib")  # docs/sweeps.md
     run_cli(tmp_path, *common, "name=whole")
     (sweep,) = (tmp_path / "multirun/chunks").iterdir()
