@@ -9,10 +9,13 @@ and table cells lose their ``|`` and line breaks.
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 
+from personax.artifacts import REPORT_FIGURE, REPORT_MD
 from personax.report._model import Code, Figure, Findings, Heading, Note, Paragraph, Report, Table
 
-FIGURES_DIR = "figures"
+# Where report.md's figure links point: the report_figure artifact's folder, relative to report.md.
+FIGURES_DIR = PurePosixPath(REPORT_FIGURE.path).parent.relative_to(PurePosixPath(REPORT_MD.path).parent).as_posix()
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 # Underscores inside a word (person_id) cannot start emphasis and are left alone.
 _PUNCTUATION = re.compile(r"([\\`*\[\]|]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])|^#)")
