@@ -496,6 +496,7 @@ def fit(
     start = time.perf_counter()
     curves: list[tuple[np.ndarray, np.ndarray]] = []
     best = np.full(restarts, -np.inf)
+    patience_reference = np.full(restarts, -np.inf)  # the best ELBO that last beat its predecessor by min_delta
     best_params, waited = params, np.zeros(restarts, dtype=int)
     keys = jax.random.split(key, restarts)
     val_key = validation_key(config)  # fixed sampling noise: comparable across epochs
@@ -513,7 +514,9 @@ def fit(
             raise FloatingPointError(f"training diverged at epoch {index + 1} (validation ELBO {val_elbo})")
         improved = np.nan_to_num(val_elbo, nan=-np.inf) > best
         best = np.where(improved, val_elbo, best)
-        waited = np.where(improved, 0, waited + 1)
+        progressed = np.nan_to_num(val_elbo, nan=-np.inf) > patience_reference + config.min_delta
+        patience_reference = np.where(progressed, val_elbo, patience_reference)
+        waited = np.where(progressed, 0, waited + 1)
         best_params = keep_improved(jnp.asarray(improved), params, best_params)
         bar.set_postfix(val_elbo=f"{val_elbo.max():.3f}", best=f"{best.max():.3f}")
         if waited.min() >= config.patience:

@@ -52,6 +52,10 @@ class CRLConfig:
         hidden: Encoder/decoder MLP widths.
         mechanism_hidden: Hidden width of each node's mechanism f_j.
         learning_rate, batch_size, max_epochs, patience: Training.
+        min_delta: An epoch resets the patience counter only when its validation
+            ELBO (nats per person) beats the best so far by more than this; the
+            returned parameters are still those of the best ELBO. Without it, the
+            tiny gains of a decaying learning rate keep training to the epoch cap.
         l1_graph: L1 strength on the adjacency (per example; the proximal step
             uses Adam's per-coordinate step size, so the fit is a stationary
             point of loss + l1_graph * |A|_1).
@@ -110,6 +114,7 @@ class CRLConfig:
     batch_size: int = 256
     max_epochs: int = 200
     patience: int = 20
+    min_delta: float = 0.01
     l1_graph: float = 0.05
     weight_decay: float = 1e-3
     graph_threshold: float = 0.0

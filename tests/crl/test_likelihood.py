@@ -232,3 +232,18 @@ def test_sparse_decoder_gives_exact_zeros_and_tracks_which_latents_a_column_uses
     with pytest.raises(ValueError, match="tabular modality"):
         fit({"image": image, "text": text}, latent_dims={"image": 2, "text": 2}, shared_dim=1,
             sparse_decoder={"audio": 0.1}, max_epochs=1)
+
+
+@pytest.mark.slow  # ~10-20 s CPU (a small fit and its JIT compile); runs under CI
+def test_gains_below_min_delta_do_not_reset_patience(bench):
+    """With a min_delta no epoch can beat, training stops exactly patience epochs after the first,
+    and still returns the best-ELBO parameters of those epochs."""
+    model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
+                **{**SMALL, "max_epochs": 50, "patience": 3, "min_delta": 1e9})
+    assert model.stopped == "early stopping on validation"
+    assert len(model.history) == 4
+    assert model.best_val_elbo == pytest.approx(max(h["val_elbo"] for h in model.history), abs=1e-9)
+    # min_delta=0 is the old rule: any gain resets the counter, so a still-improving fit keeps going.
+    improving = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
+                    **{**SMALL, "max_epochs": 8, "patience": 3, "min_delta": 0.0})
+    assert len(improving.history) > 4
