@@ -311,6 +311,9 @@ TRAIT_RELIABILITY_FIGURE = _declare("trait_reliability_figure", "traits/reliabil
 # embeddings
 IMAGE_EMBEDDING = _declare("image_embedding", "embeddings/image.npy", "embeddings", "npy",
                            "face image embedding (n x d float32, NaN rows where no image)")
+IMAGE_PIXELS = _declare("image_pixels", "embeddings/image_pixels.npy", "embeddings", "npy",
+                        "each face as a grey side x side thumbnail (n x side^2 float32 in [0, 1], NaN rows where "
+                        "no image): a model-free second image measurement")
 IMAGE_INDEX = _declare("image_index", "embeddings/image_index.parquet", "embeddings", "parquet",
                        "person_id, row, image_sha256, status of each image")
 TEXT_EMBEDDING = _declare("text_embedding", "embeddings/text_{key}.npy", "embeddings", "npy",

@@ -50,7 +50,8 @@ def baseline_latents(measurements: Mapping[str, Sequence[np.ndarray]], block_dim
     PCA and FastICA give one unstructured set of ``sum(block_dims)`` components,
     offered to every block (the matching picks the best components for it); the
     rater mean offers each modality's mean measurement to that modality's block and
-    all modalities' means to the shared block; CCA-then-ICA respects the blocks.
+    all modalities' means to the shared block (a modality whose measurements differ
+    in width has no mean); CCA-then-ICA respects the blocks.
 
     Args:
         measurements: modality -> list of (n, d) arrays (NaN allowed for missing).
@@ -73,12 +74,16 @@ def baseline_latents(measurements: Mapping[str, Sequence[np.ndarray]], block_dim
 
     means = {}
     for m in modalities:
+        if len({np.asarray(x).reshape(len(x), -1).shape[1] for x in measurements[m]}) > 1:
+            continue  # measurements of different kinds (an embedding and a thumbnail): no mean to take
         stacked = np.stack([np.asarray(x, dtype=np.float64).reshape(len(x), -1) for x in measurements[m]])
         with warnings.catch_warnings():  # rows with every measurement missing: NaN, imputed below
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(stacked, axis=0)
         means[m] = _standardised(mean, train)
-    out["rater_mean"] = {b: means[b] if b in means else np.hstack([means[m] for m in modalities]) for b in block_dims}
+    out["rater_mean"] = {b: means[b] for b in block_dims if b in means}
+    if "shared" in block_dims and means:
+        out["rater_mean"]["shared"] = np.hstack(list(means.values()))
 
     cca_ica: dict[str, np.ndarray] = {}
     shared_dim = int(block_dims.get("shared", 0))

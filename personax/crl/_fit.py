@@ -27,7 +27,7 @@ import pandas as pd
 from flax import serialization
 
 from personax.crl._contrastive import multiview_infonce
-from personax.crl._model import AUXILIARY, CausalMultimodalVAE, CRLConfig, mask_key, measurement_keys
+from personax.crl._model import AUXILIARY, CausalMultimodalVAE, CRLConfig, input_dim, mask_key, measurement_keys
 
 FORMAT = "personax-crl-v2"  # v2: config.json carries the weights' SHA-256 and every parameter's shape
 
@@ -41,9 +41,6 @@ def _check_modalities(modalities: Mapping[str, Sequence[np.ndarray]], latent_dim
     for name, arrays in modalities.items():
         if not arrays:
             raise ValueError(f"modality {name!r} has no measurements")
-        dims = {np.asarray(x).reshape(len(x), -1).shape[1] for x in arrays}
-        if len(dims) != 1:
-            raise ValueError(f"measurements of {name!r} differ in dimension: {sorted(dims)}")
         observed_any = np.zeros(len(arrays[0]), dtype=bool)
         for k, x in enumerate(arrays):
             values = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
@@ -85,9 +82,14 @@ def _data_fields(modalities: Mapping[str, Sequence[np.ndarray]], latent_dims: Ma
         "shared_dim": int(shared_dim),
         "latent_dims": {m: int(d) for m, d in latent_dims.items()},
         "measurements": {m: len(modalities[m]) for m in latent_dims},
-        "input_dims": {m: int(np.asarray(modalities[m][0]).reshape(n, -1).shape[1]) for m in latent_dims},
+        # one number when every measurement of a modality has the same width, else one per measurement
+        "input_dims": {m: _widths([np.asarray(x).reshape(n, -1).shape[1] for x in modalities[m]]) for m in latent_dims},
         "seed": int(seed),
     }
+
+
+def _widths(widths: Sequence[int]) -> int | tuple[int, ...]:
+    return int(widths[0]) if len(set(widths)) == 1 else tuple(int(w) for w in widths)
 
 
 def _flatten(modalities: Mapping[str, Sequence[np.ndarray]], config: CRLConfig) -> dict[str, np.ndarray]:
@@ -234,8 +236,10 @@ def _config_from_json(fields: Mapping[str, Any]) -> CRLConfig:
     values["hidden"] = tuple(int(v) for v in values.get("hidden", ()))
     values["image_shapes"] = {str(k): tuple(int(d) for d in v) for k, v in values.get("image_shapes", {}).items()}
     values["sparse_decoder"] = {str(k): float(v) for k, v in values.get("sparse_decoder", {}).items()}
-    for name in ("latent_dims", "measurements", "input_dims"):
+    for name in ("latent_dims", "measurements"):
         values[name] = {str(k): int(v) for k, v in values[name].items()}
+    values["input_dims"] = {str(k): int(v) if isinstance(v, (int, float)) else tuple(int(w) for w in v)
+                            for k, v in values["input_dims"].items()}
     return CRLConfig(**values)
 
 
@@ -309,10 +313,11 @@ def load_pretrained(directory: str | Path) -> FittedCRL:
     standardization = {}
     for name, (mean, scale) in payload["standardization"].items():
         mean, scale = np.asarray(mean, np.float32), np.asarray(scale, np.float32)
-        modality = name.rsplit("_", 1)[0]
-        if mean.shape != scale.shape or mean.shape != (config.input_dims.get(modality, -1),):
+        modality, k = name.rsplit("_", 1)
+        expected = input_dim(config, modality, int(k)) if modality in config.input_dims and k.isdigit() else -1
+        if mean.shape != scale.shape or mean.shape != (expected,):
             raise ValueError(f"{config_file}: standardization[{name!r}] has shapes {mean.shape}/{scale.shape}, "
-                             f"expected ({config.input_dims.get(modality)},)")
+                             f"expected ({expected},)")
         if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
             raise ValueError(f"{config_file}: standardization[{name!r}] has a non-finite mean or a scale that is not "
                              "positive and finite")
@@ -330,7 +335,7 @@ def validation_key(config: CRLConfig) -> jax.Array:
 
 
 def _init_params(config: CRLConfig, key: jax.Array):
-    batch = {f"{m}_{k}": jnp.zeros((2, config.input_dims[m])) for m, k in measurement_keys(config)}
+    batch = {f"{m}_{k}": jnp.zeros((2, input_dim(config, m, k))) for m, k in measurement_keys(config)}
     if config.auxiliary_dim:
         batch[AUXILIARY] = jnp.zeros((2, config.auxiliary_dim))
     return CausalMultimodalVAE(config).init(key, batch, key)["params"]
@@ -386,7 +391,7 @@ def fit(
             raise ValueError(f"image_shapes[{m!r}] = {shape}: needs a modality name and (height, width, channels)")
         if fields["input_dims"][m] != int(np.prod(shape)):
             raise ValueError(f"image_shapes[{m!r}] = {shape} has {int(np.prod(shape))} values but the measurements "
-                             f"have {fields['input_dims'][m]}")
+                             f"have {fields['input_dims'][m]} (every measurement of an image modality has this shape)")
     if auxiliary is not None:
         auxiliary = np.asarray(auxiliary, dtype=np.float32).reshape(n, -1) if len(auxiliary) == n else None
         if auxiliary is None:

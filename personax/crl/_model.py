@@ -47,7 +47,8 @@ class CRLConfig:
         shared_dim: Size of the shared block s.
         latent_dims: modality -> size of its block z(m), in causal order.
         measurements: modality -> number of measurements K_m.
-        input_dims: modality -> input dimension of each of its measurements.
+        input_dims: modality -> input dimension of its measurements: one number, or
+            one per measurement when they differ (e.g. an embedding and a thumbnail).
         noise_dim: Size of each per-measurement noise eta(m,k).
         hidden: Encoder/decoder MLP widths.
         mechanism_hidden: Hidden width of each node's mechanism f_j.
@@ -106,7 +107,7 @@ class CRLConfig:
     shared_dim: int
     latent_dims: dict[str, int]
     measurements: dict[str, int]
-    input_dims: dict[str, int]
+    input_dims: dict[str, int | tuple[int, ...]]
     noise_dim: int = 1
     hidden: tuple[int, ...] = (128, 128)
     mechanism_hidden: int = 16
@@ -255,6 +256,12 @@ class MLP(nn.Module):
         return nn.Dense(self.features[-1])(x)
 
 
+def input_dim(config: CRLConfig, modality: str, k: int) -> int:
+    """Width of measurement ``k`` of ``modality``."""
+    dims = config.input_dims[modality]
+    return int(dims) if isinstance(dims, int) else int(dims[k])
+
+
 def measurement_keys(config: CRLConfig) -> list[tuple[str, int]]:
     return [(m, k) for m in config.latent_dims for k in range(config.measurements[m])]
 
@@ -307,15 +314,15 @@ class CausalMultimodalVAE(nn.Module):
                 return ConvEncoder(tuple(c.image_shapes[m]), c.hidden[-1], out)
             return MLP((*c.hidden, out))
 
-        def decoder(m):
+        def decoder(m, k):
             if m in c.image_shapes:
                 return ConvDecoder(tuple(c.image_shapes[m]), c.hidden[-1])
             if m in c.sparse_decoder:
-                return SparseAdditiveDecoder(c.input_dims[m])
-            return MLP((*reversed(c.hidden), c.input_dims[m]))
+                return SparseAdditiveDecoder(input_dim(c, m, k))
+            return MLP((*reversed(c.hidden), input_dim(c, m, k)))
 
         self.encoders = {f"{m}_{k}": encoder(m) for m, k in self.keys}
-        self.decoders = {f"{m}_{k}": decoder(m) for m, k in self.keys}
+        self.decoders = {f"{m}_{k}": decoder(m, k) for m, k in self.keys}
         self.log_sigma_x = self.param("log_sigma_x", nn.initializers.zeros, (len(self.keys),))
         d, h = c.total_latent, c.mechanism_hidden
         self.adjacency = self.param("adjacency", nn.initializers.uniform(0.2), (d, d))

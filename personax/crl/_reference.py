@@ -427,6 +427,10 @@ def fit_reference(
     """
     latent_dims = dict(latent_dims)
     n, fields = _data_fields(modalities, latent_dims, shared_dim, seed)
+    for name, dims in fields["input_dims"].items():
+        if not isinstance(dims, int):  # the study's architecture has one width per modality
+            raise ValueError(f"measurements of {name!r} differ in dimension: {list(dims)}; the reference model "
+                             "needs one width per modality")
     for name, arrays in modalities.items():  # personax masks missing entries; the study's design cannot
         for k, x in enumerate(arrays):
             if np.isnan(np.asarray(x, dtype=np.float64)).any():

@@ -1,7 +1,9 @@
 """Procedurally drawn faces whose geometry follows the CelebA face attributes.
 
 Each attribute changes one visible part of the drawing (a thicker brow, a longer
-nose, a second chin line, ...), gender changes hair length, age greys the hair
+nose, a second chin line, ...); four parts can instead follow a continuous value
+(``geometry``: face length, nose length, smile, lip fullness), which the synthetic
+cohort uses for its Level II latents. Gender changes hair length, age greys the hair
 and region shifts the skin tone, so an image model can recover these factors.
 Small random jitter (position, colours) stands in for per-photo noise.
 """
@@ -21,6 +23,12 @@ _HAIR = np.array([[40, 30, 25], [95, 60, 35], [200, 160, 90], [20, 20, 20]], dty
 _GREY = np.array([170, 170, 170], dtype=float)
 
 
+# Continuous geometry (in standard units): each value moves one part of the drawing
+# smoothly. Without it, the binary attribute gives +-1 (the look of the attribute on/off).
+GEOMETRY = ("face_length", "nose_length", "smile", "lips")
+_SUPERSAMPLE = 4  # drawn at 4x and box-filtered down, so sub-pixel changes show as grey levels
+
+
 def draw_face(
     attributes: dict[str, int],
     *,
@@ -29,6 +37,7 @@ def draw_face(
     region: int,
     rng: np.random.Generator,
     size: int = 64,
+    geometry: dict[str, float] | None = None,
 ) -> np.ndarray:
     """Draws one face; returns a ``size x size x 3`` uint8 array.
 
@@ -38,18 +47,34 @@ def draw_face(
         age_years: Greys the hair from about 45 years on.
         region: Index of the region (shifts the skin tone).
         rng: Source of the per-photo jitter.
-        size: Output side in pixels (drawn at 64 and resized).
+        size: Output side in pixels (drawn at 256, anti-aliased down).
+        geometry: Optional continuous values (standard units, about -2..2) of
+            ``GEOMETRY``: face length (long and narrow vs round), nose length,
+            smile (mouth curvature; negative frowns) and lip fullness. A value
+            given here replaces the look of the matching binary attribute
+            (Oval_Face, Big_Nose, High_Cheekbones' smile, Big_Lips).
 
     Example:
         >>> import numpy as np
         >>> face = draw_face({a: 1 for a in FACE_ATTRIBUTES}, male=True, age_years=40,
-        ...                  region=0, rng=np.random.default_rng(0))
+        ...                  region=0, rng=np.random.default_rng(0), geometry={"smile": 0.5})
         >>> face.shape, face.dtype
         ((64, 64, 3), dtype('uint8'))
     """
     on = {name: attributes.get(name, -1) == 1 for name in FACE_ATTRIBUTES}
+    shape = {"face_length": 1.0 if on["Oval_Face"] else -1.0, "nose_length": 1.0 if on["Big_Nose"] else -1.0,
+             "smile": 1.0 if on["High_Cheekbones"] else -1.0, "lips": 1.0 if on["Big_Lips"] else -1.0}
+    unknown = set(geometry or {}) - set(GEOMETRY)
+    if unknown:
+        raise ValueError(f"unknown face geometry {sorted(unknown)}; known: {GEOMETRY}")
+    shape.update({k: float(np.clip(v, -3.0, 3.0)) for k, v in (geometry or {}).items()})
+    k = _SUPERSAMPLE
+
+    def box(*values: float) -> list[float]:  # 64-pixel coordinates -> the supersampled canvas
+        return [k * v for v in values]
+
     background = tuple(int(v) for v in rng.integers(190, 250, size=3))
-    image = Image.new("RGB", (64, 64), background)
+    image = Image.new("RGB", (64 * k, 64 * k), background)
     draw = ImageDraw.Draw(image)
     dx, dy = (int(v) for v in rng.integers(-1, 2, size=2))
     cx, cy = 32 + dx, 34 + dy
@@ -60,16 +85,18 @@ def draw_face(
     hair = (1 - grey) * _HAIR[rng.integers(len(_HAIR))] + grey * _GREY
     hair_rgb = tuple(int(v) for v in np.clip(hair + rng.normal(0, 6, size=3), 0, 255))
 
-    half_w = 12 if on["Oval_Face"] else 15
-    half_h = 19 if on["Oval_Face"] else 16
+    half_w = 13.5 - 1.5 * shape["face_length"]
+    half_h = 17.5 + 1.5 * shape["face_length"]
     if not male:  # long hair behind the face
-        draw.rectangle([cx - half_w - 4, cy - half_h, cx + half_w + 4, cy + half_h + 8], fill=hair_rgb)
+        draw.rectangle(box(cx - half_w - 4, cy - half_h, cx + half_w + 4, cy + half_h + 8), fill=hair_rgb)
     if on["Double_Chin"]:
-        draw.ellipse([cx - half_w + 3, cy + half_h - 6, cx + half_w - 3, cy + half_h + 5], fill=skin_rgb, outline=(120, 80, 60))
-    draw.ellipse([cx - half_w, cy - half_h, cx + half_w, cy + half_h], fill=skin_rgb)
+        draw.ellipse(box(cx - half_w + 3, cy + half_h - 6, cx + half_w - 3, cy + half_h + 5), fill=skin_rgb,
+                     outline=(120, 80, 60), width=k)
+    draw.ellipse(box(cx - half_w, cy - half_h, cx + half_w, cy + half_h), fill=skin_rgb)
     # Hair cap: a receding hairline leaves more forehead.
     hairline = cy - half_h + (3 if on["Receding_Hairline"] else 8)
-    draw.chord([cx - half_w - 1, cy - half_h - 4, cx + half_w + 1, 2 * hairline - (cy - half_h - 4)], 180, 360, fill=hair_rgb)
+    draw.chord(box(cx - half_w - 1, cy - half_h - 4, cx + half_w + 1, 2 * hairline - (cy - half_h - 4)), 180, 360,
+               fill=hair_rgb)
 
     eye_y = cy - 3
     brow_y = eye_y - 5
@@ -78,33 +105,34 @@ def draw_face(
     for side in (-1, 1):
         ex = cx + side * 6
         if on["Arched_Eyebrows"]:
-            draw.arc([ex - 4, brow_y - 3, ex + 4, brow_y + 7], 200, 340, fill=brow_rgb, width=brow_width)
+            draw.arc(box(ex - 4, brow_y - 3, ex + 4, brow_y + 7), 200, 340, fill=brow_rgb, width=k * brow_width)
         else:
-            draw.line([ex - 4, brow_y + 1, ex + 4, brow_y + 1], fill=brow_rgb, width=brow_width)
+            draw.line(box(ex - 4, brow_y + 1, ex + 4, brow_y + 1), fill=brow_rgb, width=k * brow_width)
         eye_h = 1 if on["Narrow_Eyes"] else 3
-        draw.ellipse([ex - 3, eye_y - eye_h, ex + 3, eye_y + eye_h], fill=(255, 255, 255), outline=(40, 40, 40))
-        draw.point([(ex, eye_y)], fill=(30, 30, 60))
+        draw.ellipse(box(ex - 3, eye_y - eye_h, ex + 3, eye_y + eye_h), fill=(255, 255, 255), outline=(40, 40, 40),
+                     width=k)
+        draw.ellipse(box(ex - 0.6, eye_y - 0.6, ex + 0.6, eye_y + 0.6), fill=(30, 30, 60))
         if on["High_Cheekbones"]:
-            draw.ellipse([ex - 3, eye_y + 5, ex + 3, eye_y + 8], fill=(230, 140, 140))
+            draw.ellipse(box(ex - 3, eye_y + 5, ex + 3, eye_y + 8), fill=(230, 140, 140))
 
-    nose_len = 9 if on["Big_Nose"] else 5
-    nose_w = 4 if on["Big_Nose"] else 2
+    nose_len = 7 + 2 * shape["nose_length"]
+    nose_w = 3 + shape["nose_length"]
     nose_top, nose_tip = eye_y + 1, eye_y + 1 + nose_len
     if on["Pointy_Nose"]:
-        draw.polygon([(cx, nose_top), (cx - nose_w - 1, nose_tip), (cx + nose_w + 1, nose_tip)], fill=(150, 95, 70))
+        draw.polygon([tuple(box(cx, nose_top)), tuple(box(cx - nose_w - 1, nose_tip)), tuple(box(cx + nose_w + 1, nose_tip))],
+                     fill=(150, 95, 70))
     else:
-        draw.line([cx, nose_top, cx, nose_tip - 1], fill=(110, 70, 50))
-        draw.ellipse([cx - nose_w, nose_tip - 2, cx + nose_w, nose_tip + 1], outline=(110, 70, 50))
+        draw.line(box(cx, nose_top, cx, nose_tip - 1), fill=(110, 70, 50), width=k)
+        draw.ellipse(box(cx - nose_w, nose_tip - 2, cx + nose_w, nose_tip + 1), outline=(110, 70, 50), width=k)
 
+    # The mouth: a curve whose middle sags by the smile (a negative smile frowns), drawn
+    # as thick as the lips are full.
     mouth_y = nose_tip + 4
     lip = (180, 60, 70)
-    if on["Big_Lips"]:
-        draw.ellipse([cx - 6, mouth_y - 2, cx + 6, mouth_y + 3], fill=lip)
-    else:
-        draw.line([cx - 5, mouth_y, cx + 5, mouth_y], fill=lip, width=1)
-    if on["High_Cheekbones"]:  # CelebA's high cheekbones go with a smile
-        draw.arc([cx - 6, mouth_y - 4, cx + 6, mouth_y + 3], 20, 160, fill=lip)
+    thickness = max(0.5, 2.2 + 1.0 * shape["lips"])
+    xs = np.linspace(-6, 6, 25)
+    curve = [tuple(box(cx + x, mouth_y + 2.0 * shape["smile"] * (1 - (x / 6) ** 2))) for x in xs]
+    draw.line(curve, fill=lip, width=max(1, int(round(k * thickness))), joint="curve")
 
-    if size != 64:
-        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    image = image.resize((size, size), Image.Resampling.BOX)
     return np.asarray(image, dtype=np.uint8)

@@ -1,12 +1,23 @@
 """A synthetic PersonaX cohort with a planted structural causal model.
 
 :func:`make_cohort` draws people whose latent Big Five traits depend on some
-biographical features and face attributes and not on others. The returned
+biographical features and not on others, and whose faces show some traits. The returned
 :class:`GroundTruth` holds the true trait values, the planted DAG over every
 variable (hidden ones included), which features are direct causes of which
 trait, and the *marginal* dependence matrix that an unconditional independence
 test should find. Bios are written from the traits (so text raters can recover
 them) and faces are drawn from the face attributes (so image models can).
+
+Level II (the crl stage) is planted on purpose to meet the model's assumptions
+(celebrity cohort): continuous, non-Gaussian latents in three blocks. The shared
+block is extraversion and agreeableness, seen in the bio *and* the face (the
+smile's curve, the lips' fullness); the image block is the face's geometry (face
+length -> nose length, an edge inside the block), seen only in the face; the text
+block is openness, conscientiousness and neuroticism (c -> n), seen only in the
+bio. Gender, birth year and occupation shift these latents and are observed, so
+the crl stage conditions its prior on them (``crl.auxiliary``). Four CelebA
+attributes are views of these latents: Oval_Face and Big_Nose are thresholds of
+the geometry, High_Cheekbones and Big_Lips follow e and a.
 
 Marginal dependence is read off the DAG: two variables are dependent exactly
 when they share an ancestor (one may be the other's ancestor), which is
@@ -116,7 +127,12 @@ _FACE_MODEL = {
     "Narrow_Eyes": (-1.0, 0.0, 0.0),
     "High_Cheekbones": (-0.2, -0.9, 0.0),
 }
-_FACE_ON_TRAIT = {("High_Cheekbones", "e"): 0.35, ("Big_Lips", "a"): 0.25}
+# Attributes that are thresholds of a continuous latent (the drawing follows the latent).
+_FACE_FROM_LATENT = {"Oval_Face": ("face_length", 0.3), "Big_Nose": ("nose_length", 0.5)}
+# Traits seen in the face: logit += effect * standardised trait (the drawing's smile and lips
+# follow extraversion and agreeableness continuously).
+_TRAIT_ON_FACE = {"High_Cheekbones": ("smile", 0.8), "Big_Lips": ("lips", 0.6)}
+_C_ON_N = -0.4  # conscientiousness lowers neuroticism (an edge inside the text block)
 # Direct effect of gender on (O, C, E, A, N), times +1 for men and -1 for women.
 _GENDER_ON_TRAITS = np.array([0.25, -0.25, -0.25, -0.35, -0.35])
 
@@ -166,6 +182,10 @@ def marginally_dependent(edges: Sequence[tuple[str, str, float]], a: str, b: str
     return bool((ancestors(edges, a) | {a}) & (ancestors(edges, b) | {b}))
 
 
+def _standardised(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / (x.std() if x.std() > 0 else 1.0)
+
+
 def _random_dates(years: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Uniform day of a (non-leap reference) year, as month and day."""
     doy = rng.integers(0, 365, size=len(years))
@@ -204,18 +224,32 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
     male_sign = 2 * male - 1
     height = 166 + 7 * male_sign + rng.normal(0, 7, n)
     weight = 22.5 * (height / 100) ** 2 * np.exp(0.03 * male_sign + rng.normal(0, 0.10, n))
-    faces = {}
-    for name, (base, gender_effect, age_effect) in _FACE_MODEL.items():
-        logit = base + gender_effect * male_sign + age_effect * age_z
-        faces[name] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), 1, -1)
-    traits = rng.normal(0, 1, (n, 5)) + _OCCUPATION_EFFECT[occupation]
+    # Level II image block: continuous face geometry, non-Gaussian, with an edge inside the
+    # block (face_length -> nose_length) and gender as an observed auxiliary.
+    face_length = rng.uniform(-np.sqrt(3.0), np.sqrt(3.0), n)
+    nose_length = _standardised(0.9 * np.tanh(1.2 * face_length) + 0.45 * male_sign + rng.laplace(0, 0.4, n))
+    # Traits: occupation, age, region, gender, and Laplace (non-Gaussian) noise; c -> n inside the block.
+    traits = rng.laplace(0, 1 / np.sqrt(2.0), (n, 5)) + _OCCUPATION_EFFECT[occupation]
     traits[:, 0] += -0.30 * age_z
     traits[:, 1] += 0.35 * age_z
     traits[:, 2] += _REGION_EXTRAVERSION[region]
     traits += _GENDER_ON_TRAITS * male_sign[:, None]
-    traits[:, 4] += -0.25 * age_z
-    for (face, trait), effect in _FACE_ON_TRAIT.items():
-        traits[:, TRAITS.index(trait)] += effect * faces[face]
+    traits[:, 4] += -0.25 * age_z + _C_ON_N * np.tanh(traits[:, 1])
+    # The shared block: extraversion and agreeableness show in the face (smile, full lips)
+    # as well as in the bio, so both modalities measure them.
+    geometry = {"face_length": face_length, "nose_length": nose_length,
+                "smile": _standardised(traits[:, 2]), "lips": _standardised(traits[:, 3])}
+    faces = {}
+    for name, (base, gender_effect, age_effect) in _FACE_MODEL.items():
+        logit = base + gender_effect * male_sign + age_effect * age_z
+        if name in _FACE_FROM_LATENT:  # a thresholded view of a continuous latent
+            latent, cut = _FACE_FROM_LATENT[name]
+            faces[name] = np.where(geometry[latent] > cut, 1, -1)
+            continue
+        if name in _TRAIT_ON_FACE:
+            trait, effect = _TRAIT_ON_FACE[name]
+            logit = logit + effect * geometry[trait]
+        faces[name] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), 1, -1)
 
     edges: list[tuple[str, str, float]] = [
         ("gender", "group", 1.0),
@@ -237,11 +271,15 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
     edges += [("gender", t, float(w)) for t, w in zip(TRAITS, _GENDER_ON_TRAITS)]
     edges += [("group", t, 1.0) for t in TRAITS]
     for name, (_, gender_effect, age_effect) in _FACE_MODEL.items():
+        if name in _FACE_FROM_LATENT:
+            edges.append((_FACE_FROM_LATENT[name][0], name, 1.0))
+            continue
         if gender_effect:
             edges.append(("gender", name, gender_effect))
         if age_effect:
             edges.append(("birth_year", name, age_effect))
-    edges += [(face, trait, effect) for (face, trait), effect in _FACE_ON_TRAIT.items()]
+    edges += [("face_length", "nose_length", 0.9), ("gender", "nose_length", 0.45), ("c", "n", _C_ON_N)]
+    edges += [({"smile": "e", "lips": "a"}[latent], face, effect) for face, (latent, effect) in _TRAIT_ON_FACE.items()]
     return {
         "group": occupation,
         "group_labels": OCCUPATIONS,
@@ -252,6 +290,7 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
         "height": height,
         "weight": weight,
         "faces": faces,
+        "geometry": geometry,
         "faces_observed": True,
         "traits": traits,
         "edges": edges,
@@ -260,8 +299,11 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
             "height_cm", "weight_kg", "birth_year", "birth_month", "birth_day", "day_of_year", "day_sin",
             "day_cos", "latitude", "longitude", "group", "gender", *FACE_ATTRIBUTES,
         ],
-        "hidden": ["region"],
-        "latent_blocks": {"shared": ["gender", "birth_year"], "image": list(FACE_ATTRIBUTES), "text": list(TRAITS)},
+        "hidden": ["region", "face_length", "nose_length"],
+        # Level II: e and a are seen in the face and the bio; the face geometry only in the face;
+        # o, c, n only in the bio. Gender, birth year and occupation are observed auxiliaries.
+        "latent_blocks": {"shared": ["e", "a"], "image": ["face_length", "nose_length"], "text": ["o", "c", "n"]},
+        "latent_values": {"face_length": face_length, "nose_length": nose_length},
     }
 
 
@@ -404,6 +446,7 @@ def make_cohort(
                     region=int(region[i]),
                     rng=face_rng,
                     size=image_size,
+                    geometry={k: float(v[i]) for k, v in draw.get("geometry", {}).items()},
                 )
                 for i in range(n)
             ]
@@ -423,7 +466,8 @@ def make_cohort(
         index=features,
         columns=list(TRAITS),
     )
-    trait_values = pd.DataFrame({"person_id": ids, **{t: traits[:, j] for j, t in enumerate(TRAITS)}})
+    trait_values = pd.DataFrame({"person_id": ids, **{t: traits[:, j] for j, t in enumerate(TRAITS)},
+                                 **{k: np.asarray(v, dtype=float) for k, v in draw.get("latent_values", {}).items()}})
     truth = GroundTruth(
         kind=kind,
         seed=seed,

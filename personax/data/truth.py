@@ -39,12 +39,14 @@ class GroundTruth:
             effect size in the child's noise standard deviations (1.0 where the
             effect is not a single number, e.g. a lookup table).
         latent_blocks: Latent blocks for multimodal CRL: "shared" (seen in face
-            and bio), "image" (face only), "text" (bio only).
+            and bio), "image" (face only), "text" (bio only); each names planted
+            latents (columns of ``trait_values``) or observed features.
         direct_effects: features x traits, 1 where the feature is a parent of
             the trait.
         marginal_dependence: features x traits, 1 where feature and trait are
             d-connected given nothing (an unconditional test should reject).
-        trait_values: person_id plus the true continuous value of each trait.
+        trait_values: person_id plus the true continuous value of each trait and
+            of every other planted latent (the celebrity faces' geometry).
         raters: Simulated rater name -> noise sd, bias and probability of 0.
     """
 
@@ -67,6 +69,11 @@ class GroundTruth:
         for parent, child, weight in self.edges:
             matrix.loc[parent, child] = weight
         return matrix
+
+    def latent_graph(self) -> pd.DataFrame:
+        """Weighted adjacency over the CRL latents (``latent_blocks`` in order); [parent, child]."""
+        names = [name for block in self.latent_blocks.values() for name in block]
+        return self.adjacency().reindex(index=names, columns=names, fill_value=0.0)
 
     def save(self, directory: str | Path) -> None:
         """Writes ``ground_truth.json`` and ``trait_values.parquet`` into ``directory``."""
@@ -174,8 +181,8 @@ class PlantedTruth:
 
     @property
     def graph(self) -> pd.DataFrame | None:
-        """The true latent graph, where the run has one over the CRL latents (the benchmark)."""
-        return None if self.benchmark is None else self.benchmark.graph
+        """The true graph over the CRL latents, blocks in the order :meth:`latent_blocks` gives them."""
+        return self.benchmark.graph if self.benchmark is not None else self.cohort.latent_graph()
 
 
 def planted_truth(run_dir: Any) -> PlantedTruth | None:

@@ -6,6 +6,8 @@ the artifacts declared in :mod:`personax.artifacts`:
 
 * ``image_embedding`` (n x d float32, NaN rows for skipped images) and ``image_index``
   (person_id, row, image_sha256, status: "ok" or the reason it was skipped);
+* ``image_pixels`` (n x side² grey thumbnails, NaN rows for skipped images) when
+  ``embeddings.pixels.enabled``: a model-free second measurement of each face;
 * ``text_embedding[<source>]`` and ``text_index[<source>]`` for each text source
   (the bio by default);
 * ``face_attributes`` when the table has no face attributes (zero-shot CLIP), which the
@@ -32,6 +34,7 @@ from omegaconf import DictConfig
 from personax.data.schema import FACE_ATTRIBUTES
 from personax.embeddings._cache import EmbeddingCache
 from personax.embeddings._clip import embed_images, load_clip, zero_shot_face_attributes
+from personax.embeddings._pixels import thumbnails
 from personax.embeddings._privacy import PrivacyTransform
 from personax.embeddings._text import clip_text, embed_texts, sentence_transformer
 from personax import artifacts as A
@@ -96,6 +99,16 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             log.warning(RANDOM_WEIGHTS_WARNING)
         for reason in skipped[:5]:
             log.warning("image skipped: %s", reason)
+
+    pixels = options.get("pixels") or {}
+    if pixels.get("enabled", False):
+        files = image_files(persons, run_dir)
+        run_dir.input_files("images referenced by the person table",
+                            {pid: f for pid, f in zip(persons.person_id, files) if f is not None})
+        values, _ = thumbnails(files, side=int(pixels.get("side", 32)), max_bytes=int(options.image.max_image_bytes),
+                               max_pixels=int(options.image.max_image_pixels))
+        run_dir.write(A.IMAGE_PIXELS, values)
+        info["pixels"] = {"side": int(pixels.get("side", 32)), "images": int(np.isfinite(values).all(axis=1).sum())}
 
     if options.text.enabled and options.text.sources:
         text = options.text
