@@ -25,7 +25,7 @@ _GREY = np.array([170, 170, 170], dtype=float)
 
 # Continuous geometry (in standard units): each value moves one part of the drawing
 # smoothly. Without it, the binary attribute gives +-1 (the look of the attribute on/off).
-GEOMETRY = ("face_length", "nose_length", "smile", "lips")
+GEOMETRY = ("face_length", "nose_length", "smile", "mouth_width", "lips")
 _SUPERSAMPLE = 4  # drawn at 4x and box-filtered down, so sub-pixel changes show as grey levels
 
 
@@ -50,9 +50,9 @@ def draw_face(
         size: Output side in pixels (drawn at 256, anti-aliased down).
         geometry: Optional continuous values (standard units, about -2..2) of
             ``GEOMETRY``: face length (long and narrow vs round), nose length,
-            smile (mouth curvature; negative frowns) and lip fullness. A value
+            smile (mouth curvature; negative frowns), mouth width and lip fullness. A value
             given here replaces the look of the matching binary attribute
-            (Oval_Face, Big_Nose, High_Cheekbones' smile, Big_Lips).
+            (Oval_Face, Big_Nose, High_Cheekbones' smile); lips add to Big_Lips' look.
 
     Example:
         >>> import numpy as np
@@ -63,7 +63,7 @@ def draw_face(
     """
     on = {name: attributes.get(name, -1) == 1 for name in FACE_ATTRIBUTES}
     shape = {"face_length": 1.0 if on["Oval_Face"] else -1.0, "nose_length": 1.0 if on["Big_Nose"] else -1.0,
-             "smile": 1.0 if on["High_Cheekbones"] else -1.0, "lips": 1.0 if on["Big_Lips"] else -1.0}
+             "smile": 1.0 if on["High_Cheekbones"] else -1.0}
     unknown = set(geometry or {}) - set(GEOMETRY)
     if unknown:
         raise ValueError(f"unknown face geometry {sorted(unknown)}; known: {GEOMETRY}")
@@ -85,8 +85,10 @@ def draw_face(
     hair = (1 - grey) * _HAIR[rng.integers(len(_HAIR))] + grey * _GREY
     hair_rgb = tuple(int(v) for v in np.clip(hair + rng.normal(0, 6, size=3), 0, 255))
 
-    half_w = 13.5 - 1.5 * shape["face_length"]
-    half_h = 17.5 + 1.5 * shape["face_length"]
+    # A binary attribute that thresholds a continuous value adds a step, so both show.
+    oval = 1.0 if on["Oval_Face"] else 0.0
+    half_w = 13.5 - 1.5 * shape["face_length"] - oval
+    half_h = 17.5 + 1.5 * shape["face_length"] + oval
     if not male:  # long hair behind the face
         draw.rectangle(box(cx - half_w - 4, cy - half_h, cx + half_w + 4, cy + half_h + 8), fill=hair_rgb)
     if on["Double_Chin"]:
@@ -115,23 +117,26 @@ def draw_face(
         if on["High_Cheekbones"]:
             draw.ellipse(box(ex - 3, eye_y + 5, ex + 3, eye_y + 8), fill=(230, 140, 140))
 
-    nose_len = 7 + 2 * shape["nose_length"]
-    nose_w = 3 + shape["nose_length"]
+    nose_len = 6 + 1.5 * min(shape["nose_length"], 2.0) + (1.0 if on["Big_Nose"] else 0.0)
+    nose_w = 3 + 0.7 * shape["nose_length"]
     nose_top, nose_tip = eye_y + 1, eye_y + 1 + nose_len
     if on["Pointy_Nose"]:
-        draw.polygon([tuple(box(cx, nose_top)), tuple(box(cx - nose_w - 1, nose_tip)), tuple(box(cx + nose_w + 1, nose_tip))],
-                     fill=(150, 95, 70))
+        # a dark filled triangle of fixed width: pointy or not stays plain at any nose length
+        draw.polygon([tuple(box(cx, nose_top)), tuple(box(cx - 4, nose_tip)), tuple(box(cx + 4, nose_tip))],
+                     fill=(120, 70, 50))
     else:
         draw.line(box(cx, nose_top, cx, nose_tip - 1), fill=(110, 70, 50), width=k)
         draw.ellipse(box(cx - nose_w, nose_tip - 2, cx + nose_w, nose_tip + 1), outline=(110, 70, 50), width=k)
 
     # The mouth: a curve whose middle sags by the smile (a negative smile frowns), drawn
     # as thick as the lips are full.
-    mouth_y = nose_tip + 4
+    mouth_y = cy + 11  # fixed, so the smile's curve is not confounded with the nose's length
     lip = (180, 60, 70)
-    thickness = max(0.5, 2.2 + 1.0 * shape["lips"])
-    xs = np.linspace(-6, 6, 25)
-    curve = [tuple(box(cx + x, mouth_y + 2.0 * shape["smile"] * (1 - (x / 6) ** 2))) for x in xs]
+    # Big_Lips sets the base thickness; a continuous lips value (if given) varies it further.
+    thickness = max(0.5, (3.5 if on["Big_Lips"] else 1.5) + 0.3 * float((geometry or {}).get("lips", 0.0)))
+    half_mouth = 6 + 1.2 * float(np.clip((geometry or {}).get("mouth_width", 0.0), -2.5, 2.5))
+    xs = np.linspace(-half_mouth, half_mouth, 25)
+    curve = [tuple(box(cx + x, mouth_y + 2.5 * shape["smile"] * (1 - (x / half_mouth) ** 2))) for x in xs]
     draw.line(curve, fill=lip, width=max(1, int(round(k * thickness))), joint="curve")
 
     image = image.resize((size, size), Image.Resampling.BOX)

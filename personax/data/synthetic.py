@@ -11,7 +11,7 @@ them) and faces are drawn from the face attributes (so image models can).
 Level II (the crl stage) is planted on purpose to meet the model's assumptions
 (celebrity cohort): continuous, non-Gaussian latents in three blocks. The shared
 block is extraversion and agreeableness, seen in the bio *and* the face (the
-smile's curve, the lips' fullness); the image block is the face's geometry (face
+smile's curve, the mouth's width); the image block is the face's geometry (face
 length -> nose length, an edge inside the block), seen only in the face; the text
 block is openness, conscientiousness and neuroticism (c -> n), seen only in the
 bio. Gender, birth year and occupation shift these latents and are observed, so
@@ -129,9 +129,9 @@ _FACE_MODEL = {
 }
 # Attributes that are thresholds of a continuous latent (the drawing follows the latent).
 _FACE_FROM_LATENT = {"Oval_Face": ("face_length", 0.3), "Big_Nose": ("nose_length", 0.5)}
-# Traits seen in the face: logit += effect * standardised trait (the drawing's smile and lips
+# Traits seen in the face: logit += effect * standardised trait (the drawing's smile and mouth width
 # follow extraversion and agreeableness continuously).
-_TRAIT_ON_FACE = {"High_Cheekbones": ("smile", 0.8), "Big_Lips": ("lips", 0.6)}
+_TRAIT_ON_FACE = {"High_Cheekbones": ("smile", 0.8), "Big_Lips": ("mouth_width", 0.6)}
 _C_ON_N = -0.4  # conscientiousness lowers neuroticism (an edge inside the text block)
 # Direct effect of gender on (O, C, E, A, N), times +1 for men and -1 for women.
 _GENDER_ON_TRAITS = np.array([0.25, -0.25, -0.25, -0.35, -0.35])
@@ -235,10 +235,10 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
     traits[:, 2] += _REGION_EXTRAVERSION[region]
     traits += _GENDER_ON_TRAITS * male_sign[:, None]
     traits[:, 4] += -0.25 * age_z + _C_ON_N * np.tanh(traits[:, 1])
-    # The shared block: extraversion and agreeableness show in the face (smile, full lips)
+    # The shared block: extraversion and agreeableness show in the face (smile, mouth width)
     # as well as in the bio, so both modalities measure them.
     geometry = {"face_length": face_length, "nose_length": nose_length,
-                "smile": _standardised(traits[:, 2]), "lips": _standardised(traits[:, 3])}
+                "smile": _standardised(traits[:, 2]), "mouth_width": _standardised(traits[:, 3])}
     faces = {}
     for name, (base, gender_effect, age_effect) in _FACE_MODEL.items():
         logit = base + gender_effect * male_sign + age_effect * age_z
@@ -279,7 +279,7 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
         if age_effect:
             edges.append(("birth_year", name, age_effect))
     edges += [("face_length", "nose_length", 0.9), ("gender", "nose_length", 0.45), ("c", "n", _C_ON_N)]
-    edges += [({"smile": "e", "lips": "a"}[latent], face, effect) for face, (latent, effect) in _TRAIT_ON_FACE.items()]
+    edges += [({"smile": "e", "mouth_width": "a"}[latent], face, effect) for face, (latent, effect) in _TRAIT_ON_FACE.items()]
     return {
         "group": occupation,
         "group_labels": OCCUPATIONS,
