@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from personax.crl import diagnostics as D
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
-from personax.crl import fit, load_pretrained
+from personax.crl import fit, fit_reference, load_pretrained
 from personax.data.synthetic import make_multimodal_numeric
 
 SMALL = dict(max_epochs=40, hidden=(32, 32), batch_size=128)
@@ -112,6 +112,22 @@ def test_bad_inputs_fail_clearly(bench):
     nan = {"image": [np.full((20, 3), np.nan)], "text": [np.zeros((20, 3))]}
     with pytest.raises(ValueError, match="no observed value"):
         fit(nan, latent_dims={"image": 1, "text": 1}, shared_dim=1)
+
+
+@pytest.mark.slow  # ~20 s CPU (two small fits and their JIT compiles); runs under CI
+def test_measurements_of_one_modality_may_differ_in_width(bench, tmp_path):
+    """An embedding and a thumbnail of the same face: one decoder per width; reloads identically."""
+    image = bench.modalities["image"]
+    wide = np.hstack([image[1], image[1] ** 2])  # a second measurement with twice the columns
+    modalities = {"image": [image[0], wide], "text": bench.modalities["text"][:1]}
+    model = fit(modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0, max_epochs=2, hidden=(16,))
+    assert model.config.input_dims == {"image": (10, 20), "text": 10}
+    model.save_pretrained(tmp_path / "m")
+    again = load_pretrained(tmp_path / "m")
+    for block, values in model.encode(modalities).items():
+        np.testing.assert_allclose(again.encode(modalities)[block], values, atol=1e-6)
+    with pytest.raises(ValueError, match="one width per modality"):  # the study's design cannot
+        fit_reference(modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=1, hidden=(16,))
 
 
 @pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI

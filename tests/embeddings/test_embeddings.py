@@ -130,6 +130,8 @@ def test_stage_writes_outputs_caches_and_keeps_the_seed_secret(compose_cfg, run_
     image = np.load(run_path / "embeddings/image.npy")
     bio = np.load(run_path / "embeddings/text_bio.npy")
     assert image.shape == (30, 64) and bio.shape == (30, 384) and np.isfinite(image).all()
+    pixels = np.load(run_path / "embeddings/image_pixels.npy")  # 32x32 grey thumbnails in [0, 1]
+    assert pixels.shape == (30, 32 * 32) and 0.0 <= pixels.min() and pixels.max() <= 1.0 and pixels.std() > 0.05
     index = pd.read_parquet(run_path / "embeddings/image_index.parquet")
     assert index.status.eq("ok").all() and index.image_sha256.str.len().eq(64).all()
     private = np.load(run_path / "embeddings/private/image.npy")
