@@ -272,7 +272,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             recovery[block].update({k: v for k, v in verdict.items() if k != "mcc"})
         scored_blocks = [b for b in order if latents[b].shape[1]]
         if (true_graph is not None and [b for b in truth if truth[b].shape[1]] == scored_blocks  # same order
-                and len(true_graph) == sum(truth[b].shape[1] for b in truth)):
+                and all(truth[b].shape[1] == latents[b].shape[1] for b in scored_blocks)  # the planted sizes
+                and len(true_graph) == sum(truth[b].shape[1] for b in scored_blocks)):
             # Every block has a planted counterpart: match latents to true nodes and score the graph.
             learned_all = np.concatenate([latents[b] for b in order if latents[b].shape[1]], axis=1)
             true_all = np.concatenate([truth[b] for b in order if b in truth], axis=1)
