@@ -163,6 +163,11 @@ class FittedCRL:
         return CausalMultimodalVAE(self.config)
 
     def _standardise(self, modalities) -> dict[str, np.ndarray]:
+        expected = {m: self.config.measurements[m] for m in self.config.latent_dims}
+        given = {m: len(modalities[m]) if m in modalities else 0 for m in expected}
+        if given != expected:
+            raise ValueError(f"this model was trained on {expected} measurements per modality; got {given} "
+                             "(give the same modalities and measurements, in the same order)")
         return _standardised_with_masks(_flatten(modalities, self.config), self.standardization)
 
     def adjacency(self) -> np.ndarray:

@@ -285,7 +285,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                 recovery["all"][f"shd_{label}_graph"] = D.shd(matched, true_graph.to_numpy(), threshold=0.0)
         run_dir.write(A.CRL_RECOVERY, recovery)
         corr = D.correlation_matrix(stacked[test], np.concatenate([truth[b] for b in truth], axis=1)[test])
-        true_labels = (list(true_graph.index) if true_graph is not None else
+        planted_columns = sum(truth[b].shape[1] for b in truth)
+        true_labels = (list(true_graph.index) if true_graph is not None and len(true_graph) == planted_columns else
                        [f"{block}{i + 1}" for block in truth for i in range(truth[block].shape[1])])
         run_dir.output_path(A.CRL_MCC_FIGURE)
         D.save_diagnostics(run_dir.output_path(A.CRL_MCC).parent, "mcc", {"blocks": recovery}, matrix=corr,

@@ -126,6 +126,8 @@ def test_measurements_of_one_modality_may_differ_in_width(bench, tmp_path):
     again = load_pretrained(tmp_path / "m")
     for block, values in model.encode(modalities).items():
         np.testing.assert_allclose(again.encode(modalities)[block], values, atol=1e-6)
+    with pytest.raises(ValueError, match="trained on"):  # a measurement left out: a clear error, not an IndexError
+        model.encode({"image": image[:1], "text": modalities["text"]})
     with pytest.raises(ValueError, match="one width per modality"):  # the study's design cannot
         fit_reference(modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=1, hidden=(16,))
 
