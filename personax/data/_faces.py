@@ -2,7 +2,7 @@
 
 Each attribute changes one visible part of the drawing (a thicker brow, a longer
 nose, a second chin line, ...); four parts can instead follow a continuous value
-(``geometry``: face length, nose length, smile, lip fullness), which the synthetic
+(``geometry``: face length, nose length, smile, mouth width), which the synthetic
 cohort uses for its Level II latents. Gender changes hair length, age greys the hair
 and region shifts the skin tone, so an image model can recover these factors.
 Small random jitter (position, colours) stands in for per-photo noise.
@@ -25,7 +25,7 @@ _GREY = np.array([170, 170, 170], dtype=float)
 
 # Continuous geometry (in standard units): each value moves one part of the drawing
 # smoothly. Without it, the binary attribute gives +-1 (the look of the attribute on/off).
-GEOMETRY = ("face_length", "nose_length", "smile", "mouth_width", "lips")
+GEOMETRY = ("face_length", "nose_length", "smile", "mouth_width")
 _SUPERSAMPLE = 4  # drawn at 4x and box-filtered down, so sub-pixel changes show as grey levels
 
 
@@ -50,9 +50,9 @@ def draw_face(
         size: Output side in pixels (drawn at 256, anti-aliased down).
         geometry: Optional continuous values (standard units, about -2..2) of
             ``GEOMETRY``: face length (long and narrow vs round), nose length,
-            smile (mouth curvature; negative frowns), mouth width and lip fullness. A value
-            given here replaces the look of the matching binary attribute
-            (Oval_Face, Big_Nose, High_Cheekbones' smile); lips add to Big_Lips' look.
+            smile (mouth curvature; negative frowns) and mouth width. A value given
+            here replaces the look of the matching binary attribute (Oval_Face,
+            Big_Nose, High_Cheekbones' smile).
 
     Example:
         >>> import numpy as np
@@ -63,7 +63,7 @@ def draw_face(
     """
     on = {name: attributes.get(name, -1) == 1 for name in FACE_ATTRIBUTES}
     shape = {"face_length": 1.0 if on["Oval_Face"] else -1.0, "nose_length": 1.0 if on["Big_Nose"] else -1.0,
-             "smile": 1.0 if on["High_Cheekbones"] else -1.0}
+             "smile": 1.0 if on["High_Cheekbones"] else -1.0, "mouth_width": 0.0}
     unknown = set(geometry or {}) - set(GEOMETRY)
     if unknown:
         raise ValueError(f"unknown face geometry {sorted(unknown)}; known: {GEOMETRY}")
@@ -129,12 +129,11 @@ def draw_face(
         draw.ellipse(box(cx - nose_w, nose_tip - 2, cx + nose_w, nose_tip + 1), outline=(110, 70, 50), width=k)
 
     # The mouth: a curve whose middle sags by the smile (a negative smile frowns), drawn
-    # as thick as the lips are full.
+    # thick for Big_Lips.
     mouth_y = cy + 11  # fixed, so the smile's curve is not confounded with the nose's length
     lip = (180, 60, 70)
-    # Big_Lips sets the base thickness; a continuous lips value (if given) varies it further.
-    thickness = max(0.5, (3.5 if on["Big_Lips"] else 1.5) + 0.3 * float((geometry or {}).get("lips", 0.0)))
-    half_mouth = 6 + 1.2 * float(np.clip((geometry or {}).get("mouth_width", 0.0), -2.5, 2.5))
+    thickness = 3.5 if on["Big_Lips"] else 1.5
+    half_mouth = 6 + 1.2 * min(max(shape["mouth_width"], -2.5), 2.5)
     xs = np.linspace(-half_mouth, half_mouth, 25)
     curve = [tuple(box(cx + x, mouth_y + 2.5 * shape["smile"] * (1 - (x / half_mouth) ** 2))) for x in xs]
     draw.line(curve, fill=lip, width=max(1, int(round(k * thickness))), joint="curve")

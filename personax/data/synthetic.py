@@ -132,7 +132,9 @@ _FACE_FROM_LATENT = {"Oval_Face": ("face_length", 0.3), "Big_Nose": ("nose_lengt
 # Traits seen in the face: logit += effect * standardised trait (the drawing's smile and mouth width
 # follow extraversion and agreeableness continuously).
 _TRAIT_ON_FACE = {"High_Cheekbones": ("smile", 0.8), "Big_Lips": ("mouth_width", 0.6)}
+_DRAWN_TRAIT = {"smile": "e", "mouth_width": "a"}  # the face geometry that shows each shared trait
 _C_ON_N = -0.4  # conscientiousness lowers neuroticism (an edge inside the text block)
+_FACE_LENGTH_ON_NOSE, _GENDER_ON_NOSE = 0.9, 0.45  # the edges into nose_length
 # Direct effect of gender on (O, C, E, A, N), times +1 for men and -1 for women.
 _GENDER_ON_TRAITS = np.array([0.25, -0.25, -0.25, -0.35, -0.35])
 
@@ -227,7 +229,8 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
     # Level II image block: continuous face geometry, non-Gaussian, with an edge inside the
     # block (face_length -> nose_length) and gender as an observed auxiliary.
     face_length = rng.uniform(-np.sqrt(3.0), np.sqrt(3.0), n)
-    nose_length = _standardised(0.9 * np.tanh(1.2 * face_length) + 0.45 * male_sign + rng.laplace(0, 0.4, n))
+    nose_length = _standardised(_FACE_LENGTH_ON_NOSE * np.tanh(1.2 * face_length) + _GENDER_ON_NOSE * male_sign
+                                + rng.laplace(0, 0.4, n))
     # Traits: occupation, age, region, gender, and Laplace (non-Gaussian) noise; c -> n inside the block.
     traits = rng.laplace(0, 1 / np.sqrt(2.0), (n, 5)) + _OCCUPATION_EFFECT[occupation]
     traits[:, 0] += -0.30 * age_z
@@ -238,7 +241,7 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
     # The shared block: extraversion and agreeableness show in the face (smile, mouth width)
     # as well as in the bio, so both modalities measure them.
     geometry = {"face_length": face_length, "nose_length": nose_length,
-                "smile": _standardised(traits[:, 2]), "mouth_width": _standardised(traits[:, 3])}
+                **{drawn: _standardised(traits[:, TRAITS.index(t)]) for drawn, t in _DRAWN_TRAIT.items()}}
     faces = {}
     for name, (base, gender_effect, age_effect) in _FACE_MODEL.items():
         logit = base + gender_effect * male_sign + age_effect * age_z
@@ -247,8 +250,8 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
             faces[name] = np.where(geometry[latent] > cut, 1, -1)
             continue
         if name in _TRAIT_ON_FACE:
-            trait, effect = _TRAIT_ON_FACE[name]
-            logit = logit + effect * geometry[trait]
+            drawn, effect = _TRAIT_ON_FACE[name]
+            logit = logit + effect * geometry[drawn]
         faces[name] = np.where(rng.random(n) < 1 / (1 + np.exp(-logit)), 1, -1)
 
     edges: list[tuple[str, str, float]] = [
@@ -278,8 +281,9 @@ def _celeb(n: int, rng: np.random.Generator) -> dict[str, Any]:
             edges.append(("gender", name, gender_effect))
         if age_effect:
             edges.append(("birth_year", name, age_effect))
-    edges += [("face_length", "nose_length", 0.9), ("gender", "nose_length", 0.45), ("c", "n", _C_ON_N)]
-    edges += [({"smile": "e", "mouth_width": "a"}[latent], face, effect) for face, (latent, effect) in _TRAIT_ON_FACE.items()]
+    edges += [("face_length", "nose_length", _FACE_LENGTH_ON_NOSE), ("gender", "nose_length", _GENDER_ON_NOSE),
+              ("c", "n", _C_ON_N)]
+    edges += [(_DRAWN_TRAIT[drawn], face, effect) for face, (drawn, effect) in _TRAIT_ON_FACE.items()]
     return {
         "group": occupation,
         "group_labels": OCCUPATIONS,

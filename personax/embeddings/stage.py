@@ -72,14 +72,16 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     arrays: dict[str, np.ndarray] = {}
     clip = None
     image_vectors = None
+    pixels = options.get("pixels") or {}
+    if options.image.enabled or pixels.get("enabled", False):  # both read the images the table points at
+        files = image_files(persons, run_dir)
+        run_dir.input_files("images referenced by the person table",
+                            {pid: f for pid, f in zip(persons.person_id, files) if f is not None})
 
     if options.image.enabled:
         image = options.image
         clip = load_clip(image.model, pretrained=image.pretrained, checkpoint=image.checkpoint,
                          seed=int(image.seed), device=options.device)
-        files = image_files(persons, run_dir)
-        run_dir.input_files("images referenced by the person table",
-                            {pid: f for pid, f in zip(persons.person_id, files) if f is not None})
         result = embed_images(
             files, clip, cache,
             batch_size=int(image.batch_size), num_workers=int(image.num_workers), normalize=bool(image.normalize),
@@ -100,15 +102,12 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         for reason in skipped[:5]:
             log.warning("image skipped: %s", reason)
 
-    pixels = options.get("pixels") or {}
     if pixels.get("enabled", False):
-        files = image_files(persons, run_dir)
-        run_dir.input_files("images referenced by the person table",
-                            {pid: f for pid, f in zip(persons.person_id, files) if f is not None})
-        values, _ = thumbnails(files, side=int(pixels.get("side", 32)), max_bytes=int(options.image.max_image_bytes),
+        side = int(pixels.get("side", 32))
+        values, _ = thumbnails(files, side=side, max_bytes=int(options.image.max_image_bytes),
                                max_pixels=int(options.image.max_image_pixels))
         run_dir.write(A.IMAGE_PIXELS, values)
-        info["pixels"] = {"side": int(pixels.get("side", 32)), "images": int(np.isfinite(values).all(axis=1).sum())}
+        info["pixels"] = {"side": side, "images": int(np.isfinite(values).all(axis=1).sum())}
 
     if options.text.enabled and options.text.sources:
         text = options.text

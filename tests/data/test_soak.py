@@ -94,6 +94,28 @@ def _image_bytes(kind: str) -> bytes:
     return buffer.getvalue()
 
 
+# Faults that only replace fields of the row (kind -> column -> raw bytes).
+_FIELD_FAULTS = {
+    "latin1_bio": {"bio": "Café résumé".encode("latin-1")},
+    "utf16_name": {"name": "Zoë".encode("utf-16")},
+    "undecodable_path": {"image_path": b"caf\xe9.png"},
+    "nul_in_bio": {"bio": b"before\x00after"},
+    "bom_in_name": {"name": "\ufeffPerson".encode()},
+    "rtl_control_name": {"name": "\u202eevil\u202c".encode()},
+    "quoted_newline_bio": {"bio": b'Line one,\nline "two"\r\nthree'},
+    "empty_id": {"person_id": b""},
+    "duplicate_id": {"person_id": b"s000"},
+    "nan_height": {"height_cm": b"NaN"},
+    "inf_weight": {"weight_kg": b"1e999"},
+    "huge_int_year": {"birth_year": b"9" * 401},
+    "text_in_number": {"height_cm": b"12abc"},
+    "negative_height": {"height_cm": b"-170"},
+    "impossible_date": {"birth_month": b"2", "birth_day": b"30"},
+    "comma_decimal": {"weight_kg": b"72,5"},
+    "hex_number": {"birth_year": b"0x7c6"},
+}
+
+
 def make_hostile_inputs(base: Path, *, seed: int = SEED, rows: int = ROWS) -> tuple[Path, Path, list[str]]:
     """Writes ``base/bios.csv``, the image root ``base/root`` and secrets in ``base/outside``; returns kinds."""
     rng = np.random.default_rng(seed)
@@ -119,42 +141,9 @@ def make_hostile_inputs(base: Path, *, seed: int = SEED, rows: int = ROWS) -> tu
         }
         image = _image_bytes(kind)
         (root / f"{pid}.png").write_bytes(image)
-        if kind == "latin1_bio":
-            row["bio"] = "Café résumé".encode("latin-1")
-        elif kind == "utf16_name":
-            row["name"] = "Zoë".encode("utf-16")
-        elif kind == "undecodable_path":
-            row["image_path"] = b"caf\xe9.png"
-        elif kind == "undecodable_id":
+        row.update(_FIELD_FAULTS.get(kind, {}))
+        if kind == "undecodable_id":
             row["person_id"] = pid.encode() + b"\xff\xfe"
-        elif kind == "nul_in_bio":
-            row["bio"] = b"before\x00after"
-        elif kind == "bom_in_name":
-            row["name"] = "\ufeffPerson".encode()
-        elif kind == "rtl_control_name":
-            row["name"] = "\u202eevil\u202c".encode()
-        elif kind == "quoted_newline_bio":
-            row["bio"] = b'Line one,\nline "two"\r\nthree'
-        elif kind == "empty_id":
-            row["person_id"] = b""
-        elif kind == "duplicate_id":
-            row["person_id"] = b"s000"
-        elif kind == "nan_height":
-            row["height_cm"] = b"NaN"
-        elif kind == "inf_weight":
-            row["weight_kg"] = b"1e999"
-        elif kind == "huge_int_year":
-            row["birth_year"] = b"9" * 401
-        elif kind == "text_in_number":
-            row["height_cm"] = b"12abc"
-        elif kind == "negative_height":
-            row["height_cm"] = b"-170"
-        elif kind == "impossible_date":
-            row["birth_month"], row["birth_day"] = b"2", b"30"
-        elif kind == "comma_decimal":
-            row["weight_kg"] = b"72,5"
-        elif kind == "hex_number":
-            row["birth_year"] = b"0x7c6"
         elif kind == "dotdot":
             row["image_path"] = b"../outside/secret.png"
         elif kind == "absolute_outside":
