@@ -119,7 +119,7 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("independence", "personax.independence.stage:run", config_keys=("independence",),
                   inputs=(A.PERSONS, A.TRAIT_SCORES), optional_inputs=(A.FACE_ATTRIBUTE_SCORES, *_TRUTH)),
         StageSpec("crl", "personax.crl.stage:run", config_keys=("crl",), inputs=(A.PERSONS,),
-                  optional_inputs=(A.TRAIT_SCORES, A.IMAGE_EMBEDDING, A.TEXT_EMBEDDING, A.RELEASE_EMBEDDING,
+                  optional_inputs=(A.LABEL_MAPS, A.TRAIT_SCORES, A.IMAGE_EMBEDDING, A.TEXT_EMBEDDING, A.RELEASE_EMBEDDING,
                                    A.BENCHMARK_MEASUREMENT, A.PRIVATE_EMBEDDING, A.IMAGE_PIXELS, *_TRUTH),
                   config_inputs=_crl_measurements),
         # Last: reads whatever the other stages left. Its config hash covers the config it prints

@@ -101,6 +101,18 @@ class CRLConfig:
         auxiliary_dim: Number of observed auxiliary covariates (0 = none). When set,
             they shift the location and log-scale of every latent's exogenous noise
             (iVAE, Khemakhem et al. 2020): the prior is conditionally factorised given them.
+        shared_posterior: How the measurements' proposals for s combine: "product"
+            (product of experts: the most confident measurement decides) or
+            "mixture" (a uniform mixture over the measurements present, as in
+            MMVAE, Shi et al. 2019): s drawn from one measurement's proposal must
+            reconstruct every other measurement, so s can hold only what each
+            measurement shows (the shared content), not what one modality alone
+            reconstructs best. The ELBO stays exact: the entropy term is the
+            mixture's log-density at the sample. Encoded s is the mixture's mean.
+        auxiliary_in_decoders: Also give the auxiliary covariates to every decoder,
+            x = f(s, z(m), eta, covariates): what a covariate changes directly in a
+            measurement (gender's hair length in a face) is then explained by the
+            covariate, not taken up by a latent.
         seed: Seed of initialisation, splits and sampling.
     """
 
@@ -130,6 +142,8 @@ class CRLConfig:
     beta: float = 1.0
     contrastive: float = 0.0
     contrastive_temperature: float = 1.0
+    auxiliary_in_decoders: bool = False
+    shared_posterior: str = "product"
     sparse_decoder: dict[str, float] = dataclasses.field(default_factory=dict)
     auxiliary_dim: int = 0
     seed: int = 0
@@ -382,6 +396,14 @@ class CausalMultimodalVAE(nn.Module):
             z_parts[m].append((mean[:, ds : ds + dm], logvar[:, ds : ds + dm]))
             eta[f"{m}_{k}"] = (mean[:, ds + dm :], logvar[:, ds + dm :])
         shared = _poe(*zip(*s_parts), present_s) if c.shared_dim else None
+        if shared is not None and c.shared_posterior == "mixture":
+            weights = jnp.concatenate(present_s, axis=-1)  # (batch, experts)
+            weights = weights / jnp.maximum(jnp.sum(weights, axis=-1, keepdims=True), 1.0)
+            means = jnp.stack([m for m, _ in s_parts], axis=1)  # (batch, experts, shared_dim)
+            shared = (jnp.einsum("be,bed->bd", weights, means), shared[1], means,
+                      jnp.stack([lv for _, lv in s_parts], axis=1), weights)
+        elif c.shared_posterior not in ("product", "mixture"):
+            raise ValueError(f"shared_posterior must be 'product' or 'mixture', got {c.shared_posterior!r}")
         blocks = {m: _poe(*zip(*parts), present_z[m]) for m, parts in z_parts.items()}
         return shared, blocks, eta
 
@@ -419,13 +441,28 @@ class CausalMultimodalVAE(nn.Module):
         def sample(key, mean, logvar):
             return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
 
-        parts = [sample(keys[0], *shared)] if shared is not None else []
+        entropy = sum(0.5 * jnp.sum(LOG_2PI + 1.0 + lv, axis=-1) for _, lv in blocks.values())
+        parts = []
+        if shared is not None and c.shared_posterior == "mixture":
+            # One expert per row, uniform over the present ones: an unbiased draw from the mixture
+            # (the choice has fixed probabilities, so the reparameterised draw inside carries the gradient).
+            _, _, means, logvars, weights = shared
+            pick = jax.random.categorical(jax.random.fold_in(keys[0], 1), jnp.log(jnp.maximum(weights, 1e-30)), axis=-1)
+            chosen = jax.nn.one_hot(pick, weights.shape[-1], dtype=means.dtype)
+            s_sample = sample(keys[0], jnp.einsum("be,bed->bd", chosen, means), jnp.einsum("be,bed->bd", chosen, logvars))
+            # -log q_mix(s): log of the weighted sum of the experts' densities at the draw.
+            per_expert = jnp.sum(_gaussian_logpdf(s_sample[:, None, :], means, logvars), axis=-1)
+            log_q = jax.nn.logsumexp(per_expert, b=weights, axis=-1)
+            entropy = entropy - log_q
+            parts.append(s_sample)
+        elif shared is not None:
+            parts.append(sample(keys[0], *shared))
+            entropy = entropy + 0.5 * jnp.sum(LOG_2PI + 1.0 + shared[1], axis=-1)
         z = {}
         for i, m in enumerate(c.latent_dims):
             z[m] = sample(jax.random.fold_in(keys[1], i), *blocks[m])
             parts.append(z[m])
         u = jnp.concatenate(parts, axis=-1)
-        entropy = sum(0.5 * jnp.sum(LOG_2PI + 1.0 + lv, axis=-1) for _, lv in [*( [shared] if shared else []), *blocks.values()])
         log_lik = 0.0
         log_prior_eta = 0.0
         for i, (m, k) in enumerate(self.keys):
@@ -435,6 +472,8 @@ class CausalMultimodalVAE(nn.Module):
             entropy = entropy + 0.5 * jnp.sum(LOG_2PI + 1.0 + eta_logvar, axis=-1)
             log_prior_eta = log_prior_eta + jnp.sum(-0.5 * (LOG_2PI + e**2), axis=-1)
             pieces = ([u[:, : c.shared_dim]] if c.shared_dim else []) + [z[m], e]
+            if c.auxiliary_in_decoders and c.auxiliary_dim:
+                pieces.append(batch[AUXILIARY])
             recon = self.decoders[name](jnp.concatenate(pieces, axis=-1))
             x, mask = observed(batch, name)
             log_lik = log_lik + jnp.sum(mask * _gaussian_logpdf(x, recon, 2 * self.log_sigma_x[i]), axis=-1)

@@ -189,7 +189,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     extra = {"progress": True} if kind == "personax" else {}
     auxiliary = None
     if kind == "personax" and list(options.get("auxiliary") or []):  # iVAE: person-table covariates
-        auxiliary = auxiliary_design(kept, list(options.auxiliary), source=A.PERSONS.relpath())[0]
+        coded = list(run_dir.read_optional(A.LABEL_MAPS) or {})  # ingest's category codes: one-hot, not numbers
+        auxiliary = auxiliary_design(kept, list(options.auxiliary), source=A.PERSONS.relpath(), categorical=coded)[0]
         extra["auxiliary"] = auxiliary
     model = fitter(data, latent_dims=latent_dims, shared_dim=int(options.shared_dim), seed=int(options.seed),
                    **extra, **OmegaConf.to_container(options.fit, resolve=True))

@@ -203,8 +203,10 @@ def test_contrastive_and_auxiliary_options_train_and_reload(bench, tmp_path):
     rng = np.random.default_rng(0)
     covariates = np.eye(3)[rng.integers(3, size=800)]
     model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0, contrastive=1.0,
-                auxiliary=covariates, **{**SMALL, "max_epochs": 3})
+                auxiliary=covariates, shared_posterior="mixture", auxiliary_in_decoders=True, noise_dim=2,
+                **{**SMALL, "max_epochs": 3})
     assert model.config.auxiliary_dim == 3 and model.config.contrastive == 1.0
+    assert model.config.shared_posterior == "mixture" and model.config.auxiliary_in_decoders
     assert np.isfinite(model.elbo(bench.modalities, auxiliary=covariates))
     with pytest.raises(ValueError, match="pass auxiliary="):
         model.elbo(bench.modalities)

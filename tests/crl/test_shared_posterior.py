@@ -1,0 +1,74 @@
+"""The mixture-of-experts posterior for s (``shared_posterior="mixture"``, MMVAE) and decoders
+given the auxiliary covariates: the ELBO stays exact and the encoded s is the mixture's mean."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+from personax.crl._model import AUXILIARY, CausalMultimodalVAE, CRLConfig
+
+
+def _model(shared_posterior: str, measurements: int = 3, **fields):
+    config = CRLConfig(shared_dim=2, latent_dims={"a": 1}, measurements={"a": measurements}, input_dims={"a": 4},
+                       shared_posterior=shared_posterior, **fields)
+    module = CausalMultimodalVAE(config)
+    rng = np.random.default_rng(0)
+    batch = {f"a_{k}": jnp.asarray(rng.normal(size=(5, 4)), jnp.float32) for k in range(measurements)}
+    if config.auxiliary_dim:
+        batch[AUXILIARY] = jnp.asarray(rng.normal(size=(5, config.auxiliary_dim)), jnp.float32)
+    params = module.init(jax.random.key(1), batch, jax.random.key(2))["params"]
+    return module, params, batch
+
+
+def test_mixture_entropy_term_is_unbiased_for_a_single_expert():
+    """With one measurement the mixture is that measurement's Gaussian: the sampled -log q(s) must
+    average to the Gaussian's entropy, so the mixture ELBO averages to the product ELBO.
+    20,000 draws per row; tolerance 5 standard errors of the difference."""
+    mixture, params, batch = _model("mixture", measurements=1)
+    product = CausalMultimodalVAE(dataclasses.replace(mixture.config, shared_posterior="product"))
+    keys = jax.random.split(jax.random.key(0), 20_000)
+    elbo = lambda module: jax.vmap(lambda k: module.apply({"params": params}, batch, k)[0])(keys)
+    difference = np.asarray(elbo(mixture) - elbo(product), np.float64)  # (draws, rows)
+    standard_error = difference.std(0) / np.sqrt(len(keys))
+    assert (np.abs(difference.mean(0)) < 5 * standard_error + 1e-3).all(), (difference.mean(0), standard_error)
+
+
+def test_encoded_s_is_the_mean_of_the_present_measurements_proposals():
+    module, params, batch = _model("mixture")
+    batch = {**batch, "a_1": batch["a_1"].at[0].set(jnp.nan)}  # row 0: measurement 1 missing
+    views = module.apply({"params": params}, batch, method=CausalMultimodalVAE.view_means)
+    encoded = np.asarray(module.apply({"params": params}, batch, method=CausalMultimodalVAE.encode)["shared"])
+    proposals = np.stack([np.asarray(views[f"a_{k}"][0]) for k in range(3)], 1)  # (rows, measurements, s)
+    np.testing.assert_allclose(encoded[1:], proposals[1:].mean(1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(encoded[0], proposals[0, [0, 2]].mean(0), rtol=1e-5, atol=1e-6)
+    product = CausalMultimodalVAE(dataclasses.replace(module.config, shared_posterior="product"))
+    differs = np.asarray(product.apply({"params": params}, batch, method=CausalMultimodalVAE.encode)["shared"])
+    assert not np.allclose(differs, encoded)  # the product weighs by confidence: another summary
+
+
+def test_mixture_elbo_uses_the_mixture_density_not_the_picked_expert():
+    """Two experts: the ELBO's entropy term at a draw is -log(q1 + q2)/2, so moving the expert
+    that was *not* picked still changes the ELBO (it changes the mixture's density at the draw)."""
+    module, params, batch = _model("mixture", measurements=2)
+    key = jax.random.key(5)
+    base = np.asarray(module.apply({"params": params}, batch, key)[0])
+    shifted = {**batch, "a_1": batch["a_1"] + 3.0}
+    moved = np.asarray(module.apply({"params": params}, shifted, key)[0])
+    assert np.isfinite(base).all() and not np.allclose(base, moved)
+    with pytest.raises(ValueError, match="shared_posterior"):
+        _model("average")
+
+
+def test_decoders_given_the_auxiliaries_see_them():
+    module, params, batch = _model("product", auxiliary_dim=2, auxiliary_in_decoders=True)
+    assert params["decoders_a_0"]["Dense_0"]["kernel"].shape[0] == 2 + 1 + 1 + 2  # s, z, eta, covariates
+    key = jax.random.key(3)
+    first = np.asarray(module.apply({"params": params}, batch, key)[1])  # reconstruction log-likelihood
+    other = np.asarray(module.apply({"params": params}, {**batch, AUXILIARY: batch[AUXILIARY] + 1.0}, key)[1])
+    assert not np.allclose(first, other)
