@@ -15,12 +15,14 @@ terms: the prior density is exact at every training step, not only at the end. E
 x(m,k) is decoded from [s, z(m), eta(m,k)] with eta(m,k) ~ N(0, I).
 
 Inference: one encoder per measurement proposes Gaussians for s, z(m) and
-eta(m,k); the posteriors of s (all measurements) and z(m) (the modality's
-measurements) are their products of experts, which ties the measurements. The
-loss is the negative ELBO; A is kept sparse by a proximal L1 step (exact zeros).
-Missing entries of a measurement (NaN in the input) are masked out of the
-likelihood and fed to the encoder as the training mean; a measurement with no
-observed entry in a row drops out of that row's product of experts.
+eta(m,k); the posterior of z(m) is the product of experts over the modality's
+measurements, and that of s the product (``shared_posterior="product"``) or the
+uniform mixture (``"mixture"``, MMVAE) over all measurements, which ties the
+measurements. The loss is the negative ELBO; A is kept sparse by a proximal L1
+step (exact zeros). Missing entries of a measurement (NaN in the input) are
+masked out of the likelihood and fed to the encoder as the training mean; a
+measurement with no observed entry in a row drops out of that row's product or
+mixture.
 """
 
 from __future__ import annotations
