@@ -31,7 +31,8 @@ from personax.data.synthetic import make_multimodal_numeric
 RESULTS = Path(__file__).parent / "results" / "crl_training.json"
 
 
-def main() -> None:
+def benchmark_setup():
+    """The numeric benchmark's 10,000 people and the configurations measured: name -> (restarts, fit options)."""
     bench = make_multimodal_numeric(10_000, seed=0)
     # The crl stage's default objective (conf/crl/default.yaml): mixture posterior for s, InfoNCE,
     # covariates in the prior and the decoders, 4 noise dimensions per measurement. Covariates like
@@ -43,6 +44,11 @@ def main() -> None:
                      "noise_dim": 4, "auxiliary": covariates}
     configurations = {"plain": (1, {}), "infonce": (1, {"contrastive": 1.0}), "restarts3": (3, {}),
                       "stage_default": (1, stage_default)}
+    return bench, configurations
+
+
+def main() -> None:
+    bench, configurations = benchmark_setup()
     parser = argparse.ArgumentParser(description="CRL training time, 10,000 x 150 epochs")
     parser.add_argument("--only", nargs="+", choices=sorted(configurations), default=sorted(configurations),
                         help="measure these configurations; the file keeps the others' earlier rows")

@@ -27,7 +27,9 @@ import jax.numpy as jnp
 
 
 def _similarity(a: jax.Array, b: jax.Array, temperature: float) -> jax.Array:
-    return -jnp.sum((a[:, None, :] - b[None, :, :]) ** 2, axis=-1) / temperature
+    # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: a matrix product, not a (rows, rows, dims) difference tensor.
+    squared = jnp.sum(a**2, axis=1)[:, None] + jnp.sum(b**2, axis=1)[None, :] - 2.0 * a @ b.T
+    return -jnp.maximum(squared, 0.0) / temperature
 
 
 def nt_xent(a: jax.Array, b: jax.Array, *, temperature: float, weights: jax.Array | None = None) -> jax.Array:

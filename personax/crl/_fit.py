@@ -460,12 +460,12 @@ def fit(
                        for m, k in measurement_keys(config) if m in config.sparse_decoder}
 
     def loss_fn(p, batch, rng):
-        _, log_lik, rest = module.apply({"params": p}, batch, rng)
+        # One encoder pass serves the ELBO and the contrastive term.
+        _, log_lik, rest, *views = module.apply({"params": p}, batch, rng, with_views=bool(config.contrastive))
         decay = jnp.sum(p["mech_w1"] ** 2) + jnp.sum(p["mech_w2"] ** 2)
         loss = -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * decay
         if config.contrastive:  # multiview InfoNCE on the latents the views share
-            views = module.apply({"params": p}, batch, method=CausalMultimodalVAE.view_means)
-            loss = loss + config.contrastive * multiview_infonce(views, temperature=config.contrastive_temperature)
+            loss = loss + config.contrastive * multiview_infonce(views[0], temperature=config.contrastive_temperature)
         return loss
 
     def step(carry, rows):

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import flax.linen as nn
 import jax
@@ -293,6 +294,17 @@ def _poe(mus: Sequence[jnp.ndarray], logvars: Sequence[jnp.ndarray],
     return mean, -jnp.log(total)
 
 
+class SharedPosterior(NamedTuple):
+    """The posterior of s. Product of experts: a Gaussian (``mean``, ``logvar``). Mixture: ``mean``
+    is the mixture's mean and the experts are kept (``logvar`` is None)."""
+
+    mean: jnp.ndarray  # (batch, shared_dim)
+    logvar: jnp.ndarray | None = None
+    expert_means: jnp.ndarray | None = None  # (batch, experts, shared_dim)
+    expert_logvars: jnp.ndarray | None = None
+    weights: jnp.ndarray | None = None  # (batch, experts): uniform over the present measurements
+
+
 AUXILIARY = "auxiliary"  # batch key of the observed auxiliary covariates (iVAE conditioning)
 
 
@@ -380,32 +392,44 @@ class CausalMultimodalVAE(nn.Module):
         relaxed = jax.lax.stop_gradient(self.adjacency) * pairs * (soft - jax.lax.stop_gradient(soft))
         return active + relaxed
 
-    def posteriors(self, batch: dict[str, jnp.ndarray]):
-        """Gaussian posteriors: (mean, logvar) of s, of each z(m), and of each eta(m,k)."""
-        c = self.config
-        s_parts, z_parts, eta = [], {m: [] for m in c.latent_dims}, {}
-        present_s, present_z = [], {m: [] for m in c.latent_dims}
+    def measurement_posteriors(self, batch: dict[str, jnp.ndarray]):
+        """Each measurement's own encoder output, run once per batch:
+        ``{name: (mean, logvar, present (batch, 1))}``, the latents in the order s, z(m), eta(m,k)."""
+        out = {}
         for m, k in self.keys:
             x, mask = observed(batch, f"{m}_{k}")
             present = (jnp.sum(mask, axis=-1, keepdims=True) > 0).astype(x.dtype)
+            mean, logvar = jnp.split(self.encoders[f"{m}_{k}"](x), 2, axis=-1)
+            out[f"{m}_{k}"] = (mean, jnp.clip(logvar, -12.0, 8.0), present)
+        return out
+
+    def posteriors(self, batch: dict[str, jnp.ndarray], measured=None):
+        """Gaussian posteriors: (mean, logvar) of s, of each z(m), and of each eta(m,k).
+
+        ``measured``: :meth:`measurement_posteriors` of the batch, when the caller has it already."""
+        c = self.config
+        measured = self.measurement_posteriors(batch) if measured is None else measured
+        s_parts, z_parts, eta = [], {m: [] for m in c.latent_dims}, {}
+        present_s, present_z = [], {m: [] for m in c.latent_dims}
+        for m, k in self.keys:
+            mean, logvar, present = measured[f"{m}_{k}"]
             present_s.append(present)
             present_z[m].append(present)
-            out = self.encoders[f"{m}_{k}"](x)
-            mean, logvar = jnp.split(out, 2, axis=-1)
-            logvar = jnp.clip(logvar, -12.0, 8.0)
             ds, dm = c.shared_dim, c.latent_dims[m]
             s_parts.append((mean[:, :ds], logvar[:, :ds]))
             z_parts[m].append((mean[:, ds : ds + dm], logvar[:, ds : ds + dm]))
             eta[f"{m}_{k}"] = (mean[:, ds + dm :], logvar[:, ds + dm :])
-        shared = _poe(*zip(*s_parts), present_s) if c.shared_dim else None
-        if shared is not None and c.shared_posterior == "mixture":
+        if c.shared_posterior not in ("product", "mixture"):
+            raise ValueError(f"shared_posterior must be 'product' or 'mixture', got {c.shared_posterior!r}")
+        shared = None
+        if c.shared_dim and c.shared_posterior == "mixture":
             weights = jnp.concatenate(present_s, axis=-1)  # (batch, experts)
             weights = weights / jnp.maximum(jnp.sum(weights, axis=-1, keepdims=True), 1.0)
             means = jnp.stack([m for m, _ in s_parts], axis=1)  # (batch, experts, shared_dim)
-            shared = (jnp.einsum("be,bed->bd", weights, means), shared[1], means,
-                      jnp.stack([lv for _, lv in s_parts], axis=1), weights)
-        elif c.shared_posterior not in ("product", "mixture"):
-            raise ValueError(f"shared_posterior must be 'product' or 'mixture', got {c.shared_posterior!r}")
+            shared = SharedPosterior(jnp.einsum("be,bed->bd", weights, means), None, means,
+                                     jnp.stack([lv for _, lv in s_parts], axis=1), weights)
+        elif c.shared_dim:
+            shared = SharedPosterior(*_poe(*zip(*s_parts), present_s))
         blocks = {m: _poe(*zip(*parts), present_z[m]) for m, parts in z_parts.items()}
         return shared, blocks, eta
 
@@ -434,10 +458,12 @@ class CausalMultimodalVAE(nn.Module):
         log_det = jnp.log(jnp.cosh(inner)) + jnp.log(tau) - 0.5 * jnp.log1p(residual**2) - log_sigma
         return jnp.sum(-0.5 * (LOG_2PI + base**2) + log_det, axis=-1)
 
-    def __call__(self, batch: dict[str, jnp.ndarray], rng: jax.Array):
-        """Per-example ELBO terms: (elbo, reconstruction log-likelihood, KL-like rest)."""
+    def __call__(self, batch: dict[str, jnp.ndarray], rng: jax.Array, *, with_views: bool = False):
+        """Per-example ELBO terms: (elbo, reconstruction log-likelihood, KL-like rest), and with
+        ``with_views`` also :meth:`view_means` from the same encoder pass (for the contrastive term)."""
         c = self.config
-        shared, blocks, eta = self.posteriors(batch)
+        measured = self.measurement_posteriors(batch)
+        shared, blocks, eta = self.posteriors(batch, measured)
         keys = jax.random.split(rng, 2 + len(self.keys))
 
         def sample(key, mean, logvar):
@@ -448,7 +474,7 @@ class CausalMultimodalVAE(nn.Module):
         if shared is not None and c.shared_posterior == "mixture":
             # One expert per row, uniform over the present ones: an unbiased draw from the mixture
             # (the choice has fixed probabilities, so the reparameterised draw inside carries the gradient).
-            _, _, means, logvars, weights = shared
+            means, logvars, weights = shared.expert_means, shared.expert_logvars, shared.weights
             pick = jax.random.categorical(jax.random.fold_in(keys[0], 1), jnp.log(jnp.maximum(weights, 1e-30)), axis=-1)
             chosen = jax.nn.one_hot(pick, weights.shape[-1], dtype=means.dtype)
             s_sample = sample(keys[0], jnp.einsum("be,bed->bd", chosen, means), jnp.einsum("be,bed->bd", chosen, logvars))
@@ -458,8 +484,8 @@ class CausalMultimodalVAE(nn.Module):
             entropy = entropy - log_q
             parts.append(s_sample)
         elif shared is not None:
-            parts.append(sample(keys[0], *shared))
-            entropy = entropy + 0.5 * jnp.sum(LOG_2PI + 1.0 + shared[1], axis=-1)
+            parts.append(sample(keys[0], shared.mean, shared.logvar))
+            entropy = entropy + 0.5 * jnp.sum(LOG_2PI + 1.0 + shared.logvar, axis=-1)
         z = {}
         for i, m in enumerate(c.latent_dims):
             z[m] = sample(jax.random.fold_in(keys[1], i), *blocks[m])
@@ -484,23 +510,25 @@ class CausalMultimodalVAE(nn.Module):
         else:
             log_prior_u = jnp.sum(-0.5 * (LOG_2PI + u**2), axis=-1)
         rest = log_prior_u + log_prior_eta + entropy
+        if with_views:
+            return log_lik + rest, log_lik, rest, self.view_means(batch, measured)
         return log_lik + rest, log_lik, rest
 
-    def view_means(self, batch: dict[str, jnp.ndarray]):
+    def view_means(self, batch: dict[str, jnp.ndarray], measured=None):
         """Each measurement's own encoder means, before the product of experts:
         ``{name: (s mean, z(m) mean, present (batch,))}``, for the contrastive term."""
         c = self.config
+        measured = self.measurement_posteriors(batch) if measured is None else measured
         out = {}
         for m, k in self.keys:
-            x, mask = observed(batch, f"{m}_{k}")
-            mean = self.encoders[f"{m}_{k}"](x)[:, : c.shared_dim + c.latent_dims[m]]
-            present = (jnp.sum(mask, axis=-1) > 0).astype(x.dtype)
-            out[f"{m}_{k}"] = (mean[:, : c.shared_dim], mean[:, c.shared_dim :], present)
+            mean, _, present = measured[f"{m}_{k}"]
+            ds = c.shared_dim
+            out[f"{m}_{k}"] = (mean[:, :ds], mean[:, ds : ds + c.latent_dims[m]], present[:, 0])
         return out
 
     def encode(self, batch: dict[str, jnp.ndarray]):
         """Posterior means of s and each z(m)."""
         shared, blocks, _ = self.posteriors(batch)
         out = {m: mean for m, (mean, _) in blocks.items()}
-        out["shared"] = shared[0] if shared is not None else jnp.zeros((next(iter(batch.values())).shape[0], 0))
+        out["shared"] = shared.mean if shared is not None else jnp.zeros((next(iter(batch.values())).shape[0], 0))
         return out
