@@ -24,24 +24,27 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from omegaconf import OmegaConf
 
 from personax.crl import fit
 from personax.data.synthetic import make_multimodal_numeric
 
 RESULTS = Path(__file__).parent / "results" / "crl_training.json"
+STAGE_CONFIG = Path(__file__).parents[2] / "conf" / "crl" / "default.yaml"
+STAGE_OBJECTIVE = ("shared_posterior", "contrastive", "auxiliary_in_decoders", "noise_dim")  # of its `fit`
 
 
 def benchmark_setup():
     """The numeric benchmark's 10,000 people and the configurations measured: name -> (restarts, fit options)."""
     bench = make_multimodal_numeric(10_000, seed=0)
-    # The crl stage's default objective (conf/crl/default.yaml): mixture posterior for s, InfoNCE,
-    # covariates in the prior and the decoders, 4 noise dimensions per measurement. Covariates like
-    # the demo's: a binary, a number and 8 categories (9 columns).
+    # The crl stage's default objective, read from conf/crl/default.yaml so the two cannot drift (mixture
+    # posterior for s, InfoNCE, covariates in the decoders, noise dimensions per measurement), with
+    # covariates like the demo's in the prior: a binary, a number and 8 categories (9 columns).
+    stage_fit = OmegaConf.load(STAGE_CONFIG).fit
     rng = np.random.default_rng(0)
     covariates = np.hstack([rng.integers(2, size=(10_000, 1)), rng.normal(size=(10_000, 1)),
                             np.eye(8)[rng.integers(8, size=10_000)][:, 1:]]).astype(np.float32)
-    stage_default = {"contrastive": 50.0, "shared_posterior": "mixture", "auxiliary_in_decoders": True,
-                     "noise_dim": 4, "auxiliary": covariates}
+    stage_default = {**{key: stage_fit[key] for key in STAGE_OBJECTIVE}, "auxiliary": covariates}
     configurations = {"plain": (1, {}), "infonce": (1, {"contrastive": 1.0}), "restarts3": (3, {}),
                       "stage_default": (1, stage_default)}
     return bench, configurations

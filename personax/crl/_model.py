@@ -515,7 +515,7 @@ class CausalMultimodalVAE(nn.Module):
         return log_lik + rest, log_lik, rest
 
     def view_means(self, batch: dict[str, jnp.ndarray], measured=None):
-        """Each measurement's own encoder means, before the product of experts:
+        """Each measurement's own encoder means, before they are combined into the posteriors:
         ``{name: (s mean, z(m) mean, present (batch,))}``, for the contrastive term."""
         c = self.config
         measured = self.measurement_posteriors(batch) if measured is None else measured
