@@ -32,6 +32,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+MAX_TEST_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (the default in pyproject.toml): one worker per usable core, at most four.
+
+    Each worker holds its own JAX runtime and compiled fits (about 1-2 GB), so a large machine
+    gains little from more workers and would pay for them in memory.
+    """
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(usable, MAX_TEST_WORKERS))
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Keeps every test's embedding cache out of the user's home folder."""

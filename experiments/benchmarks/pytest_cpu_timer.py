@@ -4,7 +4,7 @@ On a shared machine wall times depend on the load; CPU time (user + system of th
 process and the subprocesses it waited for) much less so. Used by the test-suite timing
 recorded in ``results/test_suite.json``:
 
-    PYTHONPATH=.:experiments/benchmarks .venv/bin/python -m pytest -p pytest_cpu_timer \\
+    PYTHONPATH=.:experiments/benchmarks .venv/bin/python -m pytest -n 0 -p pytest_cpu_timer \\
         --cpu-timer-out=experiments/benchmarks/results/test_suite_raw.json
 
 Written by hand: pytest's ``--durations`` reports wall time only.
