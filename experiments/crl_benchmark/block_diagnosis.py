@@ -29,20 +29,20 @@ from sklearn.neighbors import KNeighborsRegressor
 
 from personax.crl import diagnostics as D
 from personax.crl import fit
-from personax.data.synthetic import make_multimodal_numeric
+from run import _data, _score  # this folder: the benchmark's data, block sizes and overall MCC
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def diagnose(seed: int, *, n: int = 5000, epochs: int = 150) -> dict:
-    bench = make_multimodal_numeric(n, seed=seed)
+    bench, dims, shared_dim, settings = _data("numeric", n, seed, image_size=0)
     shared = bench.latents["shared"]
-    model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=seed,
-                max_epochs=epochs, restarts=1)
+    model = fit(bench.modalities, latent_dims=dims, shared_dim=shared_dim, seed=seed, max_epochs=epochs,
+                restarts=1, **settings)
     learned = model.encode(bench.modalities)
     train, test = model.splits["train"], model.splits["test"]
     row: dict = {"seed": seed, "n": n, "epochs": epochs, "stopped": model.stopped}
-    for block in ("image", "text"):
+    for block in dims:
         planted = bench.latents[block]
         residual = planted - KNeighborsRegressor(50).fit(shared[train], planted[train]).predict(shared)
         found = learned[block]
@@ -52,10 +52,7 @@ def diagnose(seed: int, *, n: int = 5000, epochs: int = 150) -> dict:
             "block_r2": round(D.block_r2(found[train], planted[train], found[test], planted[test])["mean"], 3),
             "mcc_vs_residual": round(D.mcc(found[train], residual[train], found[test], residual[test])["mcc"], 3),
         }
-    order = ("shared", "image", "text")
-    planted_all = np.concatenate([bench.latents[b] for b in order], axis=1)
-    learned_all = np.concatenate([learned[b] for b in order], axis=1)
-    row["mcc_all"] = round(D.mcc(learned_all[train], planted_all[train], learned_all[test], planted_all[test])["mcc"], 3)
+    row["mcc_all"] = round(_score(learned, bench, model.splits, list(dims))["mcc"], 3)
     return row
 
 
