@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# The tests compile far more than they compute (hundreds of tiny fits and stage runs, each a new
+# XLA program): at XLA's CPU backend optimisation level 0 they compile about twice as fast, and the
+# whole suite's CPU time falls by about a third (experiments/benchmarks/results/test_suite_parallel.md).
+# The operations are the same; only their machine code is less optimised, and every tolerance holds
+# at both levels. Set here, before any JAX backend starts, so pytest-xdist workers and the
+# subprocess tests inherit it; users' runs keep XLA's default. An XLA_FLAGS that already sets
+# the level wins.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 # Doctests that fit a model (~15 s CPU each): slow, like the tests that fit one (tests/conftest.py
 # skips slow tests unless CI or PERSONAX_SLOW=1).

@@ -157,6 +157,7 @@ class FittedCRL:
     stopped: str = ""
     best_val_elbo: float = float("nan")
     _encode_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
+    _elbo_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def module(self) -> CausalMultimodalVAE:
@@ -198,8 +199,10 @@ class FittedCRL:
                                  "covariates: pass auxiliary=")
             data[AUXILIARY] = np.asarray(auxiliary, np.float32).reshape(len(auxiliary), -1)
         key = validation_key(self.config) if seed is None else jax.random.key(seed)
-        terms = self.module.apply({"params": self.params}, data, key)
-        return float(jnp.mean(terms[0]))
+        if self._elbo_fn is None:  # one compiled program, not one per operation
+            module = self.module
+            self._elbo_fn = jax.jit(lambda p, b, k: jnp.mean(module.apply({"params": p}, b, k)[0]))
+        return float(self._elbo_fn(self.params, data, key))
 
     def graph(self, *, threshold: float | None = None) -> pd.DataFrame:
         """Weighted adjacency over the latent names (entry [parent, child]).
@@ -299,7 +302,9 @@ def load_pretrained(directory: str | Path) -> FittedCRL:
     if hashlib.sha256(weights).hexdigest() != expected:
         raise ValueError(f"{weights_file}: SHA-256 {hashlib.sha256(weights).hexdigest()[:16]}... does not match "
                          f"{expected[:16]}... recorded in {config_file.name} (truncated, corrupted or replaced)")
-    template = _init_params(config, jax.random.key(0))
+    # Only the parameters' structure and shapes are needed: traced, nothing compiled or run.
+    structure = jax.eval_shape(lambda key: _init_params(config, key), jax.random.key(0))
+    template = jax.tree_util.tree_map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), structure)
     try:
         params = serialization.from_bytes(template, weights)
     except Exception as error:  # msgpack and flax raise several types; all mean "not these weights"
@@ -340,10 +345,12 @@ def validation_key(config: CRLConfig) -> jax.Array:
 
 
 def _init_params(config: CRLConfig, key: jax.Array):
-    batch = {f"{m}_{k}": jnp.zeros((2, input_dim(config, m, k))) for m, k in measurement_keys(config)}
+    # lazy_init traces only the parameter initialisers (the same values as init), so the
+    # compiled program does not carry a forward pass.
+    batch = {f"{m}_{k}": jax.ShapeDtypeStruct((2, input_dim(config, m, k)), jnp.float32) for m, k in measurement_keys(config)}
     if config.auxiliary_dim:
-        batch[AUXILIARY] = jnp.zeros((2, config.auxiliary_dim))
-    return CausalMultimodalVAE(config).init(key, batch, key)["params"]
+        batch[AUXILIARY] = jax.ShapeDtypeStruct((2, config.auxiliary_dim), jnp.float32)
+    return CausalMultimodalVAE(config).lazy_init(key, batch, jax.ShapeDtypeStruct(key.shape, key.dtype))["params"]
 
 
 def _split(n: int, config: CRLConfig) -> dict[str, np.ndarray]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from personax.pipeline import run_pipeline
 from tests.conftest import compose_config
@@ -19,12 +22,29 @@ HOSTILE = "<script>alert(1)</script>"
 HOSTILE_ID = "<img src=x onerror=alert(2)>"
 
 
-@pytest.fixture(scope="session")
-def full_run(tmp_path_factory) -> Path:
-    """Every stage, tiny, once for the whole session (about a minute on two cores)."""
-    root = tmp_path_factory.mktemp("report_full")
+def _build_full_run(root: Path) -> Path:
     cfg = compose_config([*TINY, f"stages={ALL_STAGES}", f"embeddings.cache_dir={root / 'cache'}"])
     run_pipeline(cfg, root / "run")
+    return root / "run"
+
+
+@pytest.fixture(scope="session")
+def full_run(tmp_path_factory) -> Path:
+    """Every stage, tiny, once for the whole session (about a minute on two cores).
+
+    Under pytest-xdist the workers share one build: the first one to take the lock builds
+    it, the others wait and read it (the tests only read it; one copies it before changing it).
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # one process: nobody to share with
+        return _build_full_run(tmp_path_factory.mktemp("report_full"))
+    root = tmp_path_factory.getbasetemp().parent / "report_full"  # shared by this session's workers
+    built = root / "built"  # written last: a build that failed part-way is redone
+    with FileLock(str(root) + ".lock"):
+        if not built.is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            _build_full_run(root)
+            built.write_text("ok\n")
     return root / "run"
 
 
