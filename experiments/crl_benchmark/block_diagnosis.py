@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 from sklearn.neighbors import KNeighborsRegressor
 
 from personax.crl import diagnostics as D
 from personax.crl import fit
-from run import _data, _score  # this folder: the benchmark's data, block sizes and overall MCC
-
-RESULTS = Path(__file__).parent / "results"
+from run import RESULTS, _data, _score  # this folder: the benchmark's data, block sizes, overall MCC, results
 
 
 def diagnose(seed: int, *, n: int = 5000, epochs: int = 150) -> dict:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -32,11 +31,9 @@ import numpy as np
 import optax
 
 from personax.crl import diagnostics as D
-from personax.crl._fit import _init_params, _split, proximal_l1
+from personax.crl._fit import _init_params, _split, mechanism_decay, proximal_l1_at
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
-from run import _data  # this folder: the benchmark's data and block sizes
-
-RESULTS = Path(__file__).parent / "results"
+from run import RESULTS, _data  # this folder: the benchmark's data, block sizes and results folder
 ANGLES = (0, 10, 20, 30, 45, 90)  # degrees
 PRIOR_PARAMS = ("adjacency", "mech_w1", "mech_b1", "mech_w2", "mech_b2", "log_sigma_u", "flow_skew",
                 "flow_log_tail", "order_potential")
@@ -65,17 +62,14 @@ def fit_prior(config: CRLConfig, train: jnp.ndarray, test: jnp.ndarray, *, steps
         return jnp.mean(module.apply({"params": {**others, **p}}, u, method=CausalMultimodalVAE.prior_logpdf))
 
     def loss(p):
-        decay = jnp.sum(p["mech_w1"] ** 2) + jnp.sum(p["mech_w2"] ** 2)
-        return -log_lik(p, train) + config.weight_decay * decay
+        return -log_lik(p, train) + config.weight_decay * mechanism_decay(p)
 
     def step(carry, _):
         p, s = carry
         grads = jax.grad(loss)(p)
         step_size = schedule(s[-1].count)
         updates, s = optimizer.update(grads, s, p)
-        p = optax.apply_updates(p, updates)
-        adam = s[0]._replace(mu=s[0].mu["adjacency"], nu=s[0].nu["adjacency"])
-        p = {**p, "adjacency": proximal_l1(p["adjacency"], adam, step_size, config.l1_graph)}
+        p = proximal_l1_at(optax.apply_updates(p, updates), s[0], ("adjacency",), step_size, config.l1_graph)
         return (p, s), None
 
     (params, _), _ = jax.lax.scan(step, (params, state), None, length=steps)
@@ -83,13 +77,13 @@ def fit_prior(config: CRLConfig, train: jnp.ndarray, test: jnp.ndarray, *, steps
     return objective, log_lik(params, test)
 
 
-def diagnose(seed: int, *, n: int = 5000, steps: int = 1500, inits: int = 2, rows: int = 2000) -> dict:
+def diagnose(seed: int, *, n: int = 5000, steps: int = 1500, inits: int = 2, train_rows: int = 2000) -> dict:
     bench, dims, shared_dim, _ = _data("numeric", n, seed, image_size=0)
     config = CRLConfig(shared_dim, dict(dims), {m: 1 for m in dims}, {m: 1 for m in dims}, seed=seed)
     planted = np.concatenate([bench.latents[b] for b in ("shared", *dims)], axis=1).astype(np.float32)
     splits = _split(n, config)
-    splits["train"] = splits["train"][:rows]  # a subsample keeps the 2 x 6 x inits fits affordable on a CPU
-    row: dict = {"seed": seed, "n": n, "train_rows": rows, "steps": steps, "inits": inits}
+    splits["train"] = splits["train"][:train_rows]  # a subsample keeps the 2 x 6 x inits fits affordable on a CPU
+    row: dict = {"seed": seed, "n": n, "train_rows": train_rows, "steps": steps, "inits": inits}
     fitted = jax.jit(jax.vmap(jax.vmap(lambda tr, te, k: fit_prior(config, tr, te, steps=steps, key=k),
                                        in_axes=(None, None, 0)), in_axes=(0, 0, None)))
     keys = jax.random.split(jax.random.key(seed), inits)

@@ -132,6 +132,27 @@ def proximal_l1(value: jax.Array, adam_state: optax.ScaleByAdamState, step_size:
     return jnp.sign(value) * jnp.maximum(jnp.abs(value) - threshold, 0.0)
 
 
+def proximal_l1_at(params: dict, adam_state: optax.ScaleByAdamState, path: tuple[str, ...], step_size: jax.Array,
+                   l1: float) -> dict:
+    """``params`` with :func:`proximal_l1` applied to the leaf at ``path`` (e.g. ``("adjacency",)``),
+    using that leaf's moments from ``adam_state``."""
+    def leaf(tree):
+        for name in path:
+            tree = tree[name]
+        return tree
+
+    def replaced(tree, names, value):
+        return value if not names else {**tree, names[0]: replaced(tree[names[0]], names[1:], value)}
+
+    moments = adam_state._replace(mu=leaf(adam_state.mu), nu=leaf(adam_state.nu))
+    return replaced(params, path, proximal_l1(leaf(params), moments, step_size, l1))
+
+
+def mechanism_decay(params: dict) -> jax.Array:
+    """Squared L2 norm of the mechanism functions' weights (``CRLConfig.weight_decay`` multiplies it)."""
+    return jnp.sum(params["mech_w1"] ** 2) + jnp.sum(params["mech_w2"] ** 2)
+
+
 @dataclasses.dataclass
 class FittedCRL:
     """A trained model: encode new data, read the learned graph, save it.
@@ -469,8 +490,7 @@ def fit(
     def loss_fn(p, batch, rng):
         # One encoder pass serves the ELBO and the contrastive term.
         _, log_lik, rest, *views = module.apply({"params": p}, batch, rng, with_views=bool(config.contrastive))
-        decay = jnp.sum(p["mech_w1"] ** 2) + jnp.sum(p["mech_w2"] ** 2)
-        loss = -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * decay
+        loss = -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * mechanism_decay(p)
         if config.contrastive:  # multiview InfoNCE on the latents the views share
             loss = loss + config.contrastive * multiview_infonce(views[0], temperature=config.contrastive_temperature)
         return loss
@@ -486,13 +506,9 @@ def fit(
         updates, state = optimizer.update(grads, state, p)
         p = optax.apply_updates(p, updates)
         # Proximal L1 step in Adam's metric: exact zeros, and |A| decides which edges stay.
-        adam_state = state[0]
-        adam_adjacency = adam_state._replace(mu=adam_state.mu["adjacency"], nu=adam_state.nu["adjacency"])
-        p = {**p, "adjacency": proximal_l1(p["adjacency"], adam_adjacency, step_size, config.l1_graph)}
+        p = proximal_l1_at(p, state[0], ("adjacency",), step_size, config.l1_graph)
         for name in sparse_decoders:  # the same step on the sparse decoders' column weights
-            sub = adam_state._replace(mu=adam_state.mu[name]["weight"], nu=adam_state.nu[name]["weight"])
-            weight = proximal_l1(p[name]["weight"], sub, step_size, sparse_decoders[name])
-            p = {**p, name: {**p[name], "weight": weight}}
+            p = proximal_l1_at(p, state[0], (name, "weight"), step_size, sparse_decoders[name])
         return (p, state, rng), loss
 
     def one_epoch(p, state, rng):
