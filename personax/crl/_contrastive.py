@@ -11,6 +11,9 @@ The similarity is minus the squared Euclidean distance over the temperature (the
 numerical experiments' L2 form), on each encoder's own posterior mean. Written by
 hand in JAX: no maintained JAX library ships this subset loss.
 
+Missing measurements: a person is an anchor of a pair only when both views are
+present, and a view's candidates are the rows where that view is present.
+
 Example:
     >>> import jax.numpy as jnp
     >>> a = jnp.eye(4)
@@ -21,54 +24,101 @@ Example:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
+# Finite "minus infinity": an absent row's loss stays finite, so where() has finite gradients.
+_OFF = -1e9
+
 
 def _similarity(a: jax.Array, b: jax.Array, temperature: float) -> jax.Array:
+    """Minus the squared Euclidean distance over the temperature, (..., rows_a, rows_b)."""
     # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: a matrix product, not a (rows, rows, dims) difference tensor.
-    squared = jnp.sum(a**2, axis=1)[:, None] + jnp.sum(b**2, axis=1)[None, :] - 2.0 * a @ b.T
+    squared = (jnp.sum(a**2, axis=-1)[..., :, None] + jnp.sum(b**2, axis=-1)[..., None, :]
+               - 2.0 * jnp.einsum("...id,...jd->...ij", a, b))
     return -jnp.maximum(squared, 0.0) / temperature
 
 
-def nt_xent(a: jax.Array, b: jax.Array, *, temperature: float, weights: jax.Array | None = None) -> jax.Array:
+def _self_logsumexp(a: jax.Array, present: jax.Array, temperature: float) -> jax.Array:
+    """log sum over the other present rows c != i of exp(similarity(a_i, a_c)): (..., rows).
+
+    This part of an anchor's denominator does not depend on the other view, so a view's
+    is computed once for all the pairs it is in."""
+    n = a.shape[-2]
+    blocked = jnp.eye(n, dtype=bool) | (present[..., None, :] == 0)
+    return jax.nn.logsumexp(jnp.where(blocked, _OFF, _similarity(a, a, temperature)), axis=-1)
+
+
+def _pair_losses(ab: jax.Array, self_a: jax.Array, self_b: jax.Array, present_a: jax.Array,
+                 present_b: jax.Array) -> jax.Array:
+    """Symmetric NT-Xent of pairs of views from their cross-similarity ``ab`` (..., n, n), their
+    :func:`_self_logsumexp` terms and presence (..., n); averaged over the anchors (..., )."""
+    positives = jnp.diagonal(ab, axis1=-2, axis2=-1)
+    # Row i of a against the present rows of b (and a's own rows), and the other way round.
+    from_a = jax.nn.logsumexp(ab + jnp.where(present_b[..., None, :] > 0, 0.0, _OFF), axis=-1)
+    from_b = jax.nn.logsumexp(ab + jnp.where(present_a[..., :, None] > 0, 0.0, _OFF), axis=-2)
+    loss = jnp.logaddexp(from_a, self_a) + jnp.logaddexp(from_b, self_b) - 2.0 * positives
+    anchors = present_a * present_b
+    return jnp.sum(jnp.where(anchors > 0, loss, 0.0), axis=-1) / jnp.maximum(jnp.sum(anchors, axis=-1), 1.0)
+
+
+def nt_xent(a: jax.Array, b: jax.Array, *, temperature: float, present_a: jax.Array | None = None,
+            present_b: jax.Array | None = None) -> jax.Array:
     """Symmetric NT-Xent between two views (rows are people), averaged over rows.
 
-    ``weights`` (batch,) leaves rows out as anchors and as candidates (0 = a view is missing).
+    Row i of view a must pick row i of view b against every other row of view b and of
+    view a itself, and the same from b's side. ``present_a``/``present_b`` (batch,) mark
+    the rows where each view exists (0 = missing): anchors need both, candidates their own view.
     """
-    n = a.shape[0]
-    weights = jnp.ones(n, a.dtype) if weights is None else weights
-    # Finite "minus infinity": an absent row's loss stays finite, so where() below has finite gradients.
-    off = -1e9
-    blocked = jnp.eye(n, dtype=bool) | (weights[None, :] == 0)
-    candidates_off = jnp.where(weights[None, :] == 0, off, 0.0)
-    ab = _similarity(a, b, temperature) + candidates_off
-    aa = jnp.where(blocked, off, _similarity(a, a, temperature))
-    bb = jnp.where(blocked, off, _similarity(b, b, temperature))
-    ba = ab.T + candidates_off
-    loss_a = jax.nn.logsumexp(jnp.concatenate([ab, aa], axis=1), axis=1) - jnp.diagonal(ab)
-    loss_b = jax.nn.logsumexp(jnp.concatenate([ba, bb], axis=1), axis=1) - jnp.diagonal(ba)
-    loss = jnp.where(weights > 0, loss_a + loss_b, 0.0)
-    return jnp.sum(loss) / jnp.maximum(jnp.sum(weights), 1.0)
+    present_a = jnp.ones(a.shape[0], a.dtype) if present_a is None else present_a
+    present_b = jnp.ones(b.shape[0], b.dtype) if present_b is None else present_b
+    return _pair_losses(_similarity(a, b, temperature), _self_logsumexp(a, present_a, temperature),
+                        _self_logsumexp(b, present_b, temperature), present_a, present_b)
+
+
+def _pair_groups(names: Sequence[str]) -> dict[str | None, list[tuple[int, int]]]:
+    """Every pair of measurements (indices into ``names``), grouped by what they share: ``None``
+    (different modalities: s only) or the modality (two of its measurements: s and z(m))."""
+    groups: dict[str | None, list[tuple[int, int]]] = {}
+    for i, j in itertools.combinations(range(len(names)), 2):
+        first, second = names[i].rsplit("_", 1)[0], names[j].rsplit("_", 1)[0]
+        groups.setdefault(first if first == second else None, []).append((i, j))
+    return groups
 
 
 def multiview_infonce(views: dict[str, tuple[jax.Array, jax.Array, jax.Array]], *, temperature: float) -> jax.Array:
     """Mean NT-Xent over every pair of measurements, on the latents each pair shares.
+
+    The mean of :func:`nt_xent` over the pairs, computed for all pairs that share the same
+    latents at once, with each view's own part of the denominator computed once: on a CPU
+    this loss's (batch x batch) arithmetic, not the networks', set the training step's time.
 
     Args:
         views: measurement name ``"{modality}_{k}"`` -> (s mean, z(m) mean, present),
             as returned by ``CausalMultimodalVAE.view_means``.
         temperature: Temperature of the similarity.
     """
-    losses = []
-    for first, second in itertools.combinations(sorted(views), 2):
-        s1, z1, present1 = views[first]
-        s2, z2, present2 = views[second]
-        same_modality = first.rsplit("_", 1)[0] == second.rsplit("_", 1)[0]
-        a = jnp.concatenate([s1, z1], axis=1) if same_modality else s1
-        b = jnp.concatenate([s2, z2], axis=1) if same_modality else s2
-        if a.shape[1] == 0:
+    names = sorted(views)
+    totals, count = [], 0
+    for modality, pairs in _pair_groups(names).items():
+        members = sorted({i for pair in pairs for i in pair})
+        if modality is None:
+            latents = jnp.stack([views[names[i]][0] for i in members])
+        else:
+            latents = jnp.stack([jnp.concatenate(views[names[i]][:2], axis=1) for i in members])
+        if latents.shape[-1] == 0:
             continue
-        losses.append(nt_xent(a, b, temperature=temperature, weights=present1 * present2))
-    return jnp.mean(jnp.stack(losses)) if losses else jnp.zeros(())
+        present = jnp.stack([views[names[i]][2] for i in members])
+        own = _self_logsumexp(latents, present, temperature)  # (members, batch)
+        position = {i: p for p, i in enumerate(members)}
+        first = jnp.asarray([position[i] for i, _ in pairs])
+        second = jnp.asarray([position[j] for _, j in pairs])
+        # Gathers of the (members, batch, dims) latents, not of (batch, batch) matrices: the
+        # gradient of a gather is a scatter-add, slow on a CPU for large operands.
+        losses = _pair_losses(_similarity(latents[first], latents[second], temperature), own[first], own[second],
+                              present[first], present[second])
+        totals.append(jnp.sum(losses))
+        count += len(pairs)
+    return sum(totals) / count if count else jnp.zeros(())
