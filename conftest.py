@@ -10,9 +10,9 @@ import pytest
 # XLA program): at XLA's CPU backend optimisation level 0 a smoke run's crl stage compiled in 27 s
 # instead of 46 s, and the crl tests took 242 s instead of 459 s
 # (experiments/benchmarks/results/test_suite_parallel.md). The operations are the same; only their
-# machine code is less optimised, and every tolerance holds at both levels. Set here, before any JAX backend starts, so pytest-xdist workers and the
-# subprocess tests inherit it; users' runs keep XLA's default. An XLA_FLAGS that already sets
-# the level wins.
+# machine code is less optimised, and every tolerance holds at both levels. Set here, before any
+# JAX backend starts, so pytest-xdist workers and the subprocess tests inherit it; users' runs keep
+# XLA's default. An XLA_FLAGS that already sets the level wins.
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 

@@ -34,6 +34,7 @@ from personax.crl import diagnostics as D
 from personax.crl._fit import _init_params, _split, mechanism_decay, proximal_l1_at
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
 from run import RESULTS, _data  # this folder: the benchmark's data, block sizes and results folder
+
 ANGLES = (0, 10, 20, 30, 45, 90)  # degrees
 PRIOR_PARAMS = ("adjacency", "mech_w1", "mech_b1", "mech_w2", "mech_b2", "log_sigma_u", "flow_skew",
                 "flow_log_tail", "order_potential")
