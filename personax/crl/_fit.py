@@ -16,6 +16,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -163,7 +164,7 @@ class FittedCRL:
         standardization: measurement -> (mean, std) of the training rows.
         history: Per-epoch training and validation ELBO per example.
         splits: Row indices of the train / val / test splits used in fitting.
-        fit_seconds: Wall time of training.
+        fit_seconds: Wall time of training, compilation and initialisation included.
         stopped: ``"early stopping on validation"`` or ``"epoch cap"``.
         best_val_elbo: Validation ELBO of the returned parameters (per example, with
             the fixed sampling key :func:`validation_key`).
@@ -365,6 +366,11 @@ def validation_key(config: CRLConfig) -> jax.Array:
     return jax.random.key(config.seed + 1)
 
 
+def _abstract(tree: Any, sharding: Any = None) -> Any:
+    """The shapes and dtypes of a tree of arrays (for compiling ahead of time), on ``sharding``."""
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+
+
 def _init_params(config: CRLConfig, key: jax.Array):
     # lazy_init traces only the parameter initialisers (the same values as init), so the
     # compiled program does not carry a forward pass.
@@ -467,15 +473,14 @@ def fit(
     # `restarts` independent initialisations train side by side (vmapped); the one with the
     # best validation ELBO is kept (model selection on the validation split only).
     restarts = max(1, int(config.restarts))
-    params = jax.jit(jax.vmap(lambda k: _init_params(config, k)))(jax.random.split(init_key, restarts))
+    init = jax.jit(jax.vmap(lambda k: _init_params(config, k)))
+    init_keys = jax.random.split(init_key, restarts)
     # Cosine decay to a tenth over max_epochs: the late epochs refine instead of jitter.
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.max_epochs * n_batches, alpha=0.1)
     optimizer = optax.adam(schedule)
-    opt_state = jax.jit(jax.vmap(optimizer.init))(params)
+    optimizer_init = jax.jit(jax.vmap(optimizer.init))
     train = {k: jnp.asarray(v[train_rows]) for k, v in data.items()}
     val = {k: jnp.asarray(v[splits["val"]]) for k, v in data.items()}
-    if sharding is not None:
-        params, opt_state = jax.device_put((params, opt_state), replicated)
 
     if config.prior not in ("causal", "gaussian"):
         raise ValueError(f"prior must be 'causal' or 'gaussian', got {config.prior!r}")
@@ -527,12 +532,26 @@ def fit(
             lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
     start = time.perf_counter()
+    keys = jax.random.split(key, restarts)
+    val_key = validation_key(config)  # fixed sampling noise: comparable across epochs
+    # The training epoch, the validation ELBO and the initialisation compile side by side (XLA
+    # releases the GIL while it compiles), from the shapes of their inputs alone: about 6 s less
+    # wall time per stage-default fit on 2 CPU cores (experiments/benchmarks/results/crl_compile_ab.md).
+    placement = replicated if sharding is not None else None
+    param_shapes = _abstract(jax.eval_shape(init, init_keys), placement)
+    state_shapes = _abstract(jax.eval_shape(optimizer_init, param_shapes), placement)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        epoch_compiled = pool.submit(lambda: epoch.lower(param_shapes, state_shapes, keys).compile())
+        validation_compiled = pool.submit(lambda: validation_elbo.lower(param_shapes, val_key).compile())
+        params = init(init_keys)
+        opt_state = optimizer_init(params)
+        if sharding is not None:
+            params, opt_state = jax.device_put((params, opt_state), replicated)
+        epoch, validation_elbo = epoch_compiled.result(), validation_compiled.result()
     curves: list[tuple[np.ndarray, np.ndarray]] = []
     best = np.full(restarts, -np.inf)
     patience_reference = np.full(restarts, -np.inf)  # the best ELBO that last beat its predecessor by min_delta
     best_params, waited = params, np.zeros(restarts, dtype=int)
-    keys = jax.random.split(key, restarts)
-    val_key = validation_key(config)  # fixed sampling noise: comparable across epochs
     stopped = "epoch cap"
     from tqdm.auto import tqdm
 
