@@ -537,6 +537,10 @@ def fit(
     # The training epoch, the validation ELBO and the initialisation compile side by side (XLA
     # releases the GIL while it compiles), from the shapes of their inputs alone: about 6 s less
     # wall time per stage-default fit on 2 CPU cores (experiments/benchmarks/results/crl_compile_ab.md).
+    from tqdm.auto import tqdm
+
+    # Shown from the start: compiling takes tens of seconds before the first epoch.
+    bar = tqdm(range(config.max_epochs), desc="crl (compiling)", unit="epoch", disable=not progress, leave=False)
     placement = replicated if sharding is not None else None
     param_shapes = _abstract(jax.eval_shape(init, init_keys), placement)
     state_shapes = _abstract(jax.eval_shape(optimizer_init, param_shapes), placement)
@@ -548,14 +552,12 @@ def fit(
         if sharding is not None:
             params, opt_state = jax.device_put((params, opt_state), replicated)
         epoch, validation_elbo = epoch_compiled.result(), validation_compiled.result()
+    bar.set_description("crl")
     curves: list[tuple[np.ndarray, np.ndarray]] = []
     best = np.full(restarts, -np.inf)
     patience_reference = np.full(restarts, -np.inf)  # the best ELBO that last beat its predecessor by min_delta
     best_params, waited = params, np.zeros(restarts, dtype=int)
     stopped = "epoch cap"
-    from tqdm.auto import tqdm
-
-    bar = tqdm(range(config.max_epochs), desc="crl", unit="epoch", disable=not progress, leave=False)
     for index in bar:
         # The graph is a DAG at every step and nothing is pruned afterwards, so the
         # parameters scored here are exactly the ones returned.

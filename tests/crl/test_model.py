@@ -63,6 +63,15 @@ def test_fixed_order_keeps_the_index_order(bench):
     assert np.allclose(np.tril(fixed.graph(threshold=0.0).to_numpy()), 0)
 
 
+@pytest.mark.slow  # ~20 s CPU (a fit and its JIT compile); runs under CI
+def test_progress_bar_shows_the_compilation_then_the_validation_elbo(bench, capsys):
+    small = {m: [x[:300] for x in xs] for m, xs in bench.modalities.items()}
+    fit(small, latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=2, hidden=(16,), progress=True)
+    shown = capsys.readouterr().err
+    assert "crl (compiling)" in shown
+    assert shown.index("crl (compiling)") < shown.index("val_elbo=")
+
+
 @pytest.mark.parametrize("mechanism", ["additive", "mlp"])
 def test_causal_prior_is_a_normalised_density(mechanism):
     """The change-of-variables term is right: exp(log p(u)) integrates to 1 over a grid."""
