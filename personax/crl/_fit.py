@@ -534,13 +534,13 @@ def fit(
     start = time.perf_counter()
     keys = jax.random.split(key, restarts)
     val_key = validation_key(config)  # fixed sampling noise: comparable across epochs
-    # The training epoch, the validation ELBO and the initialisation compile side by side (XLA
-    # releases the GIL while it compiles), from the shapes of their inputs alone: about 6 s less
-    # wall time per stage-default fit on 2 CPU cores (experiments/benchmarks/results/crl_compile_ab.md).
     from tqdm.auto import tqdm
 
     # Shown from the start: compiling takes tens of seconds before the first epoch.
     bar = tqdm(range(config.max_epochs), desc="crl (compiling)", unit="epoch", disable=not progress, leave=False)
+    # The training epoch, the validation ELBO and the initialisation compile side by side (XLA
+    # releases the GIL while it compiles), from the shapes of their inputs alone: about 6 s less
+    # wall time per stage-default fit on 2 CPU cores (experiments/benchmarks/results/crl_compile_ab.md).
     placement = replicated if sharding is not None else None
     param_shapes = _abstract(jax.eval_shape(init, init_keys), placement)
     state_shapes = _abstract(jax.eval_shape(optimizer_init, param_shapes), placement)
