@@ -366,9 +366,11 @@ def validation_key(config: CRLConfig) -> jax.Array:
     return jax.random.key(config.seed + 1)
 
 
-def _abstract(tree: Any, sharding: Any = None) -> Any:
-    """The shapes and dtypes of a tree of arrays (for compiling ahead of time), on ``sharding``."""
-    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), tree)
+def _placed(shapes: Any, sharding: Any) -> Any:
+    """``jax.eval_shape``'s output placed on ``sharding`` (None: the default device), to compile ahead of time."""
+    if sharding is None:
+        return shapes
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
 def _init_params(config: CRLConfig, key: jax.Array):
@@ -542,8 +544,8 @@ def fit(
     # releases the GIL while it compiles), from the shapes of their inputs alone: about 6 s less
     # wall time per stage-default fit on 2 CPU cores (experiments/benchmarks/results/crl_compile_ab.md).
     placement = replicated if sharding is not None else None
-    param_shapes = _abstract(jax.eval_shape(init, init_keys), placement)
-    state_shapes = _abstract(jax.eval_shape(optimizer_init, param_shapes), placement)
+    param_shapes = _placed(jax.eval_shape(init, init_keys), placement)
+    state_shapes = _placed(jax.eval_shape(optimizer_init, param_shapes), placement)
     with ThreadPoolExecutor(max_workers=2) as pool:
         epoch_compiled = pool.submit(lambda: epoch.lower(param_shapes, state_shapes, keys).compile())
         validation_compiled = pool.submit(lambda: validation_elbo.lower(param_shapes, val_key).compile())
