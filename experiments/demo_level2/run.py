@@ -41,6 +41,8 @@ def run_seed(seed: int, overrides: list[str]) -> list[dict]:
             continue
         rows.append({"seed": seed, "block": block, "mcc": result["mcc"], "best_baseline": result["best_baseline"],
                      "best_baseline_mcc": result["best_baseline_mcc"], "verdict": result["verdict"],
+                     **{key: result.get(key) for key in ("r2_own_block", "r2_all_latents", "r2_measurements",
+                                                          "diagnosis")},
                      "shd_learned_graph": metrics["recovery"].get("all", {}).get("shd_learned_graph"),
                      "epochs": metrics["epochs"], "stopped": metrics["stopped"],
                      "overrides": " ".join(overrides)})
@@ -50,7 +52,7 @@ def run_seed(seed: int, overrides: list[str]) -> list[dict]:
 def summarise(frame: pd.DataFrame) -> str:
     lines = ["# Demo Level II recovery on fresh seeds", "",
              f"Seeds: {', '.join(str(s) for s in sorted(frame.seed.unique()))} (not used while developing). "
-             f"Overrides: `{frame.overrides.iloc[0] or 'none'}`. Held-out (test split) MCC, median [min, max].", "",
+             f"Overrides: `{frame.overrides.fillna('').iloc[0] or 'none'}`. Held-out (test split) MCC, median [min, max].", "",
              "| block | personax MCC | best baseline MCC (which) | recovered | target (MCC >= 0.8 and above every baseline) |",
              "|---|---|---|---|---|"]
     for block, rows in frame.groupby("block", sort=False):
@@ -59,6 +61,17 @@ def summarise(frame: pd.DataFrame) -> str:
         lines.append(f"| {block} | {mcc.median():.3f} [{mcc.min():.3f}, {mcc.max():.3f}] | "
                      f"{base.median():.3f} [{base.min():.3f}, {base.max():.3f}] ({', '.join(sorted(set(rows.best_baseline)))}) | "
                      f"{int((rows.verdict == 'recovered').sum())} of {len(rows)} seeds | {'met' if met else 'not met'} |")
+    if "r2_measurements" in frame and frame.r2_measurements.notna().all():
+        lines += ["", "Where each planted block's information is (held-out linear R² of the planted latents, "
+                      "median [min, max]) and the stage's diagnosis:", "",
+                  "| block | from the learned block | from all learned latents | from the measurements | diagnosis (seeds) |",
+                  "|---|---|---|---|---|"]
+        for block, rows in frame.groupby("block", sort=False):
+            cells = [f"{rows[c].median():.2f} [{rows[c].min():.2f}, {rows[c].max():.2f}]"
+                     for c in ("r2_own_block", "r2_all_latents", "r2_measurements")]
+            diagnoses = rows.diagnosis.fillna("recovered").value_counts()
+            lines.append(f"| {block} | {' | '.join(cells)} | "
+                         f"{'; '.join(f'{text} ({count})' for text, count in diagnoses.items())} |")
     shd = frame.drop_duplicates("seed").shd_learned_graph.dropna()
     if len(shd):
         lines += ["", f"SHD of the learned graph (7 latents, 2 planted edges): median {shd.median():g} "

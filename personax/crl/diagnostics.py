@@ -98,6 +98,7 @@ def block_r2(
     *,
     model: str = "linear",
     seed: int = 0,
+    alphas: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """Held-out R² of each true latent predicted from a learned block.
 
@@ -109,6 +110,8 @@ def block_r2(
         model: ``"linear"`` (RidgeCV) or ``"kernel"`` (RBF kernel ridge; width by the
             median heuristic, ridge chosen by 3-fold CV on train).
         seed: Seed of the CV split.
+        alphas: Ridge strengths the linear model chooses from (by leave-one-out on
+            train); default 1e-4..1e2, enough for a few latents.
 
     Returns:
         ``r2`` per true latent and their ``mean``.
@@ -121,7 +124,7 @@ def block_r2(
     x_train, x_test = _standardise(np.asarray(learned_train, float), np.asarray(learned_test, float))
     y_train, y_test = _standardise(np.asarray(true_train, float), np.asarray(true_test, float))
     if model == "linear":
-        predictor = RidgeCV(alphas=np.logspace(-4, 2, 13))
+        predictor = RidgeCV(alphas=np.logspace(-4, 2, 13) if alphas is None else np.asarray(alphas, dtype=float))
     elif model == "kernel":
         sample = x_train[: min(len(x_train), 1000)]
         distances = np.sqrt(((sample[:, None] - sample[None]) ** 2).sum(-1))

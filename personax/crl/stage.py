@@ -266,9 +266,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             recovery[block] = {
                 "mcc": D.mcc(learned[train], true[train], learned[test], true[test])["mcc"],
                 "mcc_spearman": D.mcc(learned[train], true[train], learned[test], true[test], method="spearman")["mcc"],
-                "block_r2_linear": D.block_r2(learned[train], true[train], learned[test], true[test])["mean"],
             }
-        # Beside each block's MCC: the baselines on the same split and a plain verdict.
+        # Beside each block's MCC: the baselines on the same split, where the block's information
+        # is (this block, all learned latents, the measurements) and a plain verdict.
         for block, verdict in recovery_with_baselines(latents, truth, data, model.splits, seed=int(options.seed)).items():
             recovery[block].update({k: v for k, v in verdict.items() if k != "mcc"})
         scored_blocks = [b for b in order if latents[b].shape[1]]

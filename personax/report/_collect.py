@@ -254,9 +254,11 @@ def _unreliable(ctx: _Context) -> list[Finding]:
         items.append(Finding(f"CRL training stopped at the epoch cap ({metrics.get('epochs')} epochs), not by early "
                              "stopping: the model may not have converged.", _anchor("Training curves"), "warning"))
     crl = ctx.value(A.CRL_RECOVERY) or {}
-    below = [block for block, v in crl.items() if isinstance(v, Mapping) and v.get("verdict") == "not recovered"]
+    below = {block: v.get("diagnosis") for block, v in crl.items()
+             if isinstance(v, Mapping) and v.get("verdict") == "not recovered"}
     if below:
-        items.append(Finding(f"CRL recovery below the baselines (not recovered) for block(s) {', '.join(below)}.",
+        blocks = "; ".join(f"{block} ({diagnosis})" if diagnosis else block for block, diagnosis in below.items())
+        items.append(Finding(f"CRL blocks not recovered (MCC below 0.8 or below the best baseline): {blocks}.",
                              _anchor(CRL_TITLE), "warning"))
     return items
 

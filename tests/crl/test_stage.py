@@ -36,6 +36,9 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
         methods = ("pca", "fastica", "cca_ica") if name == "image" else ("pca", "fastica", "rater_mean", "cca_ica")
         assert {f"baseline_mcc_{m}" for m in methods} <= set(block)
         assert block["verdict"] in ("recovered", "not recovered") and block["reason"]
+        # where the block's information is: this block, all learned latents, the measurements
+        assert {"r2_own_block", "r2_all_latents", "r2_measurements"} <= set(block)
+        assert (block["diagnosis"] is None) == (block["verdict"] == "recovered")
     metrics = json.loads((crl / "metrics.json").read_text())
     # the text modality is one measurement per rater in the trait table; score 0 is missing, masked
     assert metrics["measurements"]["text"] == [f"trait_scores:trait_{r}_?" for r in ("lexicon", "sima", "simb", "simc")]

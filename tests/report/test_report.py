@@ -161,8 +161,9 @@ def test_summary_box_says_what_ran_what_was_found_and_what_is_unreliable(full_ru
     # The smoke run's random CLIP weights, and its two epochs, are flagged.
     assert "Warning: Image embeddings come from randomly initialised CLIP weights" in summary
     assert (metrics["stopped"] == "epoch cap") == ("CRL training stopped at the epoch cap" in summary)
-    if any(v["verdict"] == "not recovered" for v in recovery.values()):
-        assert "CRL recovery below the baselines" in summary
+    for block, values in recovery.items():  # each block not recovered is named with where its information is
+        if values.get("verdict") == "not recovered":
+            assert "CRL blocks not recovered" in summary and f"{block} ({values['diagnosis']})" in summary
     # Every line links a section that exists.
     anchors = set(re.findall(r'<section id="([^"]+)"', html))
     links = re.findall(r"\(\[details\]\(#([^)]+)\)\)", summary)
