@@ -49,7 +49,7 @@ def test_each_face_variant_changes_what_it_says(tmp_path):
     assert max(same_face) < 0.999 and np.median(same_face) > np.median(other_face)
 
     plain, pixels, files = _run("plain", tmp_path / "plain")
-    pd.testing.assert_frame_equal(plain, second)  # the table and its planted values are the same
+    pd.testing.assert_frame_equal(plain, second)  # the same person table, whichever faces are drawn
     assert np.allclose(pixels, files)
     assert np.ptp(files[:, 0]) == 0 < np.ptp(drawn[:, 0])  # a corner pixel: one background for everyone
 
