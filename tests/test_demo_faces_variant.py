@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from personax.data.images import to_rgb
 from personax.data.synthetic import make_cohort
-from personax.embeddings._pixels import thumbnails
+from personax.embeddings._pixels import grey_thumbnail, thumbnails
 
 DEMO = Path(__file__).resolve().parents[1] / "experiments/demo_level2"
 N, SEED = 40, 3
@@ -33,8 +32,7 @@ def _run(variant: str, run_dir: Path) -> tuple[pd.DataFrame, np.ndarray, np.ndar
 
 
 def _grey(faces: np.ndarray) -> np.ndarray:
-    return np.stack([np.asarray(to_rgb(Image.fromarray(f)).convert("L").resize((32, 32), Image.Resampling.BOX),
-                                dtype=np.float32).reshape(-1) / 255.0 for f in faces])
+    return np.stack([grey_thumbnail(Image.fromarray(face), side=32) for face in faces])
 
 
 @pytest.mark.slow  # ~10 s: the ingest and thumbnail stages twice, in subprocesses

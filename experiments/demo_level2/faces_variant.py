@@ -37,8 +37,8 @@ def main() -> None:
     if variant not in VARIANTS:
         raise SystemExit(f"usage: faces_variant.py {{{','.join(VARIANTS)}}} [hydra overrides...]")
     from personax.data import _faces
-    from personax.data.images import to_rgb
     from personax.embeddings import stage as embeddings_stage
+    from personax.embeddings._pixels import grey_thumbnail
 
     draw_face = _faces.draw_face
     second: list[np.ndarray] = []  # the second drawing of face i, in the cohort's order
@@ -55,15 +55,10 @@ def main() -> None:
 
     _faces.draw_face = drawn
     if variant == "second_rendering":
-        thumbnails = embeddings_stage.thumbnails
-
-        def second_thumbnails(paths, *, side, **kwargs):
-            values, reasons = thumbnails(paths, side=side, **kwargs)
-            for row, path in enumerate(paths):  # data/faces/celeb-000123.png is the cohort's face 123
-                index = int(re.search(r"(\d+)\.png$", str(path)).group(1))
-                grey = to_rgb(Image.fromarray(second[index])).convert("L").resize((side, side), Image.Resampling.BOX)
-                values[row] = np.asarray(grey, dtype=np.float32).reshape(-1) / 255.0
-            return values, reasons
+        def second_thumbnails(paths, *, side, **_):
+            # data/faces/celeb-000123.png is the cohort's face 123: its second drawing, not the file
+            index = [int(re.search(r"(\d+)\.png$", str(path)).group(1)) for path in paths]
+            return np.stack([grey_thumbnail(Image.fromarray(second[i]), side=side) for i in index]), [None] * len(paths)
 
         embeddings_stage.thumbnails = second_thumbnails
     sys.argv = ["personax.run", *sys.argv[2:]]

@@ -55,7 +55,7 @@ def summarise(frame: pd.DataFrame) -> str:
     lines = ["# Demo Level II recovery on fresh seeds", "",
              f"Seeds: {', '.join(str(s) for s in sorted(frame.seed.unique()))} (not used while developing). "
              f"Overrides: `{frame.overrides.fillna('').iloc[0] or 'none'}`. "
-             f"Faces: {frame.get('faces', pd.Series(['drawn'])).iloc[0]}. Held-out (test split) MCC, median [min, max].", "",
+             f"Faces: {frame.faces.iloc[0]}. Held-out (test split) MCC, median [min, max].", "",
              "| block | personax MCC | best baseline MCC (which) | recovered | target (MCC >= 0.8 and above every baseline) |",
              "|---|---|---|---|---|"]
     for block, rows in frame.groupby("block", sort=False):

@@ -51,6 +51,11 @@ def thumbnails(paths: Sequence[str | None], *, side: int = 32, max_bytes: int = 
             reasons[i] = check.reason
             continue
         with Image.open(file) as image:
-            grey = to_rgb(image).convert("L").resize((side, side), Image.Resampling.BOX)
-        out[i] = np.asarray(grey, dtype=np.float32).reshape(-1) / 255.0
+            out[i] = grey_thumbnail(image, side=side)
     return out, reasons
+
+
+def grey_thumbnail(image: Image.Image, *, side: int) -> np.ndarray:
+    """One image as ``side x side`` box-filtered grey values in [0, 1], flattened (float32)."""
+    grey = to_rgb(image).convert("L").resize((side, side), Image.Resampling.BOX)
+    return np.asarray(grey, dtype=np.float32).reshape(-1) / 255.0
