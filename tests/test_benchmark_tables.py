@@ -34,3 +34,45 @@ def _table(benchmark, seeds: list[int]) -> str:
 ])
 def test_the_title_says_whether_the_seeds_were_used_in_development(benchmark, seeds, label):
     assert label in _table(benchmark, seeds)
+
+
+def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
+    from omegaconf import OmegaConf
+
+    stage_fit = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/crl/default.yaml").fit
+    variant = benchmark.MODEL_VARIANTS["personax-stage"]
+    assert variant == {key: stage_fit[key] for key in benchmark.STAGE_OBJECTIVE}
+    assert variant["shared_posterior"] == "mixture" and variant["contrastive"] > 0
+
+
+def test_every_personax_variant_gets_its_own_target_rows(benchmark):
+    frame = pd.DataFrame({"dataset": "numeric", "seed": [1000, 1001] * 2, "stopped": "epoch cap",
+                          "method": ["personax", "personax", "personax-stage", "personax-stage"],
+                          "mcc": [0.80, 0.82, 0.94, 0.96], "shd": [4.0, 4.0, 1.0, 0.0]})
+    args = argparse.Namespace(dataset="numeric", n=5000, image_size=16, epochs=150, restarts=1, seeds=[1000, 1001])
+    table = benchmark.summarise(frame, args)
+    assert "| median MCC >= 0.93 | 0.810 | not met |" in table.split("target (personax-stage)")[0]
+    stage_rows = table.split("target (personax-stage)")[1]
+    assert "| median MCC >= 0.93 | 0.950 | met |" in stage_rows and "| median SHD <= 1 | 0.500 | met |" in stage_rows
+
+
+def test_every_benchmark_command_the_docs_show_parses(benchmark):
+    """Each ``crl_benchmark/run.py`` command in the README, docs and experiments' notes names only
+    options and methods the script has (running them takes hours: they are parsed, not run)."""
+    import re
+    import shlex
+
+    root = Path(__file__).resolve().parents[1]
+    shown = []
+    for path in [root / "README.md", *sorted((root / "docs").rglob("*.md")), *sorted((root / "experiments").rglob("*.md"))]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            match = re.search(r"experiments/crl_benchmark/run\.py((?: [^`|]*)?)", line)
+            if match and "python" in line:
+                shown.append((path.name, shlex.split(match.group(1), comments=True)))
+    assert len(shown) >= 4
+    parser = benchmark.argument_parser()
+    for name, words in shown:
+        try:
+            parser.parse_args(words)
+        except SystemExit:
+            pytest.fail(f"{name}: the command `run.py {' '.join(words)}` does not parse")
