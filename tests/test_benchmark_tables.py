@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -76,3 +77,11 @@ def test_every_benchmark_command_the_docs_show_parses(benchmark):
             parser.parse_args(words)
         except SystemExit:
             pytest.fail(f"{name}: the command `run.py {' '.join(words)}` does not parse")
+
+
+def test_the_auxiliary_benchmark_has_the_groups_its_auxiliary_methods_need(benchmark):
+    bench, dims, shared, _ = benchmark._data("numeric-auxiliary", 300, 0, 16)
+    assert bench.auxiliary is not None and len(np.unique(bench.auxiliary)) == 13  # 2 x 6 latents + 1
+    plain, *_ = benchmark._data("numeric", 300, 0, 16)
+    assert plain.auxiliary is None and plain.graph.equals(bench.graph)
+    assert {"personax-auxiliary", "personax-stage-auxiliary"} <= set(benchmark.MODEL_VARIANTS)

@@ -506,12 +506,15 @@ class MultimodalBenchmark:
         noise: modality name -> list of per-measurement noise arrays eta(m,k).
         graph: Weighted adjacency over the latent names (entry [parent, child]);
             nothing points into the shared block.
+        auxiliary: Observed group label per person (integers), when the benchmark's
+            latents depend on one (``make_multimodal_numeric(auxiliary_groups=...)``); else None.
     """
 
     modalities: dict[str, list[np.ndarray]]
     latents: dict[str, np.ndarray]
     noise: dict[str, list[np.ndarray]]
     graph: pd.DataFrame
+    auxiliary: np.ndarray | None = None
 
 
 def _invertible_mlp(in_dim: int, out_dim: int, rng: np.random.Generator, layers: int = 2) -> Any:
@@ -548,6 +551,7 @@ def make_multimodal_numeric(
     noise_dim: int = 1,
     noise_scale: float = 0.5,
     edge_probability: float = 0.5,
+    auxiliary_groups: int = 0,
     seed: int = 0,
 ) -> MultimodalBenchmark:
     """The numeric CRL benchmark: latents from a known SCM, measurements through random injective MLPs.
@@ -556,6 +560,12 @@ def make_multimodal_numeric(
     Each modality latent gets each earlier latent as a parent with probability
     ``edge_probability`` (at least one shared parent, so the blocks are linked), and
     mechanism ``z = sum_p w_p * tanh(parent_p) + 0.5 * e`` with |w| in [0.5, 1.5].
+
+    With ``auxiliary_groups`` = G > 0 every person also has an observed group (uniform over G,
+    ``bench.auxiliary``) that shifts the location (by U(-1, 1)) and scales (by exp U(-0.7, 0.7))
+    every latent's exogenous noise e, the setting of iVAE's identifiability (Khemakhem et al.
+    2020: components are identified given 2d + 1 distinct groups for d latents). The groups use
+    their own random stream: the rest of the draw is the same as without them.
 
     Example:
         >>> bench = make_multimodal_numeric(100, seed=0)
@@ -571,13 +581,19 @@ def make_multimodal_numeric(
     for modality, dim in modality_dims.items():
         names += [f"{modality}{i + 1}" for i in range(dim)]
     graph = pd.DataFrame(0.0, index=names, columns=names)
+    groups, location, scale = None, np.zeros((1, len(names))), np.ones((1, len(names)))
+    if auxiliary_groups:
+        group_rng = np.random.default_rng([seed, 7])
+        groups = group_rng.integers(auxiliary_groups, size=n)
+        location = group_rng.uniform(-1.0, 1.0, size=(auxiliary_groups, len(names)))[groups]
+        scale = np.exp(group_rng.uniform(-0.7, 0.7, size=(auxiliary_groups, len(names))))[groups]
     values = np.zeros((n, len(names)))
-    values[:, :shared_dim] = rng.normal(size=(n, shared_dim))
+    values[:, :shared_dim] = location[:, :shared_dim] + scale[:, :shared_dim] * rng.normal(size=(n, shared_dim))
     for j in range(shared_dim, len(names)):
         parents = [i for i in range(j) if rng.random() < edge_probability]
         if not any(i < shared_dim for i in parents):
             parents.append(int(rng.integers(shared_dim)))
-        total = 0.5 * rng.normal(size=n)
+        total = 0.5 * (location[:, j] + scale[:, j] * rng.normal(size=n))
         for i in sorted(set(parents)):
             weight = rng.choice([-1, 1]) * rng.uniform(0.5, 1.5)
             graph.iloc[i, j] = weight
@@ -598,7 +614,7 @@ def make_multimodal_numeric(
             mix = _invertible_mlp(inputs.shape[1], obs_dim, rng)
             modalities[modality].append(mix(inputs).astype(np.float32))
             noise[modality].append(eta)
-    return MultimodalBenchmark(modalities=modalities, latents=latents, noise=noise, graph=graph)
+    return MultimodalBenchmark(modalities=modalities, latents=latents, noise=noise, graph=graph, auxiliary=groups)
 
 
 VARIANT_DIGITS_GRAPH = (("Z11", "Z12"), ("Z11", "Z21"), ("Z21", "Z22"))

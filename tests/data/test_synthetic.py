@@ -9,7 +9,7 @@ from scipy import stats
 
 from personax.data._bios import TRAIT_PHRASES
 from personax.data.schema import FACE_ATTRIBUTES, TRAITS
-from personax.data.synthetic import GroundTruth, make_cohort, marginally_dependent
+from personax.data.synthetic import GroundTruth, make_cohort, make_multimodal_numeric, marginally_dependent
 
 
 def test_same_arguments_same_cohort():
@@ -198,3 +198,16 @@ def test_level_two_latents_enter_the_modalities_the_design_says():
     assert graph.loc["face_length", "nose_length"] != 0 and graph.loc["c", "n"] != 0
     assert (graph.loc[:, ["e", "a"]] == 0).all().all()  # nothing points into the shared block
     assert int((graph != 0).sum().sum()) == 2
+
+
+def test_numeric_benchmark_groups_shift_every_latent_and_change_nothing_else():
+    plain = make_multimodal_numeric(3000, seed=5)
+    grouped = make_multimodal_numeric(3000, seed=5, auxiliary_groups=13)
+    assert plain.auxiliary is None and grouped.auxiliary.shape == (3000,)
+    assert set(np.unique(grouped.auxiliary)) == set(range(13))
+    # the groups draw from their own stream: the graph and the measurement maps are the same draw
+    assert plain.graph.equals(grouped.graph)
+    assert all(np.array_equal(a, b) for a, b in zip(plain.noise["image"], grouped.noise["image"]))
+    latents = np.concatenate([grouped.latents[b] for b in ("shared", "image", "text")], axis=1)
+    for j in range(latents.shape[1]):  # each latent's location differs between groups (one-way ANOVA)
+        assert stats.f_oneway(*[latents[grouped.auxiliary == g, j] for g in range(13)]).pvalue < 1e-6
