@@ -168,8 +168,8 @@ def main() -> None:
 
 DEVELOPMENT_SEEDS = set(range(5))  # the seeds the model was developed on; a table says when it uses them
 TARGETS = {"numeric": {"median MCC": 0.93, "min MCC": 0.85, "median SHD": 1},
-           "numeric-auxiliary": {"median MCC": 0.93, "min MCC": 0.85, "median SHD": 1},
            "digits": {"median MCC": 0.90, "median SHD": 1}}
+TARGETS["numeric-auxiliary"] = TARGETS["numeric"]
 
 
 def summarise(frame: pd.DataFrame, args) -> str:
@@ -196,6 +196,8 @@ def summarise(frame: pd.DataFrame, args) -> str:
         if args.dataset not in TARGETS:
             break
         caveat = "" if not used else ", development seeds: not evidence"
+        if args.dataset == "numeric-auxiliary":
+            caveat += ", the numeric benchmark's thresholds"
         lines += ["", f"| target ({method}{caveat}) | value | status |", "|---|---|---|"]
         observed = {"median MCC": ours.mcc.median(), "min MCC": ours.mcc.min(),
                     "median SHD": ours.shd.median() if "shd" in ours else float("nan")}
