@@ -1,4 +1,6 @@
-"""The CRL benchmark's tables say which seeds they used: development seeds are never called fresh."""
+"""The CRL benchmark script: its tables say which seeds they used (development seeds are never
+called fresh) and give every personax variant its target rows; its variants and datasets are the
+ones the docs name, and every command the docs show parses."""
 
 from __future__ import annotations
 

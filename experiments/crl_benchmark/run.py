@@ -191,10 +191,9 @@ def summarise(frame: pd.DataFrame, args) -> str:
             values = group[m].dropna()
             cells.append(f"{values.median():.3f} [{values.min():.3f}, {values.max():.3f}]" if len(values) else "—")
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    for method in [m for m in frame.method.unique() if m.startswith("personax")]:
+    ours_methods = [m for m in frame.method.unique() if m.startswith("personax")] if args.dataset in TARGETS else []
+    for method in ours_methods:  # the targets, for every personax variant in the table
         ours = frame[frame.method == method]
-        if args.dataset not in TARGETS:
-            break
         caveat = "" if not used else ", development seeds: not evidence"
         if args.dataset == "numeric-auxiliary":
             caveat += ", the numeric benchmark's thresholds"
