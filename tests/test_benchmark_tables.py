@@ -87,3 +87,19 @@ def test_the_auxiliary_benchmark_has_the_groups_its_auxiliary_methods_need(bench
     plain, *_ = benchmark._data("numeric", 300, 0, 16)
     assert plain.auxiliary is None and plain.graph.equals(bench.graph)
     assert {"personax-auxiliary", "personax-stage-auxiliary"} <= set(benchmark.MODEL_VARIANTS)
+
+
+def test_the_demo_record_never_calls_a_development_seed_fresh():
+    spec = importlib.util.spec_from_file_location("demo_level2_run", SCRIPT.parents[1] / "demo_level2/run.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+
+    def header(seeds):
+        frame = pd.DataFrame({"seed": seeds, "block": "shared", "mcc": 0.7, "best_baseline": "pca",
+                              "best_baseline_mcc": 0.8, "verdict": "not recovered", "shd_learned_graph": 3,
+                              "epochs": 300, "stopped": "epoch cap", "overrides": "", "faces": "drawn"})
+        return "\n".join(demo.summarise(frame).splitlines()[:3])
+
+    assert "on fresh seeds" in header([1000, 1001]) and "(not used while developing)" in header([1000, 1001])
+    assert "fresh" not in header([0]) and "all used while developing: not evidence" in header([0])
+    assert "used while developing among them: [3]" in header([3, 1000])
