@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 from sklearn.decomposition import PCA, FastICA
 
 from personax.crl import diagnostics as D
@@ -37,27 +38,26 @@ from personax.crl._baselines import BASELINES, baseline_latents
 from personax.crl._fit import _split
 from personax.crl._model import CRLConfig
 from personax.data.synthetic import make_multimodal_numeric, make_variant_digits
+from personax.run import config_dir
 
 RESULTS = Path(__file__).parent / "results"
-STAGE_CONFIG = Path(__file__).parents[2] / "conf" / "crl" / "default.yaml"
 STAGE_OBJECTIVE = ("shared_posterior", "contrastive", "noise_dim")  # the crl stage's objective, from its config
 
 
 def _stage_objective() -> dict:
-    from omegaconf import OmegaConf
-
-    stage_fit = OmegaConf.load(STAGE_CONFIG).fit
+    stage_fit = OmegaConf.load(config_dir() / "crl" / "default.yaml").fit
     return {key: stage_fit[key] for key in STAGE_OBJECTIVE}
 
 
+STAGE = _stage_objective()
 # personax and its ablations: method -> fit options on top of the defaults
 MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0},
                   "gaussian-beta1": {"prior": "gaussian", "beta": 1.0},
                   "personax-contrastive": {"contrastive": 1.0},
-                  "personax-stage": _stage_objective(),
+                  "personax-stage": STAGE,
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   "personax-auxiliary": {},
-                  "personax-stage-auxiliary": _stage_objective()}
+                  "personax-stage-auxiliary": STAGE}
 
 
 def _data(dataset: str, n: int, seed: int, image_size: int):
