@@ -88,7 +88,8 @@ def _pair_groups(names: Sequence[str]) -> dict[str | None, list[tuple[int, int]]
     return groups
 
 
-def multiview_infonce(views: dict[str, tuple[jax.Array, jax.Array, jax.Array]], *, temperature: float) -> jax.Array:
+def multiview_infonce(views: dict[str, tuple[jax.Array, jax.Array, jax.Array]], *, temperature: float,
+                      pairs: str = "all") -> jax.Array:
     """Mean NT-Xent over every pair of measurements, on the latents each pair shares.
 
     The mean of :func:`nt_xent` over the pairs, computed for all pairs that share the same
@@ -99,11 +100,17 @@ def multiview_infonce(views: dict[str, tuple[jax.Array, jax.Array, jax.Array]], 
         views: measurement name ``"{modality}_{k}"`` -> (s mean, z(m) mean, present),
             as returned by ``CausalMultimodalVAE.view_means``.
         temperature: Temperature of the similarity.
+        pairs: "all" (every pair of measurements) or "cross_modal" (only pairs of different
+            modalities, on s: Daunhawer et al. 2023's cross-modal InfoNCE).
     """
+    if pairs not in ("all", "cross_modal"):
+        raise ValueError(f"pairs must be 'all' or 'cross_modal', got {pairs!r}")
     names = sorted(views)
     totals, count = [], 0
-    for modality, pairs in _pair_groups(names).items():
-        members = sorted({i for pair in pairs for i in pair})
+    for modality, group in _pair_groups(names).items():
+        if modality is not None and pairs == "cross_modal":
+            continue
+        members = sorted({i for pair in group for i in pair})
         if modality is None:
             latents = jnp.stack([views[names[i]][0] for i in members])
         else:
@@ -113,12 +120,12 @@ def multiview_infonce(views: dict[str, tuple[jax.Array, jax.Array, jax.Array]], 
         present = jnp.stack([views[names[i]][2] for i in members])
         own = _self_logsumexp(latents, present, temperature)  # (members, batch)
         position = {i: p for p, i in enumerate(members)}
-        first = jnp.asarray([position[i] for i, _ in pairs])
-        second = jnp.asarray([position[j] for _, j in pairs])
+        first = jnp.asarray([position[i] for i, _ in group])
+        second = jnp.asarray([position[j] for _, j in group])
         # Gathers of the (members, batch, dims) latents, not of (batch, batch) matrices: the
         # gradient of a gather is a scatter-add, slow on a CPU for large operands.
         losses = _pair_losses(_similarity(latents[first], latents[second], temperature), own[first], own[second],
                               present[first], present[second])
         totals.append(jnp.sum(losses))
-        count += len(pairs)
+        count += len(group)
     return sum(totals) / count if count else jnp.zeros(())

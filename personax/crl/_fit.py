@@ -499,7 +499,8 @@ def fit(
         _, log_lik, rest, *views = module.apply({"params": p}, batch, rng, with_views=bool(config.contrastive))
         loss = -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * mechanism_decay(p)
         if config.contrastive:  # multiview InfoNCE on the latents the views share
-            loss = loss + config.contrastive * multiview_infonce(views[0], temperature=config.contrastive_temperature)
+            loss = loss + config.contrastive * multiview_infonce(
+                views[0], temperature=config.contrastive_temperature, pairs=config.contrastive_pairs)
         return loss
 
     def step(carry, rows):

@@ -95,6 +95,10 @@ class CRLConfig:
             InfoNCE on s only, Daunhawer et al. 2023). See :mod:`personax.crl._contrastive`.
         contrastive_temperature: InfoNCE temperature (similarity: minus the squared
             Euclidean distance of the encoders' means).
+        contrastive_pairs: Which pairs of measurements the InfoNCE term aligns: "all"
+            (the subset losses above) or "cross_modal" (only measurements of different
+            modalities, on s: Daunhawer et al.'s cross-modal InfoNCE; each z(m) is then left
+            to the ELBO and the auxiliaries).
         sparse_decoder: modality -> L1 strength: that (tabular) modality's decoders
             become sparse additive maps, x_c = b_c + sum_l W_cl g_cl(v_l) over the
             decoder inputs v = [s, z(m), eta(m,k)], with one small normalised function
@@ -145,6 +149,7 @@ class CRLConfig:
     beta: float = 1.0
     contrastive: float = 0.0
     contrastive_temperature: float = 1.0
+    contrastive_pairs: str = "all"
     auxiliary_in_decoders: bool = False
     shared_posterior: str = "product"
     sparse_decoder: dict[str, float] = dataclasses.field(default_factory=dict)
@@ -419,6 +424,8 @@ class CausalMultimodalVAE(nn.Module):
             s_parts.append((mean[:, :ds], logvar[:, :ds]))
             z_parts[m].append((mean[:, ds : ds + dm], logvar[:, ds : ds + dm]))
             eta[f"{m}_{k}"] = (mean[:, ds + dm :], logvar[:, ds + dm :])
+        if c.contrastive_pairs not in ("all", "cross_modal"):
+            raise ValueError(f"contrastive_pairs must be 'all' or 'cross_modal', got {c.contrastive_pairs!r}")
         if c.shared_posterior not in ("product", "mixture"):
             raise ValueError(f"shared_posterior must be 'product' or 'mixture', got {c.shared_posterior!r}")
         shared = None

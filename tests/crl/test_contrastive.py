@@ -52,17 +52,31 @@ def test_nt_xent_matches_the_written_out_loss_with_missing_rows(temperature):
     np.testing.assert_allclose(float(ours), _naive_nt_xent(a, b, present_a, present_b, temperature), rtol=1e-5)
 
 
+@pytest.mark.parametrize("pairs", ["all", "cross_modal"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_batched_multiview_infonce_is_the_mean_of_the_pairs_losses(seed):
+def test_batched_multiview_infonce_is_the_mean_of_the_pairs_losses(seed, pairs):
     views = _views(seed)
     expected = []
     for first, second in itertools.combinations(sorted(views), 2):
         (s1, z1, p1), (s2, z2, p2) = views[first], views[second]
         same = first.split("_")[0] == second.split("_")[0]  # same modality: s and z(m) are shared
+        if same and pairs == "cross_modal":  # Daunhawer et al.: only different modalities, on s
+            continue
         a, b = (np.hstack([s1, z1]), np.hstack([s2, z2])) if same else (s1, s2)
         expected.append(_naive_nt_xent(a, b, p1, p2, 0.5))
+    assert len(expected) == (6 if pairs == "cross_modal" else 10)
     as_jax = {name: tuple(jnp.asarray(v) for v in view) for name, view in views.items()}
-    np.testing.assert_allclose(float(multiview_infonce(as_jax, temperature=0.5)), np.mean(expected), rtol=1e-5)
+    ours = multiview_infonce(as_jax, temperature=0.5, pairs=pairs)
+    np.testing.assert_allclose(float(ours), np.mean(expected), rtol=1e-5)
+
+
+def test_unknown_pairs_option_is_refused():
+    with pytest.raises(ValueError, match="cross_modal"):
+        multiview_infonce({}, temperature=1.0, pairs="within")
+    with pytest.raises(ValueError, match="contrastive_pairs"):
+        CausalMultimodalVAE(CRLConfig(shared_dim=1, latent_dims={"a": 1}, measurements={"a": 1},
+                                      input_dims={"a": 2}, contrastive_pairs="within")).init(
+            jax.random.key(0), {"a_0": jnp.zeros((2, 2))}, jax.random.key(1))
 
 
 def test_training_pass_returns_the_same_view_means_as_the_separate_method():
