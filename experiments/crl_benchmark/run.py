@@ -55,6 +55,8 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   "gaussian-beta1": {"prior": "gaussian", "beta": 1.0},
                   "personax-contrastive": {"contrastive": 1.0},
                   "personax-stage": STAGE,
+                  # the stage's objective with InfoNCE only across modalities, on s (Daunhawer et al. 2023)
+                  "personax-stage-crossmodal": {**STAGE, "contrastive_pairs": "cross_modal"},
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   "personax-auxiliary": {},
                   "personax-stage-auxiliary": STAGE}
