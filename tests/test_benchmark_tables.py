@@ -1,6 +1,7 @@
 """The CRL benchmark script: its tables say which seeds they used (development seeds are never
 called fresh) and give every personax variant its target rows; its variants and datasets are the
-ones the docs name, and every command the docs show parses."""
+ones the docs name, and every command the docs show parses. The demo's Level II script: its records
+never call a development seed fresh, and every command the docs show parses and composes."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
     variant = benchmark.MODEL_VARIANTS["personax-stage"]
     assert variant == {key: stage_fit[key] for key in benchmark.STAGE_OBJECTIVE}
     assert variant["shared_posterior"] == "mixture" and variant["contrastive"] > 0
+    # its cross-modal ablation changes only which pairs the InfoNCE term aligns
+    assert benchmark.MODEL_VARIANTS["personax-stage-crossmodal"] == {**variant, "contrastive_pairs": "cross_modal"}
 
 
 def test_every_personax_variant_gets_its_own_target_rows(benchmark):
@@ -59,26 +62,35 @@ def test_every_personax_variant_gets_its_own_target_rows(benchmark):
     assert "| median MCC >= 0.93 | 0.950 | met |" in stage_rows and "| median SHD <= 1 | 0.500 | met |" in stage_rows
 
 
-def test_every_benchmark_command_the_docs_show_parses(benchmark):
-    """Each ``crl_benchmark/run.py`` command in the README, docs and experiments' notes names only
-    options and methods the script has (running them takes hours: they are parsed, not run)."""
+def _shown_commands(script: str) -> list[tuple[str, argparse.Namespace]]:
+    """(file name, parsed arguments) of each ``python experiments/<script>`` command in the README,
+    docs and experiments' notes, parsed by that script's own ``argument_parser``."""
     import re
     import shlex
 
+    spec = importlib.util.spec_from_file_location(script.replace("/", "_").removesuffix(".py"), SCRIPT.parents[1] / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parser = module.argument_parser()
     root = Path(__file__).resolve().parents[1]
     shown = []
     for path in [root / "README.md", *sorted((root / "docs").rglob("*.md")), *sorted((root / "experiments").rglob("*.md"))]:
         for line in path.read_text(encoding="utf-8").splitlines():
-            match = re.search(r"experiments/crl_benchmark/run\.py((?: [^`|]*)?)", line)
+            match = re.search(rf"experiments/{re.escape(script)}((?: [^`|]*)?)", line)
             if match and "python" in line:
-                shown.append((path.name, shlex.split(match.group(1), comments=True)))
+                words = shlex.split(match.group(1), comments=True)
+                try:
+                    shown.append((path.name, parser.parse_args(words)))
+                except SystemExit:
+                    pytest.fail(f"{path.name}: the command `{script} {' '.join(words)}` does not parse")
     assert len(shown) >= 4
-    parser = benchmark.argument_parser()
-    for name, words in shown:
-        try:
-            parser.parse_args(words)
-        except SystemExit:
-            pytest.fail(f"{name}: the command `run.py {' '.join(words)}` does not parse")
+    return shown
+
+
+def test_every_benchmark_command_the_docs_show_parses():
+    """Each ``crl_benchmark/run.py`` command in the README, docs and experiments' notes names only
+    options and methods the script has (running them takes hours: they are parsed, not run)."""
+    _shown_commands("crl_benchmark/run.py")
 
 
 def test_the_auxiliary_benchmark_has_the_groups_its_auxiliary_methods_need(benchmark):
@@ -103,3 +115,18 @@ def test_the_demo_record_never_calls_a_development_seed_fresh():
     assert "on fresh seeds" in header([1000, 1001]) and "(not used while developing)" in header([1000, 1001])
     assert "fresh" not in header([0]) and "all used while developing: not evidence" in header([0])
     assert "used while developing among them: [3]" in header([3, 1000])
+
+
+
+def test_every_demo_command_the_docs_show_parses_and_composes(compose_cfg):
+    """Each ``demo_level2/run.py`` command in the README, docs and experiments' notes parses, and its
+    personax.run overrides compose into a config whose ``crl.fit`` names only CRLConfig fields (a
+    field the stage config lacks needs ``+``, which composing checks)."""
+    import dataclasses
+
+    from personax.crl._model import CRLConfig
+
+    fields = {field.name for field in dataclasses.fields(CRLConfig)}
+    for name, args in _shown_commands("demo_level2/run.py"):
+        config = compose_cfg([f"seed={args.seeds[0]}", *args.overrides])
+        assert set(config.crl.fit) <= fields, f"{name}: overrides {args.overrides} set unknown crl.fit fields"

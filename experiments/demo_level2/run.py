@@ -92,14 +92,18 @@ def summarise(frame: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
+def argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1000, 1001, 1002, 1003, 1004])
     parser.add_argument("--tag", default="recovery")
     parser.add_argument("--faces", default="drawn", choices=["drawn", "no_other_attributes", "plain", "second_rendering"],
                         help="how the cohort's faces are drawn (faces_variant.py; default: as the cohort draws them)")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    parser.add_argument("overrides", nargs="*", help="personax.run overrides, after `--`")
+    return parser
+
+
+def main() -> None:
+    args = argument_parser().parse_args()
     RESULTS.mkdir(exist_ok=True)
     rows: list[dict] = []
     for seed in args.seeds:
