@@ -442,6 +442,10 @@ def fit(
             raise ValueError(f"auxiliary covariates row {row} column {column} is not finite")
         fields["auxiliary_dim"] = int(auxiliary.shape[1])
     config = CRLConfig(**fields, image_shapes=shapes, **overrides)
+    if config.contrastive and config.contrastive_pairs == "cross_modal" and (len(modalities) < 2 or not config.shared_dim):
+        # no pair of different modalities shares a latent: the term would be zero, silently
+        raise ValueError("contrastive_pairs='cross_modal' aligns s between modalities: it needs two or more "
+                         f"modalities and shared_dim > 0 (got {len(modalities)} modalities, shared_dim {config.shared_dim})")
     splits = _split(n, config)
     flat = _flatten(modalities, config)
     train_rows = splits["train"]

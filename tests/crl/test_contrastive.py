@@ -98,3 +98,13 @@ def test_training_pass_returns_the_same_view_means_as_the_separate_method():
     assert np.asarray(views["a_1"][2]).tolist() == [1, 1, 1, 0, 1, 1]
     for with_views, without in zip(terms, plain):  # asking for the views changes nothing else
         np.testing.assert_allclose(np.asarray(with_views), np.asarray(without), rtol=1e-6)
+
+
+def test_cross_modal_pairs_without_a_second_modality_or_s_are_refused():
+    from personax.crl import fit
+
+    rng = np.random.default_rng(0)
+    one_modality = {"a": [rng.normal(size=(60, 3)), rng.normal(size=(60, 3))]}
+    with pytest.raises(ValueError, match="two or more modalities"):
+        fit(one_modality, shared_dim=1, latent_dims={"a": 1}, max_epochs=1, contrastive=1.0,
+            contrastive_pairs="cross_modal")
