@@ -13,15 +13,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments/crl_benchmark/run.py"
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _load_script(script: str):
+    """An experiment script (``experiments/<script>``) imported as a module, without running it."""
+    spec = importlib.util.spec_from_file_location(script.replace("/", "_").removesuffix(".py"), EXPERIMENTS / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")
 def benchmark():
-    spec = importlib.util.spec_from_file_location("crl_benchmark_run", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load_script("crl_benchmark/run.py")
 
 
 def _table(benchmark, seeds: list[int]) -> str:
@@ -43,7 +48,9 @@ def test_the_title_says_whether_the_seeds_were_used_in_development(benchmark, se
 def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
     from omegaconf import OmegaConf
 
-    stage_fit = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/crl/default.yaml").fit
+    from personax.run import config_dir
+
+    stage_fit = OmegaConf.load(config_dir() / "crl" / "default.yaml").fit
     variant = benchmark.MODEL_VARIANTS["personax-stage"]
     assert variant == {key: stage_fit[key] for key in benchmark.STAGE_OBJECTIVE}
     assert variant["shared_posterior"] == "mixture" and variant["contrastive"] > 0
@@ -68,11 +75,8 @@ def _shown_commands(script: str) -> list[tuple[str, argparse.Namespace]]:
     import re
     import shlex
 
-    spec = importlib.util.spec_from_file_location(script.replace("/", "_").removesuffix(".py"), SCRIPT.parents[1] / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    parser = module.argument_parser()
-    root = Path(__file__).resolve().parents[1]
+    parser = _load_script(script).argument_parser()
+    root = EXPERIMENTS.parent
     shown = []
     for path in [root / "README.md", *sorted((root / "docs").rglob("*.md")), *sorted((root / "experiments").rglob("*.md"))]:
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -102,9 +106,7 @@ def test_the_auxiliary_benchmark_has_the_groups_its_auxiliary_methods_need(bench
 
 
 def test_the_demo_record_never_calls_a_development_seed_fresh():
-    spec = importlib.util.spec_from_file_location("demo_level2_run", SCRIPT.parents[1] / "demo_level2/run.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = _load_script("demo_level2/run.py")
 
     def header(seeds):
         frame = pd.DataFrame({"seed": seeds, "block": "shared", "mcc": 0.7, "best_baseline": "pca",
@@ -115,7 +117,6 @@ def test_the_demo_record_never_calls_a_development_seed_fresh():
     assert "on fresh seeds" in header([1000, 1001]) and "(not used while developing)" in header([1000, 1001])
     assert "fresh" not in header([0]) and "all used while developing: not evidence" in header([0])
     assert "used while developing among them: [3]" in header([3, 1000])
-
 
 
 def test_every_demo_command_the_docs_show_parses_and_composes(compose_cfg):
