@@ -28,7 +28,8 @@ import pandas as pd
 from flax import serialization
 
 from personax.crl._contrastive import multiview_infonce
-from personax.crl._model import AUXILIARY, CausalMultimodalVAE, CRLConfig, input_dim, mask_key, measurement_keys
+from personax.crl._model import (AUXILIARY, CausalMultimodalVAE, CRLConfig, input_dim, level_key, mask_key,
+                                  measurement_keys)
 
 FORMAT = "personax-crl-v2"  # v2: config.json carries the weights' SHA-256 and every parameter's shape
 
@@ -99,14 +100,28 @@ def _flatten(modalities: Mapping[str, Sequence[np.ndarray]], config: CRLConfig) 
 
 
 def _standardised_with_masks(flat: Mapping[str, np.ndarray],
-                             standardization: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Standardised measurements with NaN (missing) set to 0, plus each one's observed mask."""
+                             standardization: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                             config: CRLConfig) -> dict[str, np.ndarray]:
+    """Standardised measurements with NaN (missing) set to 0, plus each one's observed mask,
+    and for an ordinal modality each measurement's levels as category indices 0..L-1."""
     out = {}
-    for name, x in flat.items():
+    for m, k in measurement_keys(config):
+        name = f"{m}_{k}"
+        x = flat[name]
         mask = np.isfinite(x)
         z = (x - standardization[name][0]) / standardization[name][1]
         out[name] = np.where(mask, z, 0.0).astype(np.float32)
         out[mask_key(name)] = mask.astype(np.float32)
+        if m in config.ordinal:
+            levels = config.ordinal[m]
+            valued = np.where(mask, x, 1.0)
+            bad = (valued != np.rint(valued)) | (valued < 1) | (valued > levels)
+            if bad.any():
+                row, column = np.argwhere(bad)[0]
+                raise ValueError(f"measurement {name!r} row {row} column {column} is {float(x[row, column])}: modality "
+                                 f"{m!r} is ordinal with {levels} levels, so its entries must be integers 1..{levels} "
+                                 f"(NaN = missing; {int(bad.sum())} entries are not)")
+            out[level_key(name)] = (valued - 1).astype(np.int32)
     return out
 
 
@@ -191,7 +206,7 @@ class FittedCRL:
         if given != expected:
             raise ValueError(f"this model was trained on {expected} measurements per modality; got {given} "
                              "(give the same modalities and measurements, in the same order)")
-        return _standardised_with_masks(_flatten(modalities, self.config), self.standardization)
+        return _standardised_with_masks(_flatten(modalities, self.config), self.standardization, self.config)
 
     def adjacency(self) -> np.ndarray:
         """The effective weighted adjacency ``[parent, child]`` (a DAG by construction)."""
@@ -266,6 +281,7 @@ def _config_from_json(fields: Mapping[str, Any]) -> CRLConfig:
     values["hidden"] = tuple(int(v) for v in values.get("hidden", ()))
     values["image_shapes"] = {str(k): tuple(int(d) for d in v) for k, v in values.get("image_shapes", {}).items()}
     values["sparse_decoder"] = {str(k): float(v) for k, v in values.get("sparse_decoder", {}).items()}
+    values["ordinal"] = {str(k): int(v) for k, v in values.get("ordinal", {}).items()}
     for name in ("latent_dims", "measurements"):
         values[name] = {str(k): int(v) for k, v in values[name].items()}
     values["input_dims"] = {str(k): int(v) if isinstance(v, (int, float)) else tuple(int(w) for w in v)
@@ -377,6 +393,8 @@ def _init_params(config: CRLConfig, key: jax.Array):
     # lazy_init traces only the parameter initialisers (the same values as init), so the
     # compiled program does not carry a forward pass.
     batch = {f"{m}_{k}": jax.ShapeDtypeStruct((2, input_dim(config, m, k)), jnp.float32) for m, k in measurement_keys(config)}
+    batch.update({level_key(f"{m}_{k}"): jax.ShapeDtypeStruct((2, input_dim(config, m, k)), jnp.int32)
+                  for m, k in measurement_keys(config) if m in config.ordinal})
     if config.auxiliary_dim:
         batch[AUXILIARY] = jax.ShapeDtypeStruct((2, config.auxiliary_dim), jnp.float32)
     return CausalMultimodalVAE(config).lazy_init(key, batch, jax.ShapeDtypeStruct(key.shape, key.dtype))["params"]
@@ -426,6 +444,8 @@ def fit(
         overrides["hidden"] = tuple(int(h) for h in overrides["hidden"])
     if "sparse_decoder" in overrides:
         overrides["sparse_decoder"] = {str(m): float(v) for m, v in dict(overrides["sparse_decoder"] or {}).items()}
+    if "ordinal" in overrides:
+        overrides["ordinal"] = {str(m): int(v) for m, v in dict(overrides["ordinal"] or {}).items()}
     shapes = {str(m): tuple(int(d) for d in shape) for m, shape in dict(overrides.pop("image_shapes", None) or {}).items()}
     for m, shape in shapes.items():
         if m not in latent_dims or len(shape) != 3:
@@ -442,10 +462,6 @@ def fit(
             raise ValueError(f"auxiliary covariates row {row} column {column} is not finite")
         fields["auxiliary_dim"] = int(auxiliary.shape[1])
     config = CRLConfig(**fields, image_shapes=shapes, **overrides)
-    if config.contrastive and config.contrastive_pairs == "cross_modal" and (len(modalities) < 2 or not config.shared_dim):
-        # no pair of different modalities shares a latent: the term would be zero, silently
-        raise ValueError("contrastive_pairs='cross_modal' aligns s between modalities: it needs two or more "
-                         f"modalities and shared_dim > 0 (got {len(modalities)} modalities, shared_dim {config.shared_dim})")
     splits = _split(n, config)
     flat = _flatten(modalities, config)
     train_rows = splits["train"]
@@ -457,7 +473,7 @@ def fit(
                              f"{len(train_rows)} training rows")
         mean, std = np.nanmean(x[train_rows], 0), np.nanstd(x[train_rows], 0)
         standardization[name] = (mean.astype(np.float32), np.where(std > 1e-8, std, 1.0).astype(np.float32))
-    data = _standardised_with_masks(flat, standardization)
+    data = _standardised_with_masks(flat, standardization, config)
     if auxiliary is not None:
         data[AUXILIARY] = auxiliary
 
@@ -488,13 +504,6 @@ def fit(
     train = {k: jnp.asarray(v[train_rows]) for k, v in data.items()}
     val = {k: jnp.asarray(v[splits["val"]]) for k, v in data.items()}
 
-    if config.prior not in ("causal", "gaussian"):
-        raise ValueError(f"prior must be 'causal' or 'gaussian', got {config.prior!r}")
-
-    unknown = sorted(set(config.sparse_decoder) - set(config.latent_dims))
-    if unknown or set(config.sparse_decoder) & set(config.image_shapes):
-        raise ValueError(f"sparse_decoder names {sorted(config.sparse_decoder)}: each must be a tabular modality "
-                         f"(modalities {sorted(config.latent_dims)}, images {sorted(config.image_shapes)})")
     sparse_decoders = {f"decoders_{m}_{k}": float(config.sparse_decoder[m])
                        for m, k in measurement_keys(config) if m in config.sparse_decoder}
 

@@ -12,7 +12,9 @@ likelihood) and h_j a per-node sinh-arcsinh flow (non-Gaussian exogenous noise).
 The effective graph is acyclic by construction (a strict order), so u -> n is
 triangular in that order and its log-determinant is the sum of the per-node
 terms: the prior density is exact at every training step, not only at the end. Each measurement
-x(m,k) is decoded from [s, z(m), eta(m,k)] with eta(m,k) ~ N(0, I).
+x(m,k) is decoded from [s, z(m), eta(m,k)] with eta(m,k) ~ N(0, I): a Gaussian
+with one learned scale per measurement on the standardised values, or, for a
+modality listed in ``ordinal``, an ordered-logistic model per column on its levels.
 
 Inference: one encoder per measurement proposes Gaussians for s, z(m) and
 eta(m,k); the posterior of z(m) is the product of experts over the modality's
@@ -105,6 +107,13 @@ class CRLConfig:
             per (input, column) and the same proximal L1 step on W as on A, so each
             score column depends on few latents (the structure rater means and ICA
             exploit). Not for image modalities.
+        ordinal: modality -> number of levels L: that (tabular) modality's measurements
+            hold ordered levels 1..L (NaN = missing, e.g. a rater's 0, "insufficient
+            information") and their likelihood is a cumulative-logit (ordered logistic)
+            model per column, P(x <= l) = sigmoid(c_l - eta), with eta the decoder's output
+            and L - 1 learned ordered cutpoints per column, instead of a Gaussian on
+            the standardised levels. The encoders still read the standardised levels.
+            Not for image modalities.
         auxiliary_dim: Number of observed auxiliary covariates (0 = none). When set,
             they shift the location and log-scale of every latent's exogenous noise
             (iVAE, Khemakhem et al. 2020): the prior is conditionally factorised given them.
@@ -153,8 +162,32 @@ class CRLConfig:
     auxiliary_in_decoders: bool = False
     shared_posterior: str = "product"
     sparse_decoder: dict[str, float] = dataclasses.field(default_factory=dict)
+    ordinal: dict[str, int] = dataclasses.field(default_factory=dict)
     auxiliary_dim: int = 0
     seed: int = 0
+
+    def __post_init__(self):
+        """Refuses a configuration that names an unknown option or would train something other
+        than it says (checked here once, so a model built from a config directly is checked too)."""
+        choices = {"prior": ("causal", "gaussian"), "mechanism": ("additive", "mlp"),
+                   "within_block_order": ("learned", "fixed"), "shared_posterior": ("product", "mixture"),
+                   "contrastive_pairs": ("all", "cross_modal")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
+        modalities = sorted(self.latent_dims)
+        for name in ("sparse_decoder", "ordinal"):
+            keys = set(getattr(self, name))
+            if keys - set(modalities) or keys & set(self.image_shapes):
+                raise ValueError(f"{name} names {sorted(keys)}: each must be a tabular modality "
+                                 f"(modalities {modalities}, images {sorted(self.image_shapes)})")
+        if any(int(levels) < 2 for levels in self.ordinal.values()):
+            raise ValueError(f"ordinal = {self.ordinal}: a modality needs at least 2 levels")
+        if self.contrastive and self.contrastive_pairs == "cross_modal" and (len(modalities) < 2 or not self.shared_dim):
+            # no pair of different modalities shares a latent: the term would be zero, silently
+            raise ValueError("contrastive_pairs='cross_modal' aligns s between modalities: it needs two or more "
+                             f"modalities and shared_dim > 0 (got {len(modalities)} modalities, "
+                             f"shared_dim {self.shared_dim})")
 
     @property
     def latent_names(self) -> list[str]:
@@ -196,8 +229,6 @@ class CRLConfig:
             for name, block in self.block_slices().items():
                 if name != "shared":
                     mask[block, block] = 1.0
-        elif self.within_block_order != "fixed":
-            raise ValueError(f"within_block_order must be 'learned' or 'fixed', got {self.within_block_order!r}")
         np.fill_diagonal(mask, 0.0)
         mask[:, : self.shared_dim] = 0.0
         return mask
@@ -313,6 +344,33 @@ class SharedPosterior(NamedTuple):
 AUXILIARY = "auxiliary"  # batch key of the observed auxiliary covariates (iVAE conditioning)
 
 
+def level_key(name: str) -> str:
+    """Batch key of an ordinal measurement's levels as category indices 0..L-1 (missing: 0, masked)."""
+    return f"{name}:level"
+
+
+def ordered_logistic_logpmf(level: jnp.ndarray, predictor: jnp.ndarray, cutpoints: jnp.ndarray) -> jnp.ndarray:
+    """log P(level | predictor) of the ordered-logistic (cumulative-logit) model.
+
+    P(level <= l) = sigmoid(cutpoints[l] - predictor) for l = 0..L-2, with ``level`` in 0..L-1
+    and ``cutpoints`` (..., L-1) increasing along the last axis; numpyro's
+    ``OrderedLogistic`` convention (tests check it against that). Written out because
+    numpyro forms each probability as a difference of sigmoids and clips it, which loses the
+    tails and their gradients; here sigmoid(b) - sigmoid(a) = sigmoid(b) sigmoid(-a) (1 - e^(a-b))
+    is taken in logs, exact for any predictor.
+    """
+    shape = cutpoints.shape[:-1] + (1,)
+    lower = jnp.concatenate([jnp.full(shape, -jnp.inf, cutpoints.dtype), cutpoints], axis=-1)
+    upper = jnp.concatenate([cutpoints, jnp.full(shape, jnp.inf, cutpoints.dtype)], axis=-1)
+    lower = jnp.broadcast_to(lower, predictor.shape + lower.shape[-1:])
+    upper = jnp.broadcast_to(upper, predictor.shape + upper.shape[-1:])
+    pick = level[..., None].astype(jnp.int32)
+    a = jnp.take_along_axis(lower, pick, axis=-1)[..., 0] - predictor
+    b = jnp.take_along_axis(upper, pick, axis=-1)[..., 0] - predictor
+    # the infinite ends contribute exactly 0: log sigmoid(+inf) = 0 and log(-expm1(-inf)) = 0
+    return jax.nn.log_sigmoid(b) + jax.nn.log_sigmoid(-a) + jnp.log(-jnp.expm1(jnp.minimum(a - b, -1e-6)))
+
+
 def mask_key(name: str) -> str:
     """Batch key of a measurement's observed-entry mask (1 observed, 0 missing)."""
     return f"{name}:observed"
@@ -357,18 +415,27 @@ class CausalMultimodalVAE(nn.Module):
         self.encoders = {f"{m}_{k}": encoder(m) for m, k in self.keys}
         self.decoders = {f"{m}_{k}": decoder(m, k) for m, k in self.keys}
         self.log_sigma_x = self.param("log_sigma_x", nn.initializers.zeros, (len(self.keys),))
+        # ordinal measurements: per column, the first cutpoint and the log-gaps to the next ones
+        # (ordered by construction), starting evenly spaced over [-1, 1]
+        def first_cut(levels):
+            return lambda key, shape: jnp.full(shape, -1.0 if levels > 2 else 0.0)
+        def log_gaps(levels):
+            return lambda key, shape: jnp.full(shape, float(np.log(2.0 / max(levels - 2, 1))))
+        self.cut_first = {f"{m}_{k}": self.param(f"cut_first_{m}_{k}", first_cut(c.ordinal[m]), (input_dim(c, m, k),))
+                          for m, k in self.keys if m in c.ordinal}
+        self.cut_log_gaps = {f"{m}_{k}": self.param(f"cut_log_gaps_{m}_{k}", log_gaps(c.ordinal[m]),
+                                                    (input_dim(c, m, k), c.ordinal[m] - 2))
+                             for m, k in self.keys if m in c.ordinal}
         d, h = c.total_latent, c.mechanism_hidden
         self.adjacency = self.param("adjacency", nn.initializers.uniform(0.2), (d, d))
         if c.mechanism == "additive":  # one 1 -> h -> 1 function per (parent, child) pair
             self.mech_w1 = self.param("mech_w1", nn.initializers.normal(1.0), (d, d, h))
             self.mech_b1 = self.param("mech_b1", nn.initializers.normal(1.0), (d, d, h))
             self.mech_w2 = self.param("mech_w2", nn.initializers.normal(0.3), (d, d, h))
-        elif c.mechanism == "mlp":
+        else:  # "mlp" (CRLConfig allows no other)
             self.mech_w1 = self.param("mech_w1", nn.initializers.normal(0.5), (d, d, h))
             self.mech_b1 = self.param("mech_b1", nn.initializers.zeros, (d, h))
             self.mech_w2 = self.param("mech_w2", nn.initializers.normal(0.5), (d, h))
-        else:
-            raise ValueError(f"mechanism must be 'additive' or 'mlp', got {c.mechanism!r}")
         self.mech_b2 = self.param("mech_b2", nn.initializers.zeros, (d,))
         self.log_sigma_u = self.param("log_sigma_u", nn.initializers.zeros, (d,))
         self.flow_skew = self.param("flow_skew", nn.initializers.zeros, (d,))
@@ -424,10 +491,6 @@ class CausalMultimodalVAE(nn.Module):
             s_parts.append((mean[:, :ds], logvar[:, :ds]))
             z_parts[m].append((mean[:, ds : ds + dm], logvar[:, ds : ds + dm]))
             eta[f"{m}_{k}"] = (mean[:, ds + dm :], logvar[:, ds + dm :])
-        if c.contrastive_pairs not in ("all", "cross_modal"):
-            raise ValueError(f"contrastive_pairs must be 'all' or 'cross_modal', got {c.contrastive_pairs!r}")
-        if c.shared_posterior not in ("product", "mixture"):
-            raise ValueError(f"shared_posterior must be 'product' or 'mixture', got {c.shared_posterior!r}")
         shared = None
         if c.shared_dim and c.shared_posterior == "mixture":
             weights = jnp.concatenate(present_s, axis=-1)  # (batch, experts)
@@ -511,7 +574,11 @@ class CausalMultimodalVAE(nn.Module):
                 pieces.append(batch[AUXILIARY])
             recon = self.decoders[name](jnp.concatenate(pieces, axis=-1))
             x, mask = observed(batch, name)
-            log_lik = log_lik + jnp.sum(mask * _gaussian_logpdf(x, recon, 2 * self.log_sigma_x[i]), axis=-1)
+            if m in c.ordinal:
+                log_lik = log_lik + jnp.sum(mask * ordered_logistic_logpmf(batch[level_key(name)], recon,
+                                                                           self.cutpoints(name)), axis=-1)
+            else:
+                log_lik = log_lik + jnp.sum(mask * _gaussian_logpdf(x, recon, 2 * self.log_sigma_x[i]), axis=-1)
         if c.prior == "causal":
             log_prior_u = self.prior_logpdf(u, batch.get(AUXILIARY))
         else:
@@ -520,6 +587,12 @@ class CausalMultimodalVAE(nn.Module):
         if with_views:
             return log_lik + rest, log_lik, rest, self.view_means(batch, measured)
         return log_lik + rest, log_lik, rest
+
+    def cutpoints(self, name: str) -> jnp.ndarray:
+        """An ordinal measurement's cutpoints, (columns, L-1), increasing along the last axis."""
+        gaps = jnp.exp(self.cut_log_gaps[name])
+        return jnp.concatenate([self.cut_first[name][:, None], self.cut_first[name][:, None]
+                                + jnp.cumsum(gaps, axis=-1)], axis=-1)
 
     def view_means(self, batch: dict[str, jnp.ndarray], measured=None):
         """Each measurement's own encoder means, before they are combined into the posteriors:

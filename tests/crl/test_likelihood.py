@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import optax
 import pytest
+import scipy.special
 
 import jax
 import jax.numpy as jnp
@@ -249,3 +250,71 @@ def test_gains_below_min_delta_do_not_reset_patience(bench):
     improving = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
                     **{**SMALL, "max_epochs": 8, "patience": 3, "min_delta": 0.0})
     assert len(improving.history) > 4
+
+
+def test_ordered_logistic_logpmf_matches_numpyro_and_stays_exact_in_the_tails():
+    """The ordinal likelihood against a float64 difference of sigmoids (absolute 1e-5 in
+    log-probability) and numpyro's OrderedLogistic (relative 1e-4: numpyro subtracts float32
+    sigmoids, which loses digits on small probabilities); the probabilities of the L levels sum to 1
+    (1e-6); far outside the cutpoints the log-probability is the exact asymptote with a finite,
+    non-zero gradient, where a difference of sigmoids has lost both."""
+    import numpyro.distributions as dist
+
+    from personax.crl._model import ordered_logistic_logpmf
+
+    rng = np.random.default_rng(0)
+    cutpoints = jnp.asarray(np.sort(rng.normal(size=(4, 3)), axis=-1), jnp.float32)  # 4 columns, 4 levels
+    predictor = jnp.asarray(2 * rng.normal(size=(6, 4)), jnp.float32)
+    level = jnp.asarray(rng.integers(0, 4, size=(6, 4)))
+    ours = ordered_logistic_logpmf(level, predictor, cutpoints)
+    bounds = np.concatenate([np.full((4, 1), -np.inf), np.asarray(cutpoints, np.float64), np.full((4, 1), np.inf)], 1)
+    columns = np.arange(4)[None, :]
+    exact = np.log(scipy.special.expit(bounds[columns, np.asarray(level) + 1] - np.asarray(predictor, np.float64))
+                   - scipy.special.expit(bounds[columns, np.asarray(level)] - np.asarray(predictor, np.float64)))
+    np.testing.assert_allclose(ours, exact, atol=1e-5)
+    np.testing.assert_allclose(ours, dist.OrderedLogistic(predictor, cutpoints).log_prob(level), rtol=1e-4)
+    total = sum(jnp.exp(ordered_logistic_logpmf(jnp.full((6, 4), k), predictor, cutpoints)) for k in range(4))
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+    # predictor 60 above the top cutpoint's neighbourhood: level 0 has log-probability ~ -(60 + 1)
+    far = ordered_logistic_logpmf(jnp.array([0, 2]), jnp.array([60.0, -60.0]), jnp.array([[-1.0, 1.0]] * 2))
+    np.testing.assert_allclose(far, [-61.0, -61.0], atol=1e-4)
+    grad = jax.grad(lambda eta: ordered_logistic_logpmf(jnp.array([0]), eta, jnp.array([[-1.0, 1.0]])).sum())
+    assert float(grad(jnp.array([60.0]))[0]) == pytest.approx(-1.0, abs=1e-4)
+
+
+def _ordinal_text(bench):
+    """The benchmark's text measurements cut into levels 1..3, one entry missing."""
+    text = [np.digitize(x, [-0.5, 0.5]).astype(np.float64) + 1 for x in bench.modalities["text"]]
+    text[0][3, 2] = np.nan
+    return {"image": bench.modalities["image"], "text": text}
+
+
+@pytest.mark.slow  # ~15 s CPU (a small fit and its JIT compile); runs under CI
+def test_ordinal_modality_fits_saves_loads_and_refuses_what_is_not_a_level(tmp_path, bench):
+    """``ordinal={"text": 3}``: one ordered cutpoint vector per text column, a model that reloads to
+    the same ELBO, and a clear error naming the measurement, row and column of a value that is
+    not a level; an image modality or an unknown one cannot be ordinal."""
+    from personax.crl._fit import load_pretrained
+
+    modalities = _ordinal_text(bench)
+    model = fit(modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0, ordinal={"text": 3}, **SMALL)
+    module = model.module
+    for k in range(3):
+        cuts = np.asarray(module.apply({"params": model.params}, f"text_{k}", method=CausalMultimodalVAE.cutpoints))
+        assert cuts.shape == (10, 2) and (np.diff(cuts, axis=-1) > 0).all()
+    assert "cut_first_image_0" not in model.params
+    assert np.isfinite(model.best_val_elbo)
+    loaded = load_pretrained(model.save_pretrained(tmp_path / "ordinal"))
+    assert loaded.config.ordinal == {"text": 3}
+    assert loaded.elbo(modalities) == model.elbo(modalities)
+
+    bad = {"image": modalities["image"], "text": [x.copy() for x in modalities["text"]]}
+    bad["text"][1][7, 4] = 2.5
+    with pytest.raises(ValueError, match=r"'text_1' row 7 column 4 is 2.5: modality 'text' is ordinal with 3 levels"):
+        model.encode(bad)
+    bad["text"][1][7, 4] = 4.0
+    with pytest.raises(ValueError, match="row 7 column 4 is 4.0"):
+        fit(bad, latent_dims={"image": 2, "text": 2}, shared_dim=2, ordinal={"text": 3}, max_epochs=1)
+    for ordinal, message in (({"audio": 3}, "tabular modality"), ({"text": 1}, "at least 2 levels")):
+        with pytest.raises(ValueError, match=message):
+            fit(modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, ordinal=ordinal, max_epochs=1)

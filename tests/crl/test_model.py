@@ -177,3 +177,26 @@ def test_image_modalities_get_conv_nets_and_reload(tmp_path):
     np.testing.assert_array_equal(loaded.encode(digits.modalities)["digit"], model.encode(digits.modalities)["digit"])
     with pytest.raises(ValueError, match=r"image_shapes\['digit'\] = \(9, 9, 3\) has 243 values"):
         fit(digits.modalities, latent_dims={"digit": 2, "fashion": 2}, shared_dim=0, image_shapes={"digit": (9, 9, 3)})
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("prior", "flat", "prior must be"), ("mechanism", "linear", "mechanism must be"),
+    ("within_block_order", "random", "within_block_order must be"),
+    ("shared_posterior", "average", "shared_posterior must be"), ("contrastive_pairs", "within", "contrastive_pairs must be"),
+    ("sparse_decoder", {"audio": 0.1}, "sparse_decoder names"), ("ordinal", {"image": 3}, "ordinal names"),
+    ("ordinal", {"text": 1}, "at least 2 levels")])
+def test_a_config_that_names_an_unknown_option_is_refused_when_built(field, value, message):
+    """Checked once, in CRLConfig: a model built from a config directly is checked as fit's is
+    (an image modality cannot be ordinal; a tabular one needs 2+ levels)."""
+    base = dict(shared_dim=1, latent_dims={"image": 1, "text": 1}, measurements={"image": 1, "text": 1},
+                input_dims={"image": 12, "text": 2}, image_shapes={"image": (2, 2, 3)})
+    CRLConfig(**base)  # the base itself is fine
+    with pytest.raises(ValueError, match=message):
+        CRLConfig(**base, **{field: value})
+
+
+def test_cross_modal_pairs_without_two_modalities_are_refused_when_built():
+    """With one modality no pair of different modalities exists: the InfoNCE term would be zero."""
+    with pytest.raises(ValueError, match="cross_modal"):
+        CRLConfig(shared_dim=1, latent_dims={"a": 1}, measurements={"a": 2}, input_dims={"a": 2}, contrastive=1.0,
+                  contrastive_pairs="cross_modal")
