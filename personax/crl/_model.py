@@ -113,7 +113,9 @@ class CRLConfig:
             model per column, P(x <= l) = sigmoid(c_l - eta), with eta the decoder's output
             and L - 1 learned ordered cutpoints per column, instead of a Gaussian on
             the standardised levels. The encoders still read the standardised levels.
-            Not for image modalities.
+            Not for image modalities. The ELBO then holds log-probabilities of levels for
+            that modality, not densities of standardised values: compare ELBOs only
+            between fits with the same likelihoods.
         auxiliary_dim: Number of observed auxiliary covariates (0 = none). When set,
             they shift the location and log-scale of every latent's exogenous noise
             (iVAE, Khemakhem et al. 2020): the prior is conditionally factorised given them.
