@@ -14,7 +14,8 @@ Methods: ``personax`` (the defaults); ``gaussian-beta1`` (the matched ablation: 
 and training with a standard-normal prior, beta = 1); ``personax-contrastive`` (plus the
 multiview InfoNCE term, weight 1); ``personax-stage`` (the crl stage's default objective, read
 from conf/crl/default.yaml); ``personax-auxiliary`` and ``personax-stage-auxiliary`` (the same,
-with the benchmark's observed groups one-hot in the prior, iVAE: only on ``numeric-auxiliary``,
+with the benchmark's observed groups one-hot in the prior, iVAE, and under the stage's objective
+in the decoders too, as the stage does: only on ``numeric-auxiliary``,
 the numeric benchmark whose latents' noise an observed group shifts and scales); ``crl_reference`` (the original study's design,
 personax.crl.fit_reference, its defects kept); ``beta-vae`` (Gaussian prior, beta = 2); and the
 linear baselines of personax.crl._baselines on the same split: ``pca``, ``fastica``,
@@ -41,7 +42,9 @@ from personax.data.synthetic import make_multimodal_numeric, make_variant_digits
 from personax.run import config_dir
 
 RESULTS = Path(__file__).parent / "results"
-STAGE_OBJECTIVE = ("shared_posterior", "contrastive", "noise_dim")  # the crl stage's objective, from its config
+# the crl stage's objective, from its config (auxiliary_in_decoders acts only where covariates are given:
+# on the "-auxiliary" methods)
+STAGE_OBJECTIVE = ("shared_posterior", "contrastive", "noise_dim", "auxiliary_in_decoders")
 
 
 def _stage_objective() -> dict:
@@ -58,6 +61,7 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   # the stage's objective with InfoNCE only across modalities, on s (Daunhawer et al. 2023)
                   "personax-stage-crossmodal": {**STAGE, "contrastive_pairs": "cross_modal"},
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
+                  # (and, through STAGE's auxiliary_in_decoders, in the stage objective's decoders)
                   "personax-auxiliary": {},
                   "personax-stage-auxiliary": STAGE}
 
