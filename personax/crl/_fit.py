@@ -272,16 +272,26 @@ class FittedCRL:
         return directory
 
 
+# CRLConfig's container options, as config.json (lists) or a Hydra config (DictConfig, None) give them
+_OPTION_TYPES = {
+    "hidden": lambda v: tuple(int(h) for h in v),
+    "image_shapes": lambda v: {str(m): tuple(int(d) for d in shape) for m, shape in dict(v or {}).items()},
+    "sparse_decoder": lambda v: {str(m): float(w) for m, w in dict(v or {}).items()},
+    "ordinal": lambda v: {str(m): int(levels) for m, levels in dict(v or {}).items()},
+}
+
+
+def _typed_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` with CRLConfig's container options (those given) in the types it holds."""
+    return {k: _OPTION_TYPES[k](v) if k in _OPTION_TYPES else v for k, v in values.items()}
+
+
 def _config_from_json(fields: Mapping[str, Any]) -> CRLConfig:
     known = {f.name: f for f in dataclasses.fields(CRLConfig)}
     unknown = sorted(set(fields) - set(known))
     if unknown:
         raise ValueError(f"config.json has unknown fields {unknown}")
-    values = dict(fields)
-    values["hidden"] = tuple(int(v) for v in values.get("hidden", ()))
-    values["image_shapes"] = {str(k): tuple(int(d) for d in v) for k, v in values.get("image_shapes", {}).items()}
-    values["sparse_decoder"] = {str(k): float(v) for k, v in values.get("sparse_decoder", {}).items()}
-    values["ordinal"] = {str(k): int(v) for k, v in values.get("ordinal", {}).items()}
+    values = _typed_options(fields)
     for name in ("latent_dims", "measurements"):
         values[name] = {str(k): int(v) for k, v in values[name].items()}
     values["input_dims"] = {str(k): int(v) if isinstance(v, (int, float)) else tuple(int(w) for w in v)
@@ -440,13 +450,8 @@ def fit(
     """
     latent_dims = dict(latent_dims)
     n, fields = _data_fields(modalities, latent_dims, shared_dim, seed)
-    if "hidden" in overrides:
-        overrides["hidden"] = tuple(int(h) for h in overrides["hidden"])
-    if "sparse_decoder" in overrides:
-        overrides["sparse_decoder"] = {str(m): float(v) for m, v in dict(overrides["sparse_decoder"] or {}).items()}
-    if "ordinal" in overrides:
-        overrides["ordinal"] = {str(m): int(v) for m, v in dict(overrides["ordinal"] or {}).items()}
-    shapes = {str(m): tuple(int(d) for d in shape) for m, shape in dict(overrides.pop("image_shapes", None) or {}).items()}
+    overrides = _typed_options(overrides)
+    shapes = overrides.pop("image_shapes", {})
     for m, shape in shapes.items():
         if m not in latent_dims or len(shape) != 3:
             raise ValueError(f"image_shapes[{m!r}] = {shape}: needs a modality name and (height, width, channels)")
