@@ -46,13 +46,22 @@ def test_the_title_says_whether_the_seeds_were_used_in_development(benchmark, se
 
 
 def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
+    import dataclasses
+
     from omegaconf import OmegaConf
 
+    from personax.crl._model import CRLConfig
+    from personax.crl.stage import OBJECTIVE_FIELDS, default_objective
     from personax.run import config_dir
 
     stage_fit = OmegaConf.load(config_dir() / "crl" / "default.yaml").fit
+    assert set(OBJECTIVE_FIELDS) <= {field.name for field in dataclasses.fields(CRLConfig)}
+    assert default_objective() == {key: stage_fit[key] for key in OBJECTIVE_FIELDS}
     variant = benchmark.MODEL_VARIANTS["personax-stage"]
-    assert variant == {key: stage_fit[key] for key in benchmark.STAGE_OBJECTIVE}
+    assert variant == default_objective()
+    # the training-time benchmark measures the same objective (plus its covariates)
+    _, configurations = _load_script("benchmarks/bench_crl_training.py").benchmark_setup()
+    assert {key: value for key, value in configurations["stage_default"][1].items() if key != "auxiliary"} == variant
     assert variant["shared_posterior"] == "mixture" and variant["contrastive"] > 0
     # its cross-modal ablation changes only which pairs the InfoNCE term aligns
     assert benchmark.MODEL_VARIANTS["personax-stage-crossmodal"] == {**variant, "contrastive_pairs": "cross_modal"}

@@ -27,14 +27,12 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from omegaconf import OmegaConf
 
 from personax.crl import fit
+from personax.crl.stage import default_objective
 from personax.data.synthetic import make_multimodal_numeric
-from personax.run import config_dir
 
 RESULTS = Path(__file__).parent / "results" / "crl_training.json"
-STAGE_OBJECTIVE = ("shared_posterior", "contrastive", "auxiliary_in_decoders", "noise_dim")  # of its `fit`
 
 
 def benchmark_setup():
@@ -43,11 +41,10 @@ def benchmark_setup():
     # The crl stage's default objective, read from conf/crl/default.yaml so the two cannot drift (mixture
     # posterior for s, InfoNCE, covariates in the decoders, noise dimensions per measurement), with
     # covariates like the demo's in the prior: a binary, a number and 8 categories (9 columns).
-    stage_fit = OmegaConf.load(config_dir() / "crl" / "default.yaml").fit
     rng = np.random.default_rng(0)
     covariates = np.hstack([rng.integers(2, size=(10_000, 1)), rng.normal(size=(10_000, 1)),
                             np.eye(8)[rng.integers(8, size=10_000)][:, 1:]]).astype(np.float32)
-    stage_default = {**{key: stage_fit[key] for key in STAGE_OBJECTIVE}, "auxiliary": covariates}
+    stage_default = {**default_objective(), "auxiliary": covariates}
     configurations = {"plain": (1, {}), "infonce": (1, {"contrastive": 1.0}), "restarts3": (3, {}),
                       "stage_default": (1, stage_default)}
     return bench, configurations

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 from sklearn.decomposition import PCA, FastICA
 
 from personax.crl import diagnostics as D
@@ -39,20 +38,12 @@ from personax.crl._baselines import BASELINES, baseline_latents
 from personax.crl._fit import _split
 from personax.crl._model import CRLConfig
 from personax.data.synthetic import make_multimodal_numeric, make_variant_digits
-from personax.run import config_dir
+from personax.crl.stage import default_objective
 
 RESULTS = Path(__file__).parent / "results"
 # the crl stage's objective, from its config (auxiliary_in_decoders acts only where covariates are given:
 # on the "-auxiliary" methods)
-STAGE_OBJECTIVE = ("shared_posterior", "contrastive", "noise_dim", "auxiliary_in_decoders")
-
-
-def _stage_objective() -> dict:
-    stage_fit = OmegaConf.load(config_dir() / "crl" / "default.yaml").fit
-    return {key: stage_fit[key] for key in STAGE_OBJECTIVE}
-
-
-STAGE = _stage_objective()
+STAGE = default_objective()
 # personax and its ablations: method -> fit options on top of the defaults
 MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0},
                   "gaussian-beta1": {"prior": "gaussian", "beta": 1.0},

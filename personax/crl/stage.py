@@ -103,6 +103,19 @@ def pc_on_latents(latents: np.ndarray, names: list[str], shared: int, *, alpha: 
 
 
 EACH_RATER = "each_rater"
+# the fit options of conf/crl/default.yaml that set what the stage optimises, not its training budget
+# (epochs, batches, restarts); auxiliary_in_decoders acts only where covariates are given
+OBJECTIVE_FIELDS = ("shared_posterior", "contrastive", "noise_dim", "auxiliary_in_decoders")
+
+
+def default_objective() -> dict[str, Any]:
+    """The crl stage's default objective as :func:`personax.crl.fit` options, read from
+    ``conf/crl/default.yaml`` (so the benchmarks that measure "the stage's objective" cannot drift
+    from it)."""
+    from personax.run import config_dir  # here, not at the top: personax.run imports the stages
+
+    stage_fit = OmegaConf.load(config_dir() / "crl" / "default.yaml").fit
+    return {key: OmegaConf.to_object(stage_fit)[key] for key in OBJECTIVE_FIELDS}
 
 
 def load_measurements(run_dir: RunDir, reference: str, persons: pd.DataFrame,
