@@ -160,6 +160,22 @@ def _stage_problems(config: Any) -> list[str]:
     return problems
 
 
+def _crl_problems(config: Any) -> list[str]:
+    """Per-modality fit options must name modalities the crl stage has (the default keys its sparse
+    decoder by ``text``, the raters' scores; a config with other modality names must say so)."""
+    dims = _select(config, "crl.latent_dims")
+    if not isinstance(dims, Mapping):
+        return []
+    problems = []
+    for option in ("sparse_decoder", "ordinal"):
+        value = _select(config, f"crl.fit.{option}")
+        if isinstance(value, Mapping) and set(value) - set(dims):
+            problems.append(f"crl.fit.{option} names modalities {sorted(set(value) - set(dims))} that crl.latent_dims "
+                            f"does not have ({sorted(dims)}): remove the option with ~crl.fit.{option}, or key it "
+                            f"by one of your tabular modalities")
+    return problems
+
+
 def check_config(config: DictConfig | Mapping[str, Any]) -> None:
     """Checks the types and ranges of the run config's values.
 
@@ -171,7 +187,7 @@ def check_config(config: DictConfig | Mapping[str, Any]) -> None:
     Raises:
         ConfigError: At least one value is of the wrong type or out of range.
     """
-    problems = _stage_problems(config)
+    problems = _stage_problems(config) + _crl_problems(config)
     for path, (check, allowed) in RULES.items():
         if any(problem.startswith(f"{path} ") for problem in problems):
             continue

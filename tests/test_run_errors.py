@@ -49,12 +49,22 @@ def test_failed_stage_error_is_in_run_log_and_the_console_shows_one_line(tmp_pat
                                                "independence.conditioning=[gender]"),
         (["traits.repeats=0", "crl.pc.alpha=1.5"], "traits.repeats must be a positive integer, got 0; "
                                                    "crl.pc.alpha must be a number in (0, 1), got 1.5"),
+        (["~crl.latent_dims", "+crl.latent_dims={face:2,bio:3}"],
+         "crl.fit.sparse_decoder names modalities ['text'] that crl.latent_dims does not have (['bio', 'face']): "
+         "remove the option with ~crl.fit.sparse_decoder"),
     ],
 )
 def test_values_that_make_no_sense_are_refused_at_load(compose_cfg, overrides, message):
     with pytest.raises(ConfigError) as info:
         check_config(compose_cfg(overrides))
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_sparse_decoder_option_can_be_removed_for_other_modalities(compose_cfg):
+    """The docs' way out when the modalities are not the default's (the sparse decoder is keyed by `text`)."""
+    config = compose_cfg(["~crl.fit.sparse_decoder", "~crl.latent_dims", "+crl.latent_dims={face:2,bio:3}"])
+    check_config(config)
+    assert "sparse_decoder" not in config.crl.fit
 
 
 def test_every_shipped_config_passes_the_checks(compose_cfg):

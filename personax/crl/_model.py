@@ -107,6 +107,11 @@ class CRLConfig:
             per (input, column) and the same proximal L1 step on W as on A, so each
             score column depends on few latents (the structure rater means and ICA
             exploit). Not for image modalities.
+        sparse_decoder_inputs: Which decoder inputs of a ``sparse_decoder`` modality enter
+            sparsely and additively: "all" (every input, as above) or "own_block" (only the
+            modality's own latents z(m): x_c = sum_l W_cl g_cl(z_l) + MLP([s, eta(m,k),
+            auxiliaries])_c, so each column depends on few of the block's latents, while the
+            shared latents, the noise and the covariates act through a dense network).
         ordinal: modality -> number of levels L: that (tabular) modality's measurements
             hold ordered levels 1..L (NaN = missing, e.g. a rater's 0, "insufficient
             information") and their likelihood is a cumulative-logit (ordered logistic)
@@ -164,6 +169,7 @@ class CRLConfig:
     auxiliary_in_decoders: bool = False
     shared_posterior: str = "product"
     sparse_decoder: dict[str, float] = dataclasses.field(default_factory=dict)
+    sparse_decoder_inputs: str = "all"
     ordinal: dict[str, int] = dataclasses.field(default_factory=dict)
     auxiliary_dim: int = 0
     seed: int = 0
@@ -173,7 +179,7 @@ class CRLConfig:
         than it says (checked here once, so a model built from a config directly is checked too)."""
         choices = {"prior": ("causal", "gaussian"), "mechanism": ("additive", "mlp"),
                    "within_block_order": ("learned", "fixed"), "shared_posterior": ("product", "mixture"),
-                   "contrastive_pairs": ("all", "cross_modal")}
+                   "contrastive_pairs": ("all", "cross_modal"), "sparse_decoder_inputs": ("all", "own_block")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
@@ -283,20 +289,34 @@ def normalised_edge_functions(x, w1, b1, w2):
 
 
 class SparseAdditiveDecoder(nn.Module):
-    """x_c = b_c + sum_l weight[l, c] * g_lc(v_l): each output column an additive function of few inputs."""
+    """x_c = b_c + sum_l weight[l, c] * g_lc(v_l): each output column an additive function of few inputs.
+
+    With ``additive`` = (start, stop), only the inputs v[start:stop] enter that way, and the
+    others through a dense ELU network of widths ``dense_features`` added to it (which holds
+    the bias): x_c = sum_l weight[l, c] * g_lc(v_l) + MLP(v_rest)_c.
+    """
 
     out: int
     hidden: int = 8
+    additive: tuple[int, int] | None = None
+    dense_features: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, v):
-        d = v.shape[-1]
+        if self.additive is None:
+            sparse, rest = v, None
+        else:
+            start, stop = self.additive
+            sparse, rest = v[:, start:stop], jnp.concatenate([v[:, :start], v[:, stop:]], axis=-1)
+        d = sparse.shape[-1]
         w1 = self.param("w1", nn.initializers.normal(1.0), (d, self.out, self.hidden))
         b1 = self.param("b1", nn.initializers.normal(1.0), (d, self.out, self.hidden))
         w2 = self.param("w2", nn.initializers.normal(0.3), (d, self.out, self.hidden))
         weight = self.param("weight", nn.initializers.uniform(0.5), (d, self.out))
-        bias = self.param("bias", nn.initializers.zeros, (self.out,))
-        return jnp.einsum("bij,ij->bj", normalised_edge_functions(v, w1, b1, w2), weight) + bias
+        additive = jnp.einsum("bij,ij->bj", normalised_edge_functions(sparse, w1, b1, w2), weight)
+        if rest is None:
+            return additive + self.param("bias", nn.initializers.zeros, (self.out,))
+        return additive + MLP((*self.dense_features, self.out))(rest)
 
 
 class MLP(nn.Module):
@@ -410,6 +430,10 @@ class CausalMultimodalVAE(nn.Module):
         def decoder(m, k):
             if m in c.image_shapes:
                 return ConvDecoder(tuple(c.image_shapes[m]), c.hidden[-1])
+            if m in c.sparse_decoder and c.sparse_decoder_inputs == "own_block":
+                # decoder inputs are [s, z(m), eta(m,k), auxiliaries]: z(m) enters additively
+                return SparseAdditiveDecoder(input_dim(c, m, k), additive=(c.shared_dim, c.shared_dim + c.latent_dims[m]),
+                                             dense_features=tuple(reversed(c.hidden)))
             if m in c.sparse_decoder:
                 return SparseAdditiveDecoder(input_dim(c, m, k))
             return MLP((*reversed(c.hidden), input_dim(c, m, k)))

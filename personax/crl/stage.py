@@ -104,7 +104,9 @@ def pc_on_latents(latents: np.ndarray, names: list[str], shared: int, *, alpha: 
 
 EACH_RATER = "each_rater"
 # the fit options of conf/crl/default.yaml that set what the stage optimises, not its training budget
-# (epochs, batches, restarts); auxiliary_in_decoders acts only where covariates are given
+# (epochs, batches, restarts); auxiliary_in_decoders acts only where covariates are given. The sparse
+# decoder for the raters' scores (sparse_decoder, sparse_decoder_inputs) is left out: it is keyed by the
+# stage's `text` modality, which in the benchmarks is a random network's mixture, not score columns
 OBJECTIVE_FIELDS = ("shared_posterior", "contrastive", "noise_dim", "auxiliary_in_decoders")
 
 

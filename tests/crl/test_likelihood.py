@@ -11,7 +11,7 @@ import scipy.special
 import jax
 import jax.numpy as jnp
 
-from personax.crl import fit
+from personax.crl import fit, load_pretrained
 from personax.crl._fit import proximal_l1
 from personax.crl._model import CausalMultimodalVAE, CRLConfig, mask_key
 from personax.data.synthetic import make_multimodal_numeric
@@ -216,17 +216,23 @@ def test_contrastive_and_auxiliary_options_train_and_reload(bench, tmp_path):
     assert loaded.elbo(bench.modalities, auxiliary=covariates) == model.elbo(bench.modalities, auxiliary=covariates)
 
 
-@pytest.mark.slow
-def test_sparse_decoder_gives_exact_zeros_and_tracks_which_latents_a_column_uses():
-    """Text columns built from single latents: the sparse additive decoder keeps few inputs per column."""
+def _faces_and_scores(score_columns, n: int = 1500):
+    """Two image measurements of [s, z(image)] through random tanh maps, and two noisy copies of the
+    score columns ``score_columns(s, z(text))``; every latent Laplace (seed 0)."""
     rng = np.random.default_rng(0)
-    n = 1500
     s = rng.laplace(size=(n, 1))
     z_image, z_text = rng.laplace(size=(n, 2)), rng.laplace(size=(n, 2))
     image = [np.tanh(np.hstack([s, z_image]) @ rng.normal(size=(3, 6))) + 0.05 * rng.normal(size=(n, 6))
              for _ in range(2)]
-    columns = np.hstack([s, z_text[:, :1], z_text[:, 1:], s + z_text[:, :1]])  # each column: one or two latents
-    text = [columns + 0.1 * rng.normal(size=columns.shape) for _ in range(2)]
+    columns = score_columns(s, z_text)
+    return image, [columns + 0.1 * rng.normal(size=columns.shape) for _ in range(2)]
+
+
+@pytest.mark.slow
+def test_sparse_decoder_gives_exact_zeros_and_tracks_which_latents_a_column_uses():
+    """Text columns built from single latents: the sparse additive decoder keeps few inputs per column."""
+    # each column: one or two latents
+    image, text = _faces_and_scores(lambda s, z: np.hstack([s, z[:, :1], z[:, 1:], s + z[:, :1]]))
     model = fit({"image": image, "text": text}, latent_dims={"image": 2, "text": 2}, shared_dim=1, seed=0,
                 sparse_decoder={"text": 1.0}, max_epochs=40, hidden=(32,), batch_size=128)
     weight = np.asarray(model.params["decoders_text_0"]["weight"])  # (inputs [s, z_text, eta], columns)
@@ -235,6 +241,25 @@ def test_sparse_decoder_gives_exact_zeros_and_tracks_which_latents_a_column_uses
     with pytest.raises(ValueError, match="tabular modality"):
         fit({"image": image, "text": text}, latent_dims={"image": 2, "text": 2}, shared_dim=1,
             sparse_decoder={"audio": 0.1}, max_epochs=1)
+
+
+@pytest.mark.slow
+def test_own_block_sparse_decoder_finds_which_block_latents_a_column_uses(tmp_path):
+    """sparse_decoder_inputs='own_block': the sparse weights cover z(text) only, the column built
+    from s alone loses every z(text) weight, the columns of one z(text) latent keep one, and the
+    model reloads to the same ELBO."""
+    image, text = _faces_and_scores(lambda s, z: np.hstack([s, np.tanh(s), z[:, :1], z[:, 1:], s * z[:, :1]]))
+    model = fit({"image": image, "text": text}, latent_dims={"image": 2, "text": 2}, shared_dim=1, seed=0,
+                sparse_decoder={"text": 0.1}, sparse_decoder_inputs="own_block", max_epochs=40, hidden=(32,),
+                batch_size=128)
+    for k in range(2):
+        weight = np.asarray(model.params[f"decoders_text_{k}"]["weight"])  # (z_text, columns)
+        assert weight.shape == (2, 5)
+        assert (weight[:, 0] == 0).all(), weight  # the column of s alone: no z(text) input left
+        assert (weight == 0).sum() >= 3, weight  # exact zeros (seed 0: 5 and 6 of 10)
+        assert (weight[:, 2:4] != 0).any(axis=0).all(), weight  # a column of one z(text) latent keeps one
+    model.save_pretrained(tmp_path / "m")
+    assert load_pretrained(tmp_path / "m").elbo({"image": image, "text": text}) == model.elbo({"image": image, "text": text})
 
 
 @pytest.mark.slow  # ~10-20 s CPU (a small fit and its JIT compile); runs under CI

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from personax.crl import diagnostics as D
-from personax.crl._model import CausalMultimodalVAE, CRLConfig
+from personax.crl._model import CausalMultimodalVAE, CRLConfig, SparseAdditiveDecoder
 from personax.crl import fit, fit_reference, load_pretrained
 from personax.data.synthetic import make_multimodal_numeric
 
@@ -184,7 +184,8 @@ def test_image_modalities_get_conv_nets_and_reload(tmp_path):
     ("within_block_order", "random", "within_block_order must be"),
     ("shared_posterior", "average", "shared_posterior must be"), ("contrastive_pairs", "within", "contrastive_pairs must be"),
     ("sparse_decoder", {"audio": 0.1}, "sparse_decoder names"), ("ordinal", {"image": 3}, "ordinal names"),
-    ("ordinal", {"text": 1}, "at least 2 levels")])
+    ("ordinal", {"text": 1}, "at least 2 levels"),
+    ("sparse_decoder_inputs", "shared", "sparse_decoder_inputs must be")])
 def test_a_config_that_names_an_unknown_option_is_refused_when_built(field, value, message):
     """Checked once, in CRLConfig: a model built from a config directly is checked as fit's is
     (an image modality cannot be ordinal; a tabular one needs 2+ levels)."""
@@ -200,3 +201,28 @@ def test_cross_modal_pairs_without_two_modalities_are_refused_when_built():
     with pytest.raises(ValueError, match="cross_modal"):
         CRLConfig(shared_dim=1, latent_dims={"a": 1}, measurements={"a": 2}, input_dims={"a": 2}, contrastive=1.0,
                   contrastive_pairs="cross_modal")
+
+
+def test_own_block_sparse_decoder_is_additive_in_the_block_and_dense_in_the_rest():
+    """sparse_decoder_inputs='own_block': a score column depends on z(m) only through its sparse
+    weights (zero weights: no dependence at all), and on s, the noise and the covariates through
+    a dense network."""
+    config = CRLConfig(shared_dim=2, latent_dims={"image": 1, "text": 3}, measurements={"image": 1, "text": 1},
+                       input_dims={"image": 4, "text": 5}, noise_dim=1, sparse_decoder={"text": 0.1},
+                       sparse_decoder_inputs="own_block", auxiliary_dim=2, auxiliary_in_decoders=True)
+    batch = {"image_0": jnp.zeros((3, 4)), "text_0": jnp.zeros((3, 5)), "auxiliary": jnp.zeros((3, 2))}
+    params = CausalMultimodalVAE(config).init(jax.random.key(0), batch, jax.random.key(1))["params"]
+    decoder_params = params["decoders_text_0"]
+    assert decoder_params["weight"].shape == (3, 5)  # (z(text), columns): only the block is sparse
+    decoder = SparseAdditiveDecoder(5, additive=(2, 5), dense_features=tuple(reversed(config.hidden)))
+    rng = np.random.default_rng(0)
+    v = jnp.asarray(rng.normal(size=(4, 2 + 3 + 1 + 2)), dtype=jnp.float32)  # [s, z(text), eta, auxiliaries]
+    no_text = {**decoder_params, "weight": jnp.zeros_like(decoder_params["weight"])}
+    z_moved = v.at[:, 2:5].add(1.0)
+    np.testing.assert_allclose(decoder.apply({"params": no_text}, z_moved), decoder.apply({"params": no_text}, v))
+    for moved in (v.at[:, :2].add(1.0), v.at[:, 5:].add(1.0)):  # s; eta and the covariates
+        assert not np.allclose(decoder.apply({"params": no_text}, moved), decoder.apply({"params": no_text}, v))
+    # one weight on: only its column moves with that latent
+    one = {**decoder_params, "weight": jnp.zeros_like(decoder_params["weight"]).at[1, 3].set(1.0)}
+    change = np.asarray(decoder.apply({"params": one}, z_moved) - decoder.apply({"params": one}, v))
+    assert np.abs(change[:, 3]).min() > 0 and np.allclose(np.delete(change, 3, axis=1), 0.0)
