@@ -140,3 +140,21 @@ def test_every_demo_command_the_docs_show_parses_and_composes(compose_cfg):
     for name, args in _shown_commands("demo_level2/run.py"):
         config = compose_cfg([f"seed={args.seeds[0]}", *args.overrides])
         assert set(config.crl.fit) <= fields, f"{name}: overrides {args.overrides} set unknown crl.fit fields"
+
+
+def test_the_axes_search_offers_keeping_the_block_and_maps_it_exactly():
+    """The diagnostic's candidates include the fitted axes (0 and 90 degrees: the block unchanged)
+    and every other unordered pair of distinct grid directions once."""
+    import sys
+
+    sys.path.insert(0, str(EXPERIMENTS / "crl_benchmark"))  # it imports its neighbours, as when run there
+    try:
+        search = _load_script("crl_benchmark/axes_search.py")
+    finally:
+        sys.path.remove(str(EXPERIMENTS / "crl_benchmark"))
+    pairs = search.direction_pairs()
+    grid = len(search.GRID_DEGREES)
+    assert len(pairs) == grid * (grid - 1) // 2 and len(set(pairs)) == len(pairs)
+    block = np.random.default_rng(0).normal(size=(20, 2))
+    np.testing.assert_allclose(search.mapped(block, (0.0, np.pi / 2)), block, atol=1e-12)
+    np.testing.assert_allclose(search.mapped(block, (np.pi / 4, np.pi / 2))[:, 0], block.sum(axis=1) / np.sqrt(2))
