@@ -114,7 +114,7 @@ def default_objective() -> dict[str, Any]:
     """The crl stage's default objective as :func:`personax.crl.fit` options, read from
     ``conf/crl/default.yaml`` (so the benchmarks that measure "the stage's objective" cannot drift
     from it)."""
-    from personax.run import config_dir  # here, not at the top: personax.run imports the stages
+    from personax.run import config_dir  # here: only this helper needs the launcher (and Hydra)
 
     stage_fit = OmegaConf.load(config_dir() / "crl" / "default.yaml").fit
     return {key: OmegaConf.to_object(stage_fit)[key] for key in OBJECTIVE_FIELDS}
