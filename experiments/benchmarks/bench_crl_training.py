@@ -28,12 +28,10 @@ from pathlib import Path
 
 import jax
 import numpy as np
-from omegaconf import OmegaConf
 
 from personax.crl import fit
 from personax.crl.stage import default_objective
 from personax.data.synthetic import make_multimodal_numeric
-from personax.run import config_dir
 
 RESULTS = Path(__file__).parent / "results" / "crl_training.json"
 
@@ -50,8 +48,7 @@ def benchmark_setup():
     stage_default = {**default_objective(), "auxiliary": covariates}
     # the stage's sparse decoder for the raters' scores, on the benchmark's 10-column "text" measurements
     # (a cost proxy: the demo's raters give 5 columns each)
-    stage_fit = OmegaConf.load(config_dir() / "crl" / "default.yaml").fit
-    sparse_text = {key: OmegaConf.to_object(stage_fit)[key] for key in ("sparse_decoder", "sparse_decoder_inputs")}
+    sparse_text = default_objective(("sparse_decoder", "sparse_decoder_inputs"))
     configurations = {"plain": (1, {}), "infonce": (1, {"contrastive": 1.0}), "restarts3": (3, {}),
                       "stage_default": (1, stage_default),
                       "stage_default_sparse_text": (1, {**stage_default, **sparse_text})}

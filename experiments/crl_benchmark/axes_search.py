@@ -17,9 +17,10 @@ the prior alone, and does not write the map back into the model (the encoders, d
 graph stay as fitted; no SHD is scored). The "before" MCC is the benchmark's ``personax`` row for
 that seed (the same fit: library defaults, 150 epochs, 1 restart).
 
-    .venv/bin/python experiments/crl_benchmark/axes_search.py --seeds 1000 1001 1002 1003 1004 1005 1006 1007 1008 1009
+    .venv/bin/python experiments/crl_benchmark/axes_search.py --tag fresh
 
-Appends one JSON line per seed to ``results/axes_search.jsonl`` and rewrites ``results/axes_search.md``.
+(default seeds: the fresh 1000-1009). Appends one JSON line per seed to
+``results/axes_search_<tag>.jsonl`` and rewrites ``results/axes_search_<tag>.md``.
 """
 
 from __future__ import annotations

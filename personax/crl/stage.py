@@ -110,14 +110,14 @@ EACH_RATER = "each_rater"
 OBJECTIVE_FIELDS = ("shared_posterior", "contrastive", "noise_dim", "auxiliary_in_decoders")
 
 
-def default_objective() -> dict[str, Any]:
-    """The crl stage's default objective as :func:`personax.crl.fit` options, read from
-    ``conf/crl/default.yaml`` (so the benchmarks that measure "the stage's objective" cannot drift
-    from it)."""
+def default_objective(fields: tuple[str, ...] = OBJECTIVE_FIELDS) -> dict[str, Any]:
+    """The crl stage's default objective (or the named ``fields`` of its fit options) as
+    :func:`personax.crl.fit` options, read from ``conf/crl/default.yaml`` (so the benchmarks that
+    measure "the stage's objective" cannot drift from it)."""
     from personax.run import config_dir  # here: only this helper needs the launcher (and Hydra)
 
-    stage_fit = OmegaConf.load(config_dir() / "crl" / "default.yaml").fit
-    return {key: OmegaConf.to_object(stage_fit)[key] for key in OBJECTIVE_FIELDS}
+    stage_fit = OmegaConf.to_object(OmegaConf.load(config_dir() / "crl" / "default.yaml").fit)
+    return {key: stage_fit[key] for key in fields}
 
 
 def load_measurements(run_dir: RunDir, reference: str, persons: pd.DataFrame,
