@@ -214,6 +214,23 @@ class FittedCRL:
             return np.zeros((self.config.total_latent,) * 2)  # a model without a causal prior has no graph
         return np.asarray(self.module.apply({"params": self.params}, method=CausalMultimodalVAE.weighted_adjacency))
 
+    def block_decoder_weights(self, modality: str) -> list[np.ndarray]:
+        """For a ``sparse_decoder`` modality: per measurement, the sparse weights W[l, c] of the
+        modality's own latents z(m)_l on its columns c, shape (latent_dims[modality], columns).
+        Zero means column c does not depend on that latent.
+
+        Raises:
+            ValueError: ``modality`` has no sparse decoder.
+        """
+        c = self.config
+        if modality not in c.sparse_decoder:
+            raise ValueError(f"modality {modality!r} has no sparse decoder (sparse_decoder: {c.sparse_decoder})")
+        # the additive inputs are z(m) alone (own_block) or [s, z(m), eta, ...] (all)
+        start = 0 if c.sparse_decoder_inputs == "own_block" else c.shared_dim
+        block = slice(start, start + c.latent_dims[modality])
+        return [np.asarray(self.params[f"decoders_{modality}_{k}"]["weight"])[block]
+                for k in range(c.measurements[modality])]
+
     def encode(self, modalities: Mapping[str, Sequence[np.ndarray]], *, chunk: int = 4096) -> dict[str, np.ndarray]:
         """Posterior means: ``"shared"`` and one array per modality."""
         data = self._standardise(modalities)

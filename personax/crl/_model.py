@@ -112,6 +112,11 @@ class CRLConfig:
             modality's own latents z(m): x_c = sum_l W_cl g_cl(z_l) + MLP([s, eta(m,k),
             auxiliaries])_c, so each column depends on few of the block's latents, while the
             shared latents, the noise and the covariates act through a dense network).
+            The noise is in that dense part, so a strong L1 can move the block's content
+            into the per-measurement noise (at λ = 1 every z(m) weight of a small test fit
+            went to zero; the stage's 0.05 keeps it): after raising λ, check that the
+            block's weights are not all zero (``FittedCRL.block_decoder_weights``; the crl
+            stage warns when they are).
         ordinal: modality -> number of levels L: that (tabular) modality's measurements
             hold ordered levels 1..L (NaN = missing, e.g. a rater's 0, "insufficient
             information") and their likelihood is a cumulative-logit (ordered logistic)

@@ -253,6 +253,8 @@ def _unreliable(ctx: _Context) -> list[Finding]:
     if metrics.get("stopped") == "epoch cap":
         items.append(Finding(f"CRL training stopped at the epoch cap ({metrics.get('epochs')} epochs), not by early "
                              "stopping: the model may not have converged.", _anchor("Training curves"), "warning"))
+    for warning in metrics.get("warnings", []):
+        items.append(Finding(f"CRL: {warning}.", _anchor(CRL_TITLE), "warning"))
     crl = ctx.value(A.CRL_RECOVERY) or {}
     below = {block: v.get("diagnosis") for block, v in crl.items()
              if isinstance(v, Mapping) and v.get("verdict") == "not recovered"}
@@ -500,7 +502,10 @@ def crl_metrics_section(ctx: _Context) -> Section:
     section, metrics = ctx.start(CRL_TITLE, A.CRL_METRICS)
     if metrics is None:
         return section
-    section.blocks.append(key_value_table({k: v for k, v in metrics.items() if not isinstance(v, Mapping)},
+    for warning in metrics.get("warnings", []):
+        section.blocks.append(Note(f"Warning: {warning}"))
+    section.blocks.append(key_value_table({k: v for k, v in metrics.items()
+                                           if not isinstance(v, Mapping) and k != "warnings"},
                                           A.CRL_METRICS.relpath(), header=("metric", "value")))
     if metrics.get("measurements"):
         section.blocks.append(Heading("Measurements"))

@@ -226,3 +226,36 @@ def test_own_block_sparse_decoder_is_additive_in_the_block_and_dense_in_the_rest
     one = {**decoder_params, "weight": jnp.zeros_like(decoder_params["weight"]).at[1, 3].set(1.0)}
     change = np.asarray(decoder.apply({"params": one}, z_moved) - decoder.apply({"params": one}, v))
     assert np.abs(change[:, 3]).min() > 0 and np.allclose(np.delete(change, 3, axis=1), 0.0)
+
+
+@pytest.mark.parametrize("inputs", ["own_block", "all"])
+def test_block_decoder_weights_and_the_stage_warnings_about_the_sparse_decoder(inputs):
+    """block_decoder_weights picks the rows of z(text) out of the sparse weights, whichever inputs
+    are additive; the crl stage warns when they are all zero (the block reaches no column) and when
+    a sparse decoder reads an embedding, and not otherwise."""
+    from personax.crl._fit import FittedCRL
+    from personax.crl.stage import sparse_decoder_warnings
+
+    config = CRLConfig(shared_dim=2, latent_dims={"image": 1, "text": 3}, measurements={"image": 1, "text": 2},
+                       input_dims={"image": 4, "text": 5}, noise_dim=1, sparse_decoder={"text": 0.1},
+                       sparse_decoder_inputs=inputs)
+    batch = {"image_0": jnp.zeros((3, 4)), "text_0": jnp.zeros((3, 5)), "text_1": jnp.zeros((3, 5))}
+    params = CausalMultimodalVAE(config).init(jax.random.key(0), batch, jax.random.key(1))["params"]
+    start = 0 if inputs == "own_block" else 2  # "all": the rows are [s, z(text), eta]
+    marked = {**params, "decoders_text_1": {**params["decoders_text_1"],
+                                            "weight": params["decoders_text_1"]["weight"].at[start + 2, 4].set(7.0)}}
+    weights = FittedCRL(config, marked, {}).block_decoder_weights("text")
+    assert [w.shape for w in weights] == [(3, 5), (3, 5)] and weights[1][2, 4] == 7.0
+    with pytest.raises(ValueError, match="no sparse decoder"):
+        FittedCRL(config, marked, {}).block_decoder_weights("image")
+
+    names = {"image": ["image_embedding"], "text": ["trait_scores:trait_a_?", "trait_scores:trait_b_?"]}
+    assert sparse_decoder_warnings(FittedCRL(config, marked, {}), names, ["image_embedding"]) == []
+    zeroed = {**params, **{f"decoders_text_{k}": {**params[f"decoders_text_{k}"], "weight": jnp.zeros_like(
+        params[f"decoders_text_{k}"]["weight"]).at[0, 0].set(0.0 if inputs == "own_block" else 1.0)} for k in (0, 1)}}
+    # with "all", a weight on s alone (row 0) leaves the block's rows zero: still a warning
+    (warning,) = sparse_decoder_warnings(FittedCRL(config, zeroed, {}), names, [])
+    assert "every weight of the text block's latents to zero" in warning and "sparse_decoder.text=0.1" in warning
+    embedded = {**names, "text": ["text_embedding[bio]", "trait_scores:trait_a_?"]}
+    (warning,) = sparse_decoder_warnings(FittedCRL(config, marked, {}), embedded, ["text_embedding[bio]"])
+    assert "text_embedding[bio] (modality text)" in warning and "~crl.fit.sparse_decoder" in warning

@@ -44,6 +44,7 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert metrics["measurements"]["text"] == [f"trait_scores:trait_{r}_?" for r in ("lexicon", "sima", "simb", "simc")]
     assert metrics["left_out_missing_measurement"] < 15 and sum(metrics["missing_entries"].values()) > 0
     assert metrics["stopped"] in ("epoch cap", "early stopping on validation")
+    assert metrics["warnings"] == []  # score columns, and the sparse decoder kept the text block in use
     assert metrics["best_val_elbo"] == model.best_val_elbo
     assert isinstance(metrics["test_elbo"], float) and np.isfinite(metrics["test_elbo"])  # computed on a second thread
     graph = json.loads((crl / "graph.json").read_text())

@@ -233,6 +233,9 @@ def test_summary_flags_failed_raters_zero_shot_attributes_and_failed_stages(full
     table = pd.read_parquet(run / "level1/pvalues.parquet")
     table.loc[table.feature == "Big_Nose", "feature_source"] = "zero-shot CLIP (random (meaningless))"
     table.to_parquet(run / "level1/pvalues.parquet")
+    metrics = json.loads((run / "crl/metrics.json").read_text())
+    metrics["warnings"] = ["the sparse decoder's L1 set every weight of the text block's latents to zero"]
+    (run / "crl/metrics.json").write_text(json.dumps(metrics))
     manifest = _manifest(run)
     manifest["stages"]["crl"]["status"] = "failed"
     manifest["stages"]["crl"]["error"] = "ValueError: boom"
@@ -242,3 +245,6 @@ def test_summary_flags_failed_raters_zero_shot_attributes_and_failed_stages(full
     assert "- Warning: Rater gpt: 3 failed, 1 refused answer(s)." in summary
     assert "- Warning: Face attributes in Level I come from zero-shot CLIP (random (meaningless))" in summary
     assert "- Warning: Stage crl failed: ValueError: boom." in summary
+    assert "- Warning: CRL: the sparse decoder's L1 set every weight of the text block's latents to zero." in summary
+    crl_section = (run / "report/report.md").read_text().split("\n## Level II", 1)[1]
+    assert "Warning: the sparse decoder's L1 set every weight" in crl_section
