@@ -29,7 +29,7 @@ from flax import serialization
 
 from personax.crl._contrastive import multiview_infonce
 from personax.crl._model import (AUXILIARY, CausalMultimodalVAE, CRLConfig, input_dim, level_key, mask_key,
-                                  measurement_keys)
+                                  measurement_keys, sparse_block_rows)
 
 FORMAT = "personax-crl-v2"  # v2: config.json carries the weights' SHA-256 and every parameter's shape
 
@@ -225,10 +225,8 @@ class FittedCRL:
         c = self.config
         if modality not in c.sparse_decoder:
             raise ValueError(f"modality {modality!r} has no sparse decoder (sparse_decoder: {c.sparse_decoder})")
-        # the additive inputs are z(m) alone (own_block) or [s, z(m), eta, ...] (all)
-        start = 0 if c.sparse_decoder_inputs == "own_block" else c.shared_dim
-        block = slice(start, start + c.latent_dims[modality])
-        return [np.asarray(self.params[f"decoders_{modality}_{k}"]["weight"])[block]
+        rows = sparse_block_rows(c, modality)
+        return [np.asarray(self.params[f"decoders_{modality}_{k}"]["weight"])[rows]
                 for k in range(c.measurements[modality])]
 
     def encode(self, modalities: Mapping[str, Sequence[np.ndarray]], *, chunk: int = 4096) -> dict[str, np.ndarray]:

@@ -336,6 +336,18 @@ class MLP(nn.Module):
         return nn.Dense(self.features[-1])(x)
 
 
+def block_inputs(config: CRLConfig, modality: str) -> tuple[int, int]:
+    """(start, stop) of z(modality) among its decoders' inputs [s, z(m), eta(m,k), auxiliaries]."""
+    return config.shared_dim, config.shared_dim + config.latent_dims[modality]
+
+
+def sparse_block_rows(config: CRLConfig, modality: str) -> slice:
+    """The rows of z(modality) in a sparse decoder's ``weight``: its additive inputs are z(m) alone
+    (``own_block``) or every decoder input (``all``)."""
+    start, stop = block_inputs(config, modality)
+    return slice(0, stop - start) if config.sparse_decoder_inputs == "own_block" else slice(start, stop)
+
+
 def input_dim(config: CRLConfig, modality: str, k: int) -> int:
     """Width of measurement ``k`` of ``modality``."""
     dims = config.input_dims[modality]
@@ -436,8 +448,7 @@ class CausalMultimodalVAE(nn.Module):
             if m in c.image_shapes:
                 return ConvDecoder(tuple(c.image_shapes[m]), c.hidden[-1])
             if m in c.sparse_decoder and c.sparse_decoder_inputs == "own_block":
-                # decoder inputs are [s, z(m), eta(m,k), auxiliaries]: z(m) enters additively
-                return SparseAdditiveDecoder(input_dim(c, m, k), additive=(c.shared_dim, c.shared_dim + c.latent_dims[m]),
+                return SparseAdditiveDecoder(input_dim(c, m, k), additive=block_inputs(c, m),
                                              dense_features=tuple(reversed(c.hidden)))
             if m in c.sparse_decoder:
                 return SparseAdditiveDecoder(input_dim(c, m, k))

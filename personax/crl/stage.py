@@ -173,19 +173,21 @@ def load_measurements(run_dir: RunDir, reference: str, persons: pd.DataFrame,
     return [(reference, np.asarray(array, dtype=np.float64).reshape(len(array), -1))]
 
 
-def sparse_decoder_warnings(model: Any, measurement_names: dict[str, list[str]], arrays: list[str]) -> list[str]:
+def sparse_decoder_warnings(model: Any, measurement_names: dict[str, list[str]]) -> list[str]:
     """What a sparse decoder (``crl.fit.sparse_decoder``) may have got wrong, in plain words.
 
     * It is meant for score columns, each depending on few latents: on an embedding (an array
       artifact) that assumption is a modelling choice the user should have made on purpose.
     * With ``sparse_decoder_inputs: own_block`` a strong L1 can zero every weight of the block's
       latents, moving the block's content into the per-measurement noise.
+
+    ``measurement_names`` are the names :func:`load_measurements` gives, artifact references.
     """
     config = model.config
     warnings = []
     for modality in config.sparse_decoder:
         names = measurement_names.get(modality, [])
-        embedded = [name for name in names if name in arrays]
+        embedded = [name for name in names if A.parse_reference(name)[0].format != "parquet"]
         if embedded:
             warnings.append(f"crl.fit.sparse_decoder makes every column of {', '.join(embedded)} (modality "
                             f"{modality}) depend on few latents, an assumption made for score columns, not "
@@ -206,12 +208,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     modalities: dict[str, list[np.ndarray]] = {}
     measurement_names: dict[str, list[str]] = {}
     tables: dict[str, pd.DataFrame] = {A.PERSONS.name: persons}  # already read above
-    arrays_named: list[str] = []  # measurements that are whole arrays (embeddings), not a table's columns
     for modality, references in options.modalities.items():
         loaded = [m for ref in references for m in load_measurements(run_dir, str(ref), persons, tables)]
         measurement_names[modality] = [name for name, _ in loaded]
         modalities[modality] = [array for _, array in loaded]
-        arrays_named += [str(ref) for ref in references if A.parse_reference(str(ref))[0].format != "parquet"]
     kind = str(options.get("model", "personax"))
     if kind not in ("personax", "crl_reference"):
         raise ValueError(f"crl.model must be 'personax' or 'crl_reference' (the study's design, for comparison), got {kind!r}")
@@ -344,7 +344,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
                            title="|corr| learned (rows)\nvs planted (columns), test split")
         metrics["recovery"] = recovery
     if kind == "personax":
-        metrics["warnings"] = sparse_decoder_warnings(model, measurement_names, arrays_named)
+        metrics["warnings"] = sparse_decoder_warnings(model, measurement_names)
         for warning in metrics["warnings"]:
             log.warning("crl: %s", warning)
     run_dir.write(A.CRL_METRICS, metrics)

@@ -250,12 +250,12 @@ def test_block_decoder_weights_and_the_stage_warnings_about_the_sparse_decoder(i
         FittedCRL(config, marked, {}).block_decoder_weights("image")
 
     names = {"image": ["image_embedding"], "text": ["trait_scores:trait_a_?", "trait_scores:trait_b_?"]}
-    assert sparse_decoder_warnings(FittedCRL(config, marked, {}), names, ["image_embedding"]) == []
+    assert sparse_decoder_warnings(FittedCRL(config, marked, {}), names) == []
     zeroed = {**params, **{f"decoders_text_{k}": {**params[f"decoders_text_{k}"], "weight": jnp.zeros_like(
         params[f"decoders_text_{k}"]["weight"]).at[0, 0].set(0.0 if inputs == "own_block" else 1.0)} for k in (0, 1)}}
     # with "all", a weight on s alone (row 0) leaves the block's rows zero: still a warning
-    (warning,) = sparse_decoder_warnings(FittedCRL(config, zeroed, {}), names, [])
+    (warning,) = sparse_decoder_warnings(FittedCRL(config, zeroed, {}), names)
     assert "every weight of the text block's latents to zero" in warning and "sparse_decoder.text=0.1" in warning
     embedded = {**names, "text": ["text_embedding[bio]", "trait_scores:trait_a_?"]}
-    (warning,) = sparse_decoder_warnings(FittedCRL(config, marked, {}), embedded, ["text_embedding[bio]"])
+    (warning,) = sparse_decoder_warnings(FittedCRL(config, marked, {}), embedded)
     assert "text_embedding[bio] (modality text)" in warning and "~crl.fit.sparse_decoder" in warning
