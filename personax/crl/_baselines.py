@@ -126,8 +126,9 @@ def recovery_with_baselines(learned: Mapping[str, np.ndarray], truth: Mapping[st
     Returns a flat, JSON-able dict per block (a report renders it as one table row):
     ``block -> {"mcc", "baseline_mcc_pca", "baseline_mcc_fastica",
     "baseline_mcc_rater_mean", "baseline_mcc_cca_ica", "best_baseline",
-    "best_baseline_mcc", "r2_own_block", "r2_all_latents", "r2_measurements", "verdict",
-    "diagnosis", "reason"}``. The verdict is ``"recovered"`` only when the block's MCC is at least
+    "best_baseline_mcc", "supervised_readout_mcc", "r2_own_block", "r2_all_latents",
+    "r2_measurements", "verdict", "diagnosis", "reason"}``; ``supervised_readout_mcc``
+    (:func:`supervised_readout_mcc`) is a reference, not a baseline: it never enters the verdict. The verdict is ``"recovered"`` only when the block's MCC is at least
     ``min_mcc`` and at least the best baseline's on the same split; otherwise
     ``"not recovered"`` with the reason and a ``diagnosis`` (None when recovered) of where
     the block's information is (:func:`information_location`): missed by the learned
@@ -166,6 +167,7 @@ def recovery_with_baselines(learned: Mapping[str, np.ndarray], truth: Mapping[st
                       f"{where['r2_measurements']:.2f} from the measurements)"
         report[block] = {"mcc": float(score), **{f"baseline_mcc_{k}": float(v) for k, v in baselines.items()},
                          "best_baseline": best, "best_baseline_mcc": float(best_score) if best else None,
+                         "supervised_readout_mcc": float(supervised_readout_mcc(block, true, measurements, train, test)),
                          **where, "verdict": verdict, "diagnosis": diagnosis, "reason": reason}
     return report
 
@@ -188,18 +190,42 @@ def information_location(learned: Mapping[str, np.ndarray], block: str, true: np
     """
     own = np.asarray(learned[block], dtype=np.float64)
     everything = np.hstack([np.asarray(v, dtype=np.float64) for v in learned.values() if np.asarray(v).shape[1]])
-    sources = [x for m, arrays in measurements.items() if block in ("shared", m) for x in arrays]
-    if not sources:  # a block with no modality of its name: every measurement may carry it
-        sources = [x for arrays in measurements.values() for x in arrays]
-    observed = np.hstack([_standardised(x, train) for x in sources])  # missing entries -> the training mean
+    observed = _block_measurements(measurements, block, train)
     true = np.asarray(true, dtype=np.float64)
 
     def r2(x: np.ndarray, **options) -> float:
         return D.block_r2(x[train], true[train], x[test], true[test], **options)["mean"]
 
-    # Up to thousands of measurement columns for ~1,000 rows: the ridge may need strong shrinkage.
     return {"r2_own_block": r2(own), "r2_all_latents": r2(everything),
-            "r2_measurements": r2(observed, alphas=np.logspace(-2, 5, 15))}
+            "r2_measurements": r2(observed, alphas=_MEASUREMENT_ALPHAS)}
+
+
+# Up to thousands of measurement columns for ~1,000 rows: the ridge may need strong shrinkage.
+_MEASUREMENT_ALPHAS = np.logspace(-2, 5, 15)
+
+
+def _block_measurements(measurements: Mapping[str, Sequence[np.ndarray]], block: str, train: np.ndarray) -> np.ndarray:
+    """The measurements that may carry ``block`` (its modality's; every one for ``"shared"`` or a block
+    with no modality of its name), standardised, missing entries at the training mean."""
+    sources = [x for m, arrays in measurements.items() if block in ("shared", m) for x in arrays]
+    if not sources:
+        sources = [x for arrays in measurements.values() for x in arrays]
+    return np.hstack([_standardised(x, train) for x in sources])
+
+
+def supervised_readout_mcc(block: str, true: np.ndarray, measurements: Mapping[str, Sequence[np.ndarray]],
+                           train: np.ndarray, test: np.ndarray) -> float:
+    """MCC of a linear readout that knows the truth: ridge from the block's measurements
+    (:func:`information_location`'s) fitted to the planted latents on the training rows, scored on
+    the test rows like any estimate. Not a baseline (no unsupervised method sees the truth): a
+    reference for how high a linear estimate of the block can score from these measurements, and so
+    how much room the baselines leave above them."""
+    from sklearn.linear_model import RidgeCV
+
+    observed = _block_measurements(measurements, block, train)
+    true = np.asarray(true, dtype=np.float64)
+    readout = RidgeCV(alphas=_MEASUREMENT_ALPHAS).fit(observed[train], true[train]).predict(observed)
+    return D.mcc(readout[train], true[train], readout[test], true[test])["mcc"]
 
 
 def _diagnosis(matched_r2: float, *, r2_own_block: float, r2_all_latents: float, r2_measurements: float) -> str:

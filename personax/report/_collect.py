@@ -223,6 +223,8 @@ def _found(ctx: _Context) -> list[Finding]:
         best = values.get("best_baseline")
         items.append(Finding(f"CRL block {block}: MCC {cell(values.get('mcc'))} against the planted latents"
                              + (f", best baseline {best} {cell(values.get('best_baseline_mcc'))}" if best else "")
+                             + (f" (a linear readout fitted to the truth reaches {cell(values['supervised_readout_mcc'])})"
+                                if values.get("supervised_readout_mcc") is not None else "")
                              + f": {values.get('verdict', '?')}.", _anchor(CRL_TITLE)))
     return items
 

@@ -158,6 +158,9 @@ def test_summary_box_says_what_ran_what_was_found_and_what_is_unreliable(full_ru
     recovery = json.loads((full_run / "crl/recovery.json").read_text())
     for block, values in recovery.items():
         assert f"CRL block {block}: MCC {values['mcc']:.3f}" in summary and values["verdict"] in summary
+        if "supervised_readout_mcc" in values:  # the reference beside the baselines, for every planted block
+            assert f"a linear readout fitted to the truth reaches {values['supervised_readout_mcc']:.3f}" in summary
+    assert sum("supervised_readout_mcc" in v for v in recovery.values()) >= 3
     # The smoke run's random CLIP weights, and its two epochs, are flagged.
     assert "Warning: Image embeddings come from randomly initialised CLIP weights" in summary
     assert (metrics["stopped"] == "epoch cap") == ("CRL training stopped at the epoch cap" in summary)
