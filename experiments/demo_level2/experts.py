@@ -28,15 +28,25 @@ Writes ``results/<tag>.jsonl`` (one line per seed) and ``results/<tag>.md``.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from run import RESULTS, run_pipeline  # noqa: E402  (a sibling script, not a package)
+
+def _sibling(name: str):
+    """A script of this folder as a module (not a package; loaded by path, under its own name, so that
+    another folder's ``run.py`` cannot stand in for it)."""
+    spec = importlib.util.spec_from_file_location(f"demo_level2_{name}", Path(__file__).parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_run = _sibling("run")
+RESULTS, run_pipeline = _run.RESULTS, _run.run_pipeline
 
 
 def ridge_r2(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:

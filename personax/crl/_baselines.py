@@ -224,7 +224,9 @@ def supervised_readout_mcc(block: str, true: np.ndarray, measurements: Mapping[s
 
     observed = _block_measurements(measurements, block, train)
     true = np.asarray(true, dtype=np.float64)
+    true = true.reshape(len(true), -1)
     readout = RidgeCV(alphas=_MEASUREMENT_ALPHAS).fit(observed[train], true[train]).predict(observed)
+    readout = readout.reshape(len(readout), -1)  # one planted latent: sklearn may return a vector
     return D.mcc(readout[train], true[train], readout[test], true[test])["mcc"]
 
 

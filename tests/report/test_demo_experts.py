@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 DEMO = Path(__file__).resolve().parents[2] / "experiments" / "demo_level2"
 
 
 def _experts():
-    sys.path.insert(0, str(DEMO))  # experts.py imports its sibling run.py
-    try:
-        spec = importlib.util.spec_from_file_location("demo_level2_experts", DEMO / "experts.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(DEMO))
+    spec = importlib.util.spec_from_file_location("demo_level2_experts", DEMO / "experts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_experts_reads_the_stages_split_and_encoding(full_run):
