@@ -128,7 +128,8 @@ def recovery_with_baselines(learned: Mapping[str, np.ndarray], truth: Mapping[st
     "baseline_mcc_rater_mean", "baseline_mcc_cca_ica", "best_baseline",
     "best_baseline_mcc", "supervised_readout_mcc", "r2_own_block", "r2_all_latents",
     "r2_measurements", "verdict", "diagnosis", "reason"}``; ``supervised_readout_mcc``
-    (:func:`supervised_readout_mcc`) is a reference, not a baseline: it never enters the verdict. The verdict is ``"recovered"`` only when the block's MCC is at least
+    (:func:`supervised_readout_mcc`) is a reference, not a baseline: it never enters the
+    verdict. The verdict is ``"recovered"`` only when the block's MCC is at least
     ``min_mcc`` and at least the best baseline's on the same split; otherwise
     ``"not recovered"`` with the reason and a ``diagnosis`` (None when recovered) of where
     the block's information is (:func:`information_location`): missed by the learned
@@ -223,8 +224,7 @@ def supervised_readout_mcc(block: str, true: np.ndarray, measurements: Mapping[s
     from sklearn.linear_model import RidgeCV
 
     observed = _block_measurements(measurements, block, train)
-    true = np.asarray(true, dtype=np.float64)
-    true = true.reshape(len(true), -1)
+    true = np.asarray(true, dtype=np.float64).reshape(len(true), -1)
     readout = RidgeCV(alphas=_MEASUREMENT_ALPHAS).fit(observed[train], true[train]).predict(observed)
     readout = readout.reshape(len(readout), -1)  # one planted latent: sklearn may return a vector
     return D.mcc(readout[train], true[train], readout[test], true[test])["mcc"]
