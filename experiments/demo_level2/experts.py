@@ -70,7 +70,7 @@ def diagnose(run_path: Path) -> dict:
     from personax.crl import diagnostics as D
     from personax.crl import load_pretrained
     from personax.crl._fit import _split, usable_rows
-    from personax.crl._model import CausalMultimodalVAE
+    from personax.crl._model import CausalMultimodalVAE, block_inputs, measurement_keys
     from personax.crl.stage import load_measurements
     from personax.data.truth import planted_truth
     from personax.pipeline import RunDir
@@ -90,15 +90,16 @@ def diagnose(run_path: Path) -> dict:
     proposals = model.module.apply({"params": model.params}, standardised,
                                    method=CausalMultimodalVAE.measurement_posteriors)
     config = model.config
-    slices = {"shared": slice(0, config.shared_dim)}
-    slices.update({m: slice(config.shared_dim, config.shared_dim + config.latent_dims[m]) for m in config.latent_dims})
-    label = {f"{m}_{k}": name for m in names for k, name in enumerate(names[m])}
+    label = {f"{m}_{k}": names[m][k] for m, k in measurement_keys(config)}
     out: dict = {"blocks": {}}
     for block, true in truth.items():
-        keys = [key for key in proposals if block in ("shared", key.rsplit("_", 1)[0])]
-        own = {key: np.asarray(proposals[key][0])[:, slices[block]] for key in keys}
-        precision = {key: float(np.exp(-np.asarray(proposals[key][1])[:, slices[block]]).mean()) for key in keys}
-        values = {key: data[key.rsplit("_", 1)[0]][int(key.rsplit("_", 1)[1])] for key in keys}
+        keys = {f"{m}_{k}": (m, k) for m, k in measurement_keys(config) if block in ("shared", m)}
+        # each proposal's latents are [s, z(m), eta(m,k)], the layout its decoders read
+        columns = {key: slice(0, config.shared_dim) if block == "shared" else slice(*block_inputs(config, m))
+                   for key, (m, _) in keys.items()}
+        own = {key: np.asarray(proposals[key][0])[:, columns[key]] for key in keys}
+        precision = {key: float(np.exp(-np.asarray(proposals[key][1])[:, columns[key]]).mean()) for key in keys}
+        values = {key: data[m][k] for key, (m, k) in keys.items()}
         row = {"encoded": ridge_r2(encoded[block], true, train, test),
                "encoded_mcc": D.mcc(encoded[block][train], true[train], encoded[block][test], true[test])["mcc"],
                "proposals_side_by_side": ridge_r2(np.hstack(list(own.values())), true, train, test),
