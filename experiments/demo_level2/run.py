@@ -17,7 +17,6 @@ Extra Hydra overrides for every run go after ``--``, e.g. ``-- crl.fit.contrasti
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -40,9 +39,11 @@ def run_pipeline(seed: int, overrides: list[str], workdir: Path, faces: str = "d
 
 
 def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict]:
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = run_pipeline(seed, overrides, Path(tmp), faces)
-        metrics = json.loads((run_dir / "crl/metrics.json").read_text())
+        metrics = RunDir(run_pipeline(seed, overrides, Path(tmp), faces)).read(A.CRL_METRICS)
     rows = []
     for block, result in metrics["recovery"].items():
         if block == "all":
