@@ -124,6 +124,11 @@ def _check_crl(cfg: DictConfig, run: Path) -> None:
     expected = int(cfg.crl.shared_dim) + sum(int(v) for v in cfg.crl.latent_dims.values())
     assert len(graph["nodes"]) == expected and np.asarray(graph["adjacency"]).shape == (expected, expected)
     assert len(pd.read_parquet(run / "crl/latents.parquet")) > 0
+    if cfg.data.source == "variant_digits":  # the planted graph is known: the learned one is judged against it
+        overall = json.loads((run / "crl/recovery.json").read_text())["all"]
+        assert overall["planted_edges"] == 3
+        assert overall["learned_edges"] == int((np.asarray(graph["adjacency"]) != 0).sum())
+        assert (overall["graph_verdict"] == "recovered") == (overall["shd_learned_graph"] == 0)
 
 
 def _check_report(cfg: DictConfig, run: Path) -> None:

@@ -220,6 +220,11 @@ def _found(ctx: _Context) -> list[Finding]:
     for block, values in crl.items():
         if not isinstance(values, Mapping) or "mcc" not in values:
             continue
+        if block == "all":  # every learned latent matched to a planted one, and the graph between them
+            items.append(Finding(f"CRL, all latents: MCC {cell(values.get('mcc'))} against the planted latents"
+                                 + (f"; {_graph_against_truth(values)}" if "shd_learned_graph" in values else "")
+                                 + ".", _anchor(CRL_TITLE)))
+            continue
         best = values.get("best_baseline")
         items.append(Finding(f"CRL block {block}: MCC {cell(values.get('mcc'))} against the planted latents"
                              + (f", best baseline {best} {cell(values.get('best_baseline_mcc'))}" if best else "")
@@ -227,6 +232,22 @@ def _found(ctx: _Context) -> list[Finding]:
                                 if values.get("supervised_readout_mcc") is not None else "")
                              + f": {values.get('verdict', '?')}.", _anchor(CRL_TITLE)))
     return items
+
+
+def _graph_not_recovered(values: Mapping[str, Any]) -> bool:
+    """Whether recovery.json's "all" entry says the learned graph is not the planted one (run
+    directories written before ``graph_verdict`` existed: any SHD above 0)."""
+    verdict = values.get("graph_verdict")
+    return verdict == "not recovered" if verdict else bool(values.get("shd_learned_graph"))
+
+
+def _graph_against_truth(values: Mapping[str, Any]) -> str:
+    """The learned graph against the planted one, in words, from recovery.json's "all" entry."""
+    edges = (f" ({values['planted_edges']} planted edge(s), {values['learned_edges']} learned)"
+             if "planted_edges" in values and "learned_edges" in values else "")
+    pc = f"; PC on the learned latents: SHD {values['shd_pc_graph']}" if "shd_pc_graph" in values else ""
+    verdict = "graph not recovered" if _graph_not_recovered(values) else "graph recovered"
+    return f"learned graph SHD {values['shd_learned_graph']} against the planted graph{edges}{pc}: {verdict}"
 
 
 def _unreliable(ctx: _Context) -> list[Finding]:
@@ -264,6 +285,12 @@ def _unreliable(ctx: _Context) -> list[Finding]:
         blocks = "; ".join(f"{block} ({diagnosis})" if diagnosis else block for block, diagnosis in below.items())
         items.append(Finding(f"CRL blocks not recovered (MCC below 0.8 or below the best baseline): {blocks}.",
                              _anchor(CRL_TITLE), "warning"))
+    overall = crl.get("all")
+    if isinstance(overall, Mapping) and "shd_learned_graph" in overall and _graph_not_recovered(overall):
+        items.append(Finding("The learned latent graph is not the planted one (SHD "
+                             f"{overall['shd_learned_graph']}, each missing, extra or reversed edge counting 1): "
+                             "read its edges as hypotheses, even where the blocks are recovered.",
+                             _anchor("Latent graphs"), "warning"))
     return items
 
 

@@ -135,6 +135,28 @@ def test_report_options_and_a_plain_config(hostile_bios, run_path, tmp_path):
     assert written["markdown"].read_text().startswith("# T &amp; &lt;U&gt;\n")
 
 
+@pytest.mark.parametrize("shd", [3, 0])
+def test_the_summary_judges_the_learned_graph_against_the_planted_one(hostile_bios, run_path, shd):
+    """Blocks can be recovered while their graph is not: the summary says which, and warns."""
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    RunDir(run_path, stage="crl").write(A.CRL_RECOVERY, {
+        "digit": {"mcc": 0.962, "best_baseline": "pca", "best_baseline_mcc": 0.5, "verdict": "recovered",
+                  "diagnosis": None},
+        "all": {"mcc": 0.962, "shd_learned_graph": shd, "shd_pc_graph": 5, "planted_edges": 3, "learned_edges": 5,
+                "graph_verdict": "recovered" if shd == 0 else "not recovered"}})
+    written = build_report(run_path, OmegaConf.create({"name": "x"}), {})
+    summary = written["markdown"].read_text().split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    assert "CRL block all" not in summary  # "all" is not a block with a verdict of its own
+    assert (f"CRL, all latents: MCC 0.962 against the planted latents; learned graph SHD {shd} against the planted "
+            f"graph (3 planted edge(s), 5 learned); PC on the learned latents: SHD 5: graph "
+            f"{'not recovered' if shd else 'recovered'}.") in summary
+    assert ("The learned latent graph is not the planted one (SHD 3" in summary) == bool(shd)
+    assert "CRL blocks not recovered" not in summary  # the blocks are, and the warning does not say otherwise
+
+
 def test_markdown_escape():
     assert escape("a|b\nc") == "a\\|b c"
     assert escape("person_id [x](y) `z`") == "person_id \\[x\\](y) \\`z\\`"
