@@ -85,6 +85,8 @@ def _score(latents: dict[str, np.ndarray], bench, splits, blocks, graph=None, th
     if graph is not None:
         matched = D.permute_graph(graph, result["assignment"])
         row["shd"] = D.shd(matched, bench.graph.to_numpy(), threshold=threshold)
+        # the model's own graph: every nonzero entry is an edge its likelihood uses (as the crl stage counts)
+        row["shd_nonzero"] = D.shd(matched, bench.graph.to_numpy(), threshold=0.0)
     return row
 
 
@@ -163,6 +165,9 @@ def main() -> None:
     print(summarise(frame, args))
 
 
+SHD_NOTE = ("`shd`: structural Hamming distance to the true graph after matching latents, counting an edge where "
+            "the learned |weight| > 0.05. `shd_nonzero` (runs from 2026-12-03 on): every nonzero entry is an edge, "
+            "the model's own graph, as the crl stage's `recovery.json` counts it.")
 DEVELOPMENT_SEEDS = set(range(5))  # the seeds the model was developed on; a table says when it uses them
 TARGETS = {"numeric": {"median MCC": 0.93, "min MCC": 0.85, "median SHD": 1},
            "digits": {"median MCC": 0.90, "median SHD": 1}}
@@ -181,6 +186,7 @@ def summarise(frame: pd.DataFrame, args) -> str:
     lines = [f"# CRL benchmark: {args.dataset} (n = {args.n}{size}, {args.epochs} epoch cap, {args.restarts} restarts, "
              f"seeds {seeds[0]}-{seeds[-1]} ({len(seeds)} seeds, {provenance}), test split)", "",
              "Each cell: median [min, max] over seeds.", "",
+             *([SHD_NOTE, ""] if "shd" in metrics else []),
              "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
     for method, group in frame.groupby("method", sort=False):
         cells = []
@@ -197,7 +203,12 @@ def summarise(frame: pd.DataFrame, args) -> str:
         lines += ["", f"| target ({method}{caveat}) | value | status |", "|---|---|---|"]
         observed = {"median MCC": ours.mcc.median(), "min MCC": ours.mcc.min(),
                     "median SHD": ours.shd.median() if "shd" in ours else float("nan")}
-        for label, goal in TARGETS[args.dataset].items():
+        targets = dict(TARGETS[args.dataset])
+        if "shd_nonzero" in ours and ours.shd_nonzero.notna().any():
+            # the stricter count, next to the one earlier records were judged by
+            observed["median SHD (every nonzero edge)"] = ours.shd_nonzero.median()
+            targets["median SHD (every nonzero edge)"] = targets["median SHD"]
+        for label, goal in targets.items():
             value = observed[label]
             ok = value <= goal if "SHD" in label else value >= goal
             lines.append(f"| {label} {'<=' if 'SHD' in label else '>='} {goal} | {value:.3f} | {'met' if ok else 'not met'} |")
