@@ -287,10 +287,11 @@ def _unreliable(ctx: _Context) -> list[Finding]:
                              _anchor(CRL_TITLE), "warning"))
     overall = crl.get("all")
     if isinstance(overall, Mapping) and "shd_learned_graph" in overall and _graph_not_recovered(overall):
+        judged = [v for block, v in crl.items() if block != "all" and isinstance(v, Mapping) and "verdict" in v]
+        although = ", although every block is recovered" if judged and not below else ""
         items.append(Finding("The learned latent graph is not the planted one (SHD "
                              f"{overall['shd_learned_graph']}, each missing, extra or reversed edge counting 1): "
-                             "read its edges as hypotheses, even where the blocks are recovered.",
-                             _anchor("Latent graphs"), "warning"))
+                             f"read its edges as hypotheses{although}.", _anchor("Latent graphs"), "warning"))
     return items
 
 
