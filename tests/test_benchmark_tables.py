@@ -171,6 +171,20 @@ def test_the_demo_record_never_calls_a_development_seed_fresh():
     assert "used while developing among them: [3]" in header([3, 1000])
 
 
+def test_the_demo_record_says_what_the_search_of_the_shared_axes_decided():
+    demo = _load_script("demo_level2/run.py")
+    frame = pd.DataFrame({"seed": [1000, 1001], "block": "shared", "mcc": 0.7, "best_baseline": "pca",
+                          "best_baseline_mcc": 0.8, "verdict": "not recovered", "shd_learned_graph": 3,
+                          "epochs": 360, "stopped": "epoch cap", "overrides": "+crl.fit.orient_shared=true",
+                          "faces": "drawn", "shared_axes": ["kept", "rejected"]})
+    assert "Shared axes turned after the fit (`orient_shared`): seed 1000 kept, seed 1001 rejected." in demo.summarise(frame)
+    assert "orient_shared" not in demo.summarise(frame.drop(columns=["shared_axes", "overrides"]).assign(overrides=""))
+
+
+def test_the_benchmark_s_oriented_method_is_the_stage_objective_plus_the_search(benchmark):
+    assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**benchmark.STAGE, "orient_shared": True}
+
+
 def test_every_demo_command_the_docs_show_parses_and_composes(compose_cfg):
     """Each ``demo_level2/run.py`` command in the README, docs and experiments' notes parses, and its
     personax.run overrides compose into a config whose ``crl.fit`` names only CRLConfig fields (a

@@ -28,16 +28,14 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-
 from personax.crl import diagnostics as D
-from personax.crl._fit import _init_params, _split, mechanism_decay, proximal_l1_at
+from personax.crl._fit import _init_params, _split, mechanism_decay
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
+from personax.crl._orient import PRIOR_PARAMS
+from personax.crl._orient import fit_prior as library_fit_prior
 from run import RESULTS, _data  # this folder: the benchmark's data, block sizes and results folder
 
 ANGLES = (0, 10, 20, 30, 45, 90)  # degrees
-PRIOR_PARAMS = ("adjacency", "mech_w1", "mech_b1", "mech_w2", "mech_b2", "log_sigma_u", "flow_skew",
-                "flow_log_tail", "order_potential")
 
 
 def turned(latents: np.ndarray, block: slice, degrees: float) -> np.ndarray:
@@ -50,32 +48,18 @@ def turned(latents: np.ndarray, block: slice, degrees: float) -> np.ndarray:
 
 
 def fit_prior(config: CRLConfig, train: jnp.ndarray, test: jnp.ndarray, *, steps: int, key: jax.Array):
-    """Fits the prior's parameters to fixed latents; returns (train objective, held-out log-likelihood)."""
+    """Fits the prior's parameters to fixed latents from a fresh start (the library's
+    ``personax.crl._orient.fit_prior``); returns (train objective, held-out log-likelihood)."""
     module = CausalMultimodalVAE(config)
-    initial = _init_params(config, key)
-    params = {k: v for k, v in initial.items() if k in PRIOR_PARAMS}
-    others = {k: v for k, v in initial.items() if k not in PRIOR_PARAMS}  # encoders, decoders: unused here
-    schedule = optax.cosine_decay_schedule(config.learning_rate, steps, alpha=0.1)
-    optimizer = optax.adam(schedule)
-    state = optimizer.init(params)
+    params = library_fit_prior(config, _init_params(config, key), train, steps=steps)
 
-    def log_lik(p, u):
-        return jnp.mean(module.apply({"params": {**others, **p}}, u, method=CausalMultimodalVAE.prior_logpdf))
+    def log_lik(u):
+        return jnp.mean(module.apply({"params": params}, u, method=CausalMultimodalVAE.prior_logpdf))
 
-    def loss(p):
-        return -log_lik(p, train) + config.weight_decay * mechanism_decay(p)
-
-    def step(carry, _):
-        p, s = carry
-        grads = jax.grad(loss)(p)
-        step_size = schedule(s[-1].count)
-        updates, s = optimizer.update(grads, s, p)
-        p = proximal_l1_at(optax.apply_updates(p, updates), s[0], ("adjacency",), step_size, config.l1_graph)
-        return (p, s), None
-
-    (params, _), _ = jax.lax.scan(step, (params, state), None, length=steps)
-    objective = -loss(params) - config.l1_graph * jnp.sum(jnp.abs(params["adjacency"]))
-    return objective, log_lik(params, test)
+    prior = {k: v for k, v in params.items() if k in PRIOR_PARAMS}
+    objective = log_lik(train) - config.weight_decay * mechanism_decay(prior) - config.l1_graph * jnp.sum(
+        jnp.abs(params["adjacency"]))
+    return objective, log_lik(test)
 
 
 def diagnose(seed: int, *, n: int = 5000, steps: int = 1500, inits: int = 2, train_rows: int = 2000) -> dict:

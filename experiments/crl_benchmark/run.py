@@ -13,7 +13,8 @@ matchings are fitted on the training split; every method sees the same splits.
 Methods: ``personax`` (the defaults); ``gaussian-beta1`` (the matched ablation: the same model
 and training with a standard-normal prior, beta = 1); ``personax-contrastive`` (plus the
 multiview InfoNCE term, weight 1); ``personax-stage`` (the crl stage's default objective, read
-from conf/crl/default.yaml); ``personax-auxiliary`` and ``personax-stage-auxiliary`` (the same,
+from conf/crl/default.yaml); ``personax-stage-oriented`` (the same, then the shared block's axes
+searched by the prior's fit and kept if the validation ELBO says so: ``orient_shared``); ``personax-auxiliary`` and ``personax-stage-auxiliary`` (the same,
 with the benchmark's observed groups one-hot in the prior, iVAE, and under the stage's objective
 in the decoders too, as the stage does: only on ``numeric-auxiliary``,
 the numeric benchmark whose latents' noise an observed group shifts and scales); ``crl_reference`` (the original study's design,
@@ -51,6 +52,9 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   "personax-stage": STAGE,
                   # the stage's objective with InfoNCE only across modalities, on s (Daunhawer et al. 2023)
                   "personax-stage-crossmodal": {**STAGE, "contrastive_pairs": "cross_modal"},
+                  # the stage's objective, then the shared block turned to the axes its prior fits best
+                  # (CRLConfig.orient_shared, personax/crl/_orient.py)
+                  "personax-stage-oriented": {**STAGE, "orient_shared": True},
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   # (and, through STAGE's auxiliary_in_decoders, in the stage objective's decoders)
                   "personax-auxiliary": {},
@@ -140,6 +144,8 @@ def main() -> None:
                 latents, splits = model.encode(bench.modalities), model.splits
                 graph = model.graph().to_numpy() if method.startswith("personax") else None
                 stopped = model.stopped
+                if model.orientation:  # orient_shared: what the search of the shared axes decided
+                    stopped += f"; shared axes {model.orientation['decision']}"
             elif method == "crl_reference":  # the study's own settings, our splits and model selection
                 model = fit_reference(bench.modalities, latent_dims=dims, shared_dim=shared, seed=seed)
                 latents, splits, graph = model.encode(bench.modalities), model.splits, model.graph().to_numpy()

@@ -54,6 +54,8 @@ def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict
                                                           "r2_measurements", "diagnosis")},
                      "shd_learned_graph": metrics["recovery"].get("all", {}).get("shd_learned_graph"),
                      "epochs": metrics["epochs"], "stopped": metrics["stopped"],
+                     # crl.fit.orient_shared: whether the turned shared block was kept
+                     **({"shared_axes": metrics["orientation"]["decision"]} if "orientation" in metrics else {}),
                      "overrides": " ".join(overrides), "faces": faces})
     return rows
 
@@ -105,6 +107,9 @@ def summarise(frame: pd.DataFrame) -> str:
     stops = frame.drop_duplicates("seed")
     lines += ["", f"Training stopped early on validation in {int((stops.stopped != 'epoch cap').sum())} of "
                   f"{len(stops)} runs (epochs: {', '.join(str(e) for e in stops.epochs)})."]
+    if "shared_axes" in stops:  # crl.fit.orient_shared
+        lines += ["", "Shared axes turned after the fit (`orient_shared`): "
+                      + ", ".join(f"seed {seed} {decision}" for seed, decision in zip(stops.seed, stops.shared_axes)) + "."]
     return "\n".join(lines) + "\n"
 
 

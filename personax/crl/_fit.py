@@ -183,6 +183,8 @@ class FittedCRL:
         stopped: ``"early stopping on validation"`` or ``"epoch cap"``.
         best_val_elbo: Validation ELBO of the returned parameters (per example, with
             the fixed sampling key :func:`validation_key`).
+        orientation: With ``orient_shared``: the search of the shared block's axes and its
+            decision (``personax.crl._orient.orient_shared``); else empty.
     """
 
     config: CRLConfig
@@ -193,6 +195,7 @@ class FittedCRL:
     fit_seconds: float = 0.0
     stopped: str = ""
     best_val_elbo: float = float("nan")
+    orientation: dict[str, Any] = dataclasses.field(default_factory=dict)
     _encode_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
     _elbo_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -279,6 +282,7 @@ class FittedCRL:
             "history": self.history,
             "best_val_elbo": self.best_val_elbo,
             "stopped": self.stopped,
+            "orientation": self.orientation,
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
             "weights_shapes": _shapes(self.params),
         }
@@ -399,7 +403,8 @@ def load_pretrained(directory: str | Path) -> FittedCRL:
     if missing:
         raise ValueError(f"{config_file}: no standardization for {sorted(missing)}")
     return FittedCRL(config=config, params=params, standardization=standardization, history=payload.get("history", []),
-                     best_val_elbo=float(payload.get("best_val_elbo", float("nan"))), stopped=payload.get("stopped", ""))
+                     best_val_elbo=float(payload.get("best_val_elbo", float("nan"))), stopped=payload.get("stopped", ""),
+                     orientation=payload.get("orientation", {}))
 
 
 def validation_key(config: CRLConfig) -> jax.Array:
@@ -440,6 +445,7 @@ def fit(
     seed: int = 0,
     auxiliary: np.ndarray | None = None,
     progress: bool = False,
+    initial_params: Any = None,
     **overrides: Any,
 ) -> FittedCRL:
     """Fits the causal multimodal VAE.
@@ -453,6 +459,9 @@ def fit(
         auxiliary: Optional (n, a) observed covariates (e.g. one-hot group and
             gender) that modulate the latent prior (iVAE); numeric, finite, same rows.
         progress: Show a progress bar (tqdm) with the validation ELBO.
+        initial_params: Start from these parameters (a :class:`FittedCRL`'s ``params`` for the same
+            configuration) instead of a random initialisation: a warm start. A list of them trains
+            each as a restart, side by side, and keeps the best validation ELBO.
         **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).
 
     Measurements may contain NaN for missing entries (e.g. a rater's "insufficient
@@ -514,8 +523,14 @@ def fit(
     key, init_key = jax.random.split(key)
     # `restarts` independent initialisations train side by side (vmapped); the one with the
     # best validation ELBO is kept (model selection on the validation split only).
-    restarts = max(1, int(config.restarts))
-    init = jax.jit(jax.vmap(lambda k: _init_params(config, k)))
+    if isinstance(initial_params, Mapping):
+        initial_params = [initial_params]
+    restarts = len(initial_params) if initial_params is not None else max(1, int(config.restarts))
+    if initial_params is not None:  # warm starts: the given parameters, one restart each
+        warm = jax.tree_util.tree_map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *initial_params)
+        init = jax.jit(lambda keys: warm)
+    else:
+        init = jax.jit(jax.vmap(lambda k: _init_params(config, k)))
     init_keys = jax.random.split(init_key, restarts)
     # Cosine decay to a tenth over max_epochs: the late epochs refine instead of jitter.
     schedule = optax.cosine_decay_schedule(config.learning_rate, config.max_epochs * n_batches, alpha=0.1)
@@ -620,6 +635,12 @@ def fit(
         for entry, (_, elbo) in zip(history, curves):
             entry["val_elbo_restarts"] = [float(v) for v in elbo]
     best_params = jax.device_get(jax.tree_util.tree_map(lambda x: x[chosen], best_params))
-    return FittedCRL(config=config, params=best_params, standardization=standardization, history=history,
-                     splits=splits, fit_seconds=time.perf_counter() - start, stopped=stopped,
-                     best_val_elbo=float(best[chosen]))
+    model = FittedCRL(config=config, params=best_params, standardization=standardization, history=history,
+                      splits=splits, fit_seconds=time.perf_counter() - start, stopped=stopped,
+                      best_val_elbo=float(best[chosen]))
+    if config.orient_shared and initial_params is None:
+        from personax.crl._orient import orient_shared  # it trains on through fit
+
+        model = orient_shared(model, modalities, auxiliary=auxiliary, key=jax.random.fold_in(key, 1), progress=progress)
+        model.fit_seconds = time.perf_counter() - start
+    return model

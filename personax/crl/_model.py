@@ -141,6 +141,14 @@ class CRLConfig:
             x = f(s, z(m), eta, covariates): what a covariate changes directly in a
             measurement (gender's hair length in a face) is then explained by the
             covariate, not taken up by a latent.
+        orient_shared: After the fit, search the axes of the shared block ``s`` that the
+            causal prior fits best, turn the model's ``s`` to them, and train the turned
+            model and the original on side by side for ``orient_epochs`` epochs, keeping
+            the better validation ELBO (``personax.crl._orient``; ``FittedCRL.orientation``
+            records the search and the decision). Independent roots with near-Gaussian
+            noise leave ``s`` free to turn during the fit; the children's additive
+            mechanisms and the sparse graph tell the axes apart afterwards.
+        orient_epochs: The epoch cap of that training on (early stopping applies).
         seed: Seed of initialisation, splits and sampling.
     """
 
@@ -177,6 +185,8 @@ class CRLConfig:
     sparse_decoder_inputs: str = "all"
     ordinal: dict[str, int] = dataclasses.field(default_factory=dict)
     auxiliary_dim: int = 0
+    orient_shared: bool = False
+    orient_epochs: int = 60
     seed: int = 0
 
     def __post_init__(self):

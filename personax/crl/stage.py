@@ -295,7 +295,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         "epochs": model.history[-1]["epoch"],
         **({"best_val_elbo": model.best_val_elbo, "test_elbo": test_elbo.result(),
             "stopped": model.stopped,
-            "missing_entries": missing_entries(data)}
+            "missing_entries": missing_entries(data),
+            # crl.fit.orient_shared: the search of the shared block's axes and its decision
+            **({"orientation": {k: v for k, v in model.orientation.items() if k != "matrix"}}
+               if model.orientation else {})}
            if kind == "personax" else
            {"best_val_loss": min(h["val_loss"] for h in model.history), "test_loss": model.loss(test_data)["total"]}),
         "fit_seconds": round(model.fit_seconds, 2),
