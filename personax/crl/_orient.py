@@ -193,7 +193,7 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
 
     Example:
         >>> from personax.data.synthetic import make_multimodal_numeric
-        >>> from personax.crl import fit
+        >>> from personax.crl import fit, orient_shared
         >>> bench = make_multimodal_numeric(400, seed=0)
         >>> model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=2,
         ...             orient_epochs=2)
