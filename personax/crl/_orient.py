@@ -141,7 +141,8 @@ def _with_shared_map(params: Mapping[str, Any], config: CRLConfig, matrix: np.nd
     log_scale = np.log(squared.sum(1))
     for name, sub in params.items():
         if name.startswith("encoders_"):
-            last = sub[sorted(k for k in sub if k.startswith("Dense"))[-1]]
+            # the output layer: the highest-numbered Dense (by number: Dense_10 comes after Dense_9)
+            last = sub[max((k for k in sub if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))]
             kernel, bias = last["kernel"], last["bias"]
             half = kernel.shape[1] // 2  # [means, log-variances], each in the order s, z(m), eta
             kernel[:, :ds], bias[:ds] = kernel[:, :ds] @ matrix.T, matrix @ bias[:ds] + offset
@@ -153,6 +154,12 @@ def _with_shared_map(params: Mapping[str, Any], config: CRLConfig, matrix: np.nd
             first["bias"] = first["bias"] - offset @ inverse.T @ shared_rows
             first["kernel"][:ds] = inverse.T @ shared_rows
     return jax.tree_util.tree_map(lambda x: x.astype(np.float32), params)
+
+
+def _stacked_latents(model: FittedCRL, modalities) -> np.ndarray:
+    """Posterior means [s, z(1), ..., z(M)] of every row, in the prior's order."""
+    encoded = model.encode(modalities)
+    return np.concatenate([encoded["shared"], *(encoded[m] for m in model.config.latent_dims)], axis=1)
 
 
 def orientable(config: CRLConfig) -> str:
@@ -206,8 +213,7 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
     if reason:
         return dataclasses.replace(model, orientation={"decision": "skipped", "reason": reason})
     ds = config.shared_dim
-    encoded = model.encode(modalities)
-    latents = np.concatenate([encoded["shared"], *(encoded[m] for m in config.latent_dims)], axis=1).astype(np.float64)
+    latents = _stacked_latents(model, modalities).astype(np.float64)
     train, val = model.splits["train"], model.splits["val"]
     shared = latents[train, :ds]
     centre, covariance = shared.mean(0), np.cov(shared.T)
@@ -226,8 +232,7 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
     matrix = np.sqrt(np.trace(covariance) / ds) * rotation @ whitening
     params = _with_shared_map(model.params, config, matrix, -matrix @ centre)
     turned = dataclasses.replace(model, params=params, _encode_fn=None, _elbo_fn=None)
-    encoded = turned.encode(modalities)
-    new_latents = np.concatenate([encoded["shared"], *(encoded[m] for m in config.latent_dims)], axis=1)
+    new_latents = _stacked_latents(turned, modalities)
     params = jax.device_get(fit_prior(config, params, jnp.asarray(new_latents[train], jnp.float32),
                                       steps=4 * steps, auxiliary=None if aux is None else jnp.asarray(aux[train])))
     options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
