@@ -461,7 +461,9 @@ def fit(
         progress: Show a progress bar (tqdm) with the validation ELBO.
         initial_params: Start from these parameters (a :class:`FittedCRL`'s ``params`` for the same
             configuration) instead of a random initialisation: a warm start. A list of them trains
-            each as a restart, side by side, and keeps the best validation ELBO.
+            each as a restart, side by side, and keeps the best validation ELBO. Warm starts share
+            one random stream (the same batches and sampling noise): a paired comparison, where
+            the restarts differ only by where they start.
         **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).
 
     Measurements may contain NaN for missing entries (e.g. a rater's "insufficient
@@ -584,6 +586,10 @@ def fit(
 
     start = time.perf_counter()
     keys = jax.random.split(key, restarts)
+    if initial_params is not None:
+        # Common random numbers: warm starts are compared by where they start, not by their noise
+        # (two streams alone moved a 60-epoch validation ELBO by 0.7 nats on the numeric benchmark).
+        keys = jnp.broadcast_to(keys[0], keys.shape)
     val_key = validation_key(config)  # fixed sampling noise: comparable across epochs
     from tqdm.auto import tqdm
 

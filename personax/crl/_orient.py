@@ -16,7 +16,8 @@ better. So, after the fit:
    layer (means) and the decoders' first layer (their inverse), approximately into the
    posterior log-variances; the prior is refitted to the new latents;
 4. the turned model and the given one are both trained on from there, side by side for the
-   same epochs (warm starts, early stopping on validation), and the better validation ELBO is
+   same epochs with the same batches and sampling noise (warm starts share one random stream,
+   so the comparison is paired; early stopping on validation), and the better validation ELBO is
    returned: the turn is kept only if it beats the same extra training without it, by the
    model's own criterion on the validation split, and the returned parameters are the ones
    that scored it.
@@ -239,8 +240,8 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
                if f.name not in ("shared_dim", "latent_dims", "measurements", "input_dims", "auxiliary_dim", "seed")}
     options.update(max_epochs=config.orient_epochs, orient_shared=False)
     # The given model and the turned one train on side by side, for the same epochs (two warm-started
-    # restarts): the better validation ELBO is returned, so the turn is kept only when it beats the
-    # same extra training without it.
+    # restarts, which share one random stream: a paired comparison): the better validation ELBO is
+    # returned, so the turn is kept only when it beats the same extra training without it.
     tuned = fit(modalities, latent_dims=config.latent_dims, shared_dim=ds, seed=config.seed, auxiliary=aux,
                 progress=progress, initial_params=[jax.device_get(model.params), params], **options)
     best = np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
