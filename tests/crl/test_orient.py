@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from personax.crl import diagnostics as D
 from personax.crl import fit, load_pretrained
-from personax.crl._fit import _split
+from personax.crl._fit import _init_params, _split
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
 from personax.crl._orient import _with_shared_map, orient_shared, orientable, search_shared_axes
 from personax.data.synthetic import make_multimodal_numeric
@@ -115,8 +115,9 @@ def test_warm_starts_share_one_random_stream():
     rounding of the vmapped restarts (tolerance 1e-5 relative)."""
     bench = make_multimodal_numeric(300, seed=0)
     options = dict(latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=2, batch_size=64, hidden=(16,))
-    start = fit(bench.modalities, **options)
-    warm = fit(bench.modalities, initial_params=[start.params, start.params], **options)
+    config = CRLConfig(measurements={"image": 3, "text": 3}, input_dims={"image": 10, "text": 10}, **options)
+    start = jax.device_get(_init_params(config, jax.random.key(0)))  # the parameters fit would draw
+    warm = fit(bench.modalities, initial_params=[start, start], **options)
     for entry in warm.history:
         first, second = entry["val_elbo_restarts"]
         assert second == pytest.approx(first, rel=1e-5)
