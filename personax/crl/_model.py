@@ -143,8 +143,9 @@ class CRLConfig:
             covariate, not taken up by a latent.
         orient_shared: After the fit, search the axes of the shared block ``s`` that the
             causal prior fits best, turn the model's ``s`` to them, and train the turned
-            model and the original on side by side for ``orient_epochs`` epochs, keeping
-            the better validation ELBO (``personax.crl._orient``; ``FittedCRL.orientation``
+            model and the original on side by side for ``orient_epochs`` epochs with the
+            same batches and sampling noise (a paired comparison), keeping the better
+            validation ELBO (``personax.crl._orient``; ``FittedCRL.orientation``
             records the search and the decision). Independent roots with near-Gaussian
             noise leave ``s`` free to turn during the fit; the children's additive
             mechanisms and the sparse graph tell the axes apart afterwards.
