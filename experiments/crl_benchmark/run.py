@@ -14,7 +14,8 @@ Methods: ``personax`` (the defaults); ``gaussian-beta1`` (the matched ablation: 
 and training with a standard-normal prior, beta = 1); ``personax-contrastive`` (plus the
 multiview InfoNCE term, weight 1); ``personax-stage`` (the crl stage's default objective, read
 from conf/crl/default.yaml); ``personax-stage-oriented`` (the same, then the shared block's axes
-searched by the prior's fit and kept if the validation ELBO says so: ``orient_shared``); ``personax-auxiliary`` and ``personax-stage-auxiliary`` (the same,
+searched by the prior's fit and kept if the validation ELBO says so: ``orient_shared``);
+``personax-stage-oriented-rounds2`` (the same, searching again once from a kept turn: ``orient_rounds: 2``); ``personax-auxiliary`` and ``personax-stage-auxiliary`` (the same,
 with the benchmark's observed groups one-hot in the prior, iVAE, and under the stage's objective
 in the decoders too, as the stage does: only on ``numeric-auxiliary``,
 the numeric benchmark whose latents' noise an observed group shifts and scales); ``crl_reference`` (the original study's design,
@@ -55,6 +56,8 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   # the stage's objective, then the shared block turned to the axes its prior fits best
                   # (CRLConfig.orient_shared, personax/crl/_orient.py)
                   "personax-stage-oriented": {**STAGE, "orient_shared": True},
+                  # the same, searching again from a kept turn (at most two rounds: orient_rounds)
+                  "personax-stage-oriented-rounds2": {**STAGE, "orient_shared": True, "orient_rounds": 2},
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   # (and, through STAGE's auxiliary_in_decoders, in the stage objective's decoders)
                   "personax-auxiliary": {},
@@ -146,6 +149,8 @@ def main() -> None:
                 stopped = model.stopped
                 if model.orientation:  # orient_shared: what the search of the shared axes decided
                     stopped += f"; shared axes {model.orientation['decision']}"
+                    if "rounds" in model.orientation:
+                        stopped += f" (rounds: {', '.join(r['decision'] for r in model.orientation['rounds'])})"
             elif method == "crl_reference":  # the study's own settings, our splits and model selection
                 model = fit_reference(bench.modalities, latent_dims=dims, shared_dim=shared, seed=seed)
                 latents, splits, graph = model.encode(bench.modalities), model.splits, model.graph().to_numpy()

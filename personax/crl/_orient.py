@@ -175,8 +175,8 @@ def orientable(config: CRLConfig) -> str:
 
 
 def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], *,
-                  auxiliary: np.ndarray | None = None, steps: int = 600, key: jax.Array,
-                  progress: bool = False) -> FittedCRL:
+                  auxiliary: np.ndarray | None = None, steps: int = 600, rounds: int | None = None,
+                  key: jax.Array, progress: bool = False) -> FittedCRL:
     """The model with its shared block turned to the axes its prior fits best, if that scores a
     better validation ELBO than the same extra training without the turn. See the module docstring.
 
@@ -188,7 +188,11 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
         modalities: The data it was fitted on (the same rows: its splits are reused).
         auxiliary: The covariates it was fitted with, if any.
         steps: Optimiser steps of each prior fit in the search.
-        key: PRNG key of the search's prior fits.
+        rounds: At most this many searches, each from the model the last one returned, stopping
+            at the first whose turn is not kept (default ``config.orient_rounds``). A kept turn
+            can stop short of the axes the prior prefers, because the fitted blocks lean towards
+            the axes they were fitted with; a second search starts from the turned fit.
+        key: PRNG key of the search's prior fits (round ``r`` > 0 uses ``fold_in(key, r)``).
         progress: Show the training-on's progress bar.
 
     Returns:
@@ -197,7 +201,9 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
         scored higher; or the search kept the given axes, and the given model is returned as it
         is) or ``"skipped"`` (the given model; ``reason`` says why). Its ``history`` is the given
         model's followed by the training on's epochs, its ``best_val_elbo`` that of the returned
-        parameters.
+        parameters. With more than one round, the record is the last round's plus ``rounds``
+        (every round's record, in order), and ``decision`` is ``"kept"`` if any round's turn was
+        kept.
 
     Example:
         >>> from personax.data.synthetic import make_multimodal_numeric
@@ -209,6 +215,25 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
         >>> oriented.orientation["decision"] in ("kept", "rejected")
         True
     """
+    rounds = model.config.orient_rounds if rounds is None else rounds
+    if rounds < 1:
+        raise ValueError(f"orient_shared: rounds must be at least 1, got {rounds}")
+    records = []
+    for index in range(rounds):
+        model = _orient_once(model, modalities, auxiliary=auxiliary, steps=steps, progress=progress,
+                             key=key if index == 0 else jax.random.fold_in(key, index))
+        records.append(model.orientation)
+        if model.orientation["decision"] != "kept":
+            break
+    if rounds == 1:
+        return model
+    decision = "kept" if any(record["decision"] == "kept" for record in records) else records[-1]["decision"]
+    return dataclasses.replace(model, orientation={**records[-1], "rounds": records, "decision": decision})
+
+
+def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], *,
+                 auxiliary: np.ndarray | None, steps: int, key: jax.Array, progress: bool) -> FittedCRL:
+    """One search and paired training on: ``orient_shared`` with one round."""
     config = model.config
     reason = orientable(config)
     if reason:
@@ -238,7 +263,7 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
                                       steps=4 * steps, auxiliary=None if aux is None else jnp.asarray(aux[train])))
     options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if f.name not in ("shared_dim", "latent_dims", "measurements", "input_dims", "auxiliary_dim", "seed")}
-    options.update(max_epochs=config.orient_epochs, orient_shared=False)
+    options.update(max_epochs=config.orient_epochs, orient_shared=False, orient_rounds=1)
     # The given model and the turned one train on side by side, for the same epochs (two warm-started
     # restarts, which share one random stream: a paired comparison): the better validation ELBO is
     # returned, so the turn is kept only when it beats the same extra training without it.

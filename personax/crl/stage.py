@@ -173,6 +173,14 @@ def load_measurements(run_dir: RunDir, reference: str, persons: pd.DataFrame,
     return [(reference, np.asarray(array, dtype=np.float64).reshape(len(array), -1))]
 
 
+def _without_matrices(orientation: dict[str, Any]) -> dict[str, Any]:
+    """``FittedCRL.orientation`` for metrics.json: the turns' matrices stay in the saved model."""
+    record = {k: v for k, v in orientation.items() if k != "matrix"}
+    if "rounds" in record:
+        record["rounds"] = [_without_matrices(entry) for entry in record["rounds"]]
+    return record
+
+
 def sparse_decoder_warnings(model: Any, measurement_names: dict[str, list[str]]) -> list[str]:
     """What a sparse decoder (``crl.fit.sparse_decoder``) may have got wrong, in plain words.
 
@@ -297,8 +305,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             "stopped": model.stopped,
             "missing_entries": missing_entries(data),
             # crl.fit.orient_shared: the search of the shared block's axes and its decision
-            **({"orientation": {k: v for k, v in model.orientation.items() if k != "matrix"}}
-               if model.orientation else {})}
+            **({"orientation": _without_matrices(model.orientation)} if model.orientation else {})}
            if kind == "personax" else
            {"best_val_loss": min(h["val_loss"] for h in model.history), "test_loss": model.loss(test_data)["total"]}),
         "fit_seconds": round(model.fit_seconds, 2),

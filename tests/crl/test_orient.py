@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from personax.crl import diagnostics as D
 from personax.crl import fit, load_pretrained
-from personax.crl._fit import _init_params, _split
+from personax.crl._fit import FittedCRL, _init_params, _split
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
 from personax.crl._orient import _with_shared_map, orient_shared, orientable, search_shared_axes
 from personax.data.synthetic import make_multimodal_numeric
@@ -121,3 +121,50 @@ def test_warm_starts_share_one_random_stream():
     for entry in warm.history:
         first, second = entry["val_elbo_restarts"]
         assert second == pytest.approx(first, rel=1e-5)
+
+
+def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(monkeypatch):
+    """``rounds``: each round starts from the model the last one returned, with its own key, and
+    the first round whose turn is not kept ends the search; the record keeps every round."""
+    from personax.crl import _orient
+
+    config = CRLConfig(shared_dim=2, latent_dims={"image": 2, "text": 2}, measurements={"image": 3, "text": 3},
+                       input_dims={"image": 10, "text": 10})
+    model = FittedCRL(config=config, params={}, standardization={})  # the rounds are stubbed: nothing is trained
+    modalities: dict = {}
+    calls = []
+
+    def one_round(decisions):
+        def fake(given, modalities, *, auxiliary, steps, key, progress):
+            calls.append((given, key))
+            return dataclasses.replace(given, orientation={"decision": decisions[len(calls) - 1], "round": len(calls)})
+        return fake
+
+    monkeypatch.setattr(_orient, "_orient_once", one_round(["kept", "kept", "rejected", "kept"]))
+    key = jax.random.key(7)
+    oriented = orient_shared(model, modalities, rounds=4, key=key)
+    assert len(calls) == 3  # the third round rejected its turn: no fourth
+    assert calls[0][0] is model and calls[1][0].orientation["round"] == 1  # each from the last one's model
+    assert jax.random.key_data(calls[0][1]).tolist() == jax.random.key_data(key).tolist()  # round 0: the key as given
+    assert jax.random.key_data(calls[2][1]).tolist() == jax.random.key_data(jax.random.fold_in(key, 2)).tolist()
+    record = oriented.orientation
+    assert record["decision"] == "kept" and record["round"] == 3 and [r["round"] for r in record["rounds"]] == [1, 2, 3]
+
+    calls.clear()
+    monkeypatch.setattr(_orient, "_orient_once", one_round(["rejected", "kept"]))
+    assert orient_shared(model, modalities, rounds=1, key=key).orientation == {"decision": "rejected", "round": 1}
+    calls.clear()
+    assert orient_shared(model, modalities, rounds=2, key=key).orientation["decision"] == "rejected"
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match="orient_rounds"):
+        dataclasses.replace(model.config, orient_rounds=0)
+
+
+def test_the_stage_s_metrics_leave_every_round_s_matrix_in_the_saved_model():
+    from personax.crl.stage import _without_matrices
+
+    record = {"decision": "kept", "matrix": [[1.0]], "rounds": [{"decision": "kept", "matrix": [[1.0]]},
+                                                               {"decision": "rejected", "reason": "r"}]}
+    assert _without_matrices(record) == {"decision": "kept", "rounds": [{"decision": "kept"},
+                                                                        {"decision": "rejected", "reason": "r"}]}
+    assert "matrix" in record  # the model's own record is not changed
