@@ -202,8 +202,8 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
         is) or ``"skipped"`` (the given model; ``reason`` says why). Its ``history`` is the given
         model's followed by the training on's epochs, its ``best_val_elbo`` that of the returned
         parameters. With more than one round, the record is the last round's plus ``rounds``
-        (every round's record, in order), and ``decision`` is ``"kept"`` if any round's turn was
-        kept.
+        (every round's record, in order), and ``decision`` is ``"kept"`` (without the last
+        round's ``reason``) if any round's turn was kept.
 
     Example:
         >>> from personax.data.synthetic import make_multimodal_numeric
@@ -227,8 +227,12 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
             break
     if rounds == 1:
         return model
-    decision = "kept" if any(record["decision"] == "kept" for record in records) else records[-1]["decision"]
-    return dataclasses.replace(model, orientation={**records[-1], "rounds": records, "decision": decision})
+    record = {**records[-1], "rounds": records}
+    if any(entry["decision"] == "kept" for entry in records) and record["decision"] != "kept":
+        # an earlier round's turn is in the returned model: the last round's rejection is not the verdict
+        record.pop("reason", None)
+        record["decision"] = "kept"
+    return dataclasses.replace(model, orientation=record)
 
 
 def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], *,

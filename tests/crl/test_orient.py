@@ -137,10 +137,13 @@ def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(
     def one_round(decisions):
         def fake(given, modalities, *, auxiliary, steps, key, progress):
             calls.append((given, key))
-            return dataclasses.replace(given, orientation={"decision": decisions[len(calls) - 1], "round": len(calls)})
+            decision = decisions[len(calls) - 1]
+            record = decision if isinstance(decision, dict) else {"decision": decision}
+            return dataclasses.replace(given, orientation={**record, "round": len(calls)})
         return fake
 
-    monkeypatch.setattr(_orient, "_orient_once", one_round(["kept", "kept", "rejected", "kept"]))
+    monkeypatch.setattr(_orient, "_orient_once", one_round(["kept", "kept", {"decision": "rejected", "reason": "r"},
+                                                           "kept"]))
     key = jax.random.key(7)
     oriented = orient_shared(model, modalities, rounds=4, key=key)
     assert len(calls) == 3  # the third round rejected its turn: no fourth
@@ -149,6 +152,7 @@ def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(
     assert jax.random.key_data(calls[2][1]).tolist() == jax.random.key_data(jax.random.fold_in(key, 2)).tolist()
     record = oriented.orientation
     assert record["decision"] == "kept" and record["round"] == 3 and [r["round"] for r in record["rounds"]] == [1, 2, 3]
+    assert "reason" not in record and record["rounds"][2]["reason"] == "r"  # the last round's rejection stays in its own record
 
     calls.clear()
     monkeypatch.setattr(_orient, "_orient_once", one_round(["rejected", "kept"]))
