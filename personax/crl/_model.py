@@ -150,6 +150,8 @@ class CRLConfig:
             noise leave ``s`` free to turn during the fit; the children's additive
             mechanisms and the sparse graph tell the axes apart afterwards.
         orient_epochs: The epoch cap of that training on (early stopping applies).
+        orient_steps: Optimiser steps of each of the search's prior fits (one per angle and
+            pair of shared axes); the turned model's prior is refitted with four times as many.
         orient_rounds: With ``orient_shared``: at most this many searches, each from the model
             the last one returned, stopping at the first whose turn is not kept.
         seed: Seed of initialisation, splits and sampling.
@@ -190,6 +192,7 @@ class CRLConfig:
     auxiliary_dim: int = 0
     orient_shared: bool = False
     orient_epochs: int = 60
+    orient_steps: int = 600
     orient_rounds: int = 1
     seed: int = 0
 
@@ -208,8 +211,9 @@ class CRLConfig:
             if keys - set(modalities) or keys & set(self.image_shapes):
                 raise ValueError(f"{name} names {sorted(keys)}: each must be a tabular modality "
                                  f"(modalities {modalities}, images {sorted(self.image_shapes)})")
-        if self.orient_rounds < 1:
-            raise ValueError(f"orient_rounds must be at least 1, got {self.orient_rounds}")
+        for name in ("orient_epochs", "orient_steps", "orient_rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if any(int(levels) < 2 for levels in self.ordinal.values()):
             raise ValueError(f"ordinal = {self.ordinal}: a modality needs at least 2 levels")
         if self.contrastive and self.contrastive_pairs == "cross_modal" and (len(modalities) < 2 or not self.shared_dim):

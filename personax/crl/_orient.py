@@ -175,7 +175,7 @@ def orientable(config: CRLConfig) -> str:
 
 
 def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], *,
-                  auxiliary: np.ndarray | None = None, steps: int = 600, rounds: int | None = None,
+                  auxiliary: np.ndarray | None = None, steps: int | None = None, rounds: int | None = None,
                   key: jax.Array, progress: bool = False) -> FittedCRL:
     """The model with its shared block turned to the axes its prior fits best, if that scores a
     better validation ELBO than the same extra training without the turn. See the module docstring.
@@ -187,7 +187,7 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
         model: A fitted model.
         modalities: The data it was fitted on (the same rows: its splits are reused).
         auxiliary: The covariates it was fitted with, if any.
-        steps: Optimiser steps of each prior fit in the search.
+        steps: Optimiser steps of each prior fit in the search (default: the config's ``orient_steps``).
         rounds: At most this many searches, each from the model the last one returned, stopping
             at the first whose turn is not kept (default ``config.orient_rounds``). A kept turn
             can stop short of the axes the prior prefers, because the fitted blocks lean towards
@@ -216,6 +216,7 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
         True
     """
     rounds = model.config.orient_rounds if rounds is None else rounds
+    steps = model.config.orient_steps if steps is None else steps
     if rounds < 1:
         raise ValueError(f"orient_shared: rounds must be at least 1, got {rounds}")
     records = []

@@ -160,8 +160,16 @@ def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(
     calls.clear()
     assert orient_shared(model, modalities, rounds=2, key=key).orientation["decision"] == "rejected"
     assert len(calls) == 1
-    with pytest.raises(ValueError, match="orient_rounds"):
-        dataclasses.replace(model.config, orient_rounds=0)
+    for name in ("orient_rounds", "orient_epochs", "orient_steps"):
+        with pytest.raises(ValueError, match=f"{name} must be at least 1, got 0"):
+            dataclasses.replace(model.config, **{name: 0})
+    # the search's prior fits take the config's orient_steps unless steps is given
+    calls.clear()
+    monkeypatch.setattr(_orient, "_orient_once", lambda given, modalities, *, steps, **_: calls.append(steps) or
+                        dataclasses.replace(given, orientation={"decision": "rejected"}))
+    orient_shared(dataclasses.replace(model, config=dataclasses.replace(config, orient_steps=7)), modalities, key=key)
+    orient_shared(model, modalities, steps=3, key=key)
+    assert calls == [7, 3]
 
 
 def test_the_stage_s_metrics_leave_every_round_s_matrix_in_the_saved_model():
