@@ -528,6 +528,27 @@ def independence_section(ctx: _Context) -> Section:
     return section
 
 
+def orientation_sentence(record: Mapping[str, Any] | None) -> str:
+    """What ``crl.fit.orient_shared`` did to the shared block, in a sentence ("" if it did not run)."""
+    if not isinstance(record, Mapping) or "decision" not in record:
+        return ""
+    decision, scores = record["decision"], record.get("trained_on_val_elbo") or {}
+    if decision == "skipped":
+        return f"Shared block's axes: not searched ({record.get('reason', 'no reason given')})."
+    if decision == "kept":
+        rounds = [r for r in record.get("rounds", []) if isinstance(r, Mapping)]
+        kept = [r for r in rounds if r.get("decision") == "kept"]
+        if kept:  # several rounds: the last kept turn's comparison (a later round may have rejected its own)
+            scores = kept[-1].get("trained_on_val_elbo") or {}
+        times = f" ({len(kept)} of {len(rounds)} searches kept a turn)" if rounds else ""
+        return (f"Shared block's axes: turned after the fit to the axes the causal prior fits best{times}; the "
+                f"turned model, trained on, scored validation ELBO {scores.get('turned')} against "
+                f"{scores.get('given')} for the same training without the turn (metrics.json orientation).")
+    why = record.get("reason", "")
+    return f"Shared block's axes: kept as fitted after the search ({why})." if why else \
+        "Shared block's axes: kept as fitted after the search."
+
+
 def crl_metrics_section(ctx: _Context) -> Section:
     section, metrics = ctx.start(CRL_TITLE, A.CRL_METRICS)
     if metrics is None:
@@ -537,6 +558,9 @@ def crl_metrics_section(ctx: _Context) -> Section:
     section.blocks.append(key_value_table({k: v for k, v in metrics.items()
                                            if not isinstance(v, Mapping) and k != "warnings"},
                                           A.CRL_METRICS.relpath(), header=("metric", "value")))
+    orientation = orientation_sentence(metrics.get("orientation"))
+    if orientation:
+        section.blocks.append(Note(orientation))
     if metrics.get("measurements"):
         section.blocks.append(Heading("Measurements"))
         section.blocks.append(Table(["modality", "measurements (one per row of the model's inputs)"],

@@ -158,6 +158,29 @@ def test_the_summary_judges_the_learned_graph_against_the_planted_one(hostile_bi
     assert "CRL blocks not recovered" not in summary  # the blocks are, and the warning does not say otherwise
 
 
+@pytest.mark.parametrize("orientation, sentence", [
+    ({"decision": "kept", "trained_on_val_elbo": {"given": -98.62, "turned": -98.19}},
+     "turned after the fit to the axes the causal prior fits best; the turned model, trained on, scored validation "
+     "ELBO -98.19 against -98.62"),
+    ({"decision": "kept", "trained_on_val_elbo": {"given": -1.0, "turned": -2.0}, "reason": "r",
+      "rounds": [{"decision": "kept", "trained_on_val_elbo": {"given": -5.0, "turned": -4.0}},
+                 {"decision": "rejected", "reason": "r", "trained_on_val_elbo": {"given": -1.0, "turned": -2.0}}]},
+     "turned after the fit to the axes the causal prior fits best (1 of 2 searches kept a turn); the turned model, trained on, scored validation ELBO -4.0 against -5.0"),
+    ({"decision": "rejected", "reason": "the prior fits the given axes best"},
+     "kept as fitted after the search (the prior fits the given axes best)"),
+    ({"decision": "skipped", "reason": "fewer than two shared latents"}, "not searched (fewer than two shared latents)"),
+])
+def test_the_crl_section_says_what_the_search_of_the_shared_axes_did(hostile_bios, run_path, orientation, sentence):
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    RunDir(run_path, stage="crl").write(A.CRL_METRICS, {"model": "personax", "people": 10, "orientation": orientation})
+    markdown = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+    section = markdown.split("## Level II: CRL metrics\n", 1)[1].split("\n## ", 1)[0]
+    assert "Shared block's axes: " + sentence in section
+
+
 def test_markdown_escape():
     assert escape("a|b\nc") == "a\\|b c"
     assert escape("person_id [x](y) `z`") == "person_id \\[x\\](y) \\`z\\`"
