@@ -65,6 +65,13 @@ def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
     assert variant["shared_posterior"] == "mixture" and variant["contrastive"] > 0
     # its cross-modal ablation changes only which pairs the InfoNCE term aligns
     assert benchmark.MODEL_VARIANTS["personax-stage-crossmodal"] == {**variant, "contrastive_pairs": "cross_modal"}
+    # the stage turns s after the fit at CRLConfig's budgets: "personax-stage-oriented" is what the stage fits
+    library = CRLConfig(shared_dim=2, latent_dims={"a": 1}, measurements={"a": 1}, input_dims={"a": 1})
+    search = {key: stage_fit.get(key, getattr(library, key)) for key in
+              ("orient_shared", "orient_epochs", "orient_steps", "orient_rounds")}
+    assert search == {"orient_shared": True, "orient_epochs": library.orient_epochs,
+                      "orient_steps": library.orient_steps, "orient_rounds": library.orient_rounds}
+    assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**variant, "orient_shared": True}
 
 
 def test_the_pipeline_digits_experiment_runs_the_recorded_digits_setting(benchmark):

@@ -66,7 +66,9 @@ def _tiny_overrides(cfg: DictConfig, tmp_path: Path, chat_url: str, cache_dir: P
     if "independence" in stages:
         out.append("independence.tests=[kci,chisq]")  # one kernel test, one discrete test
     if "crl" in stages:
-        out += ["crl.fit.max_epochs=2", "crl.fit.hidden=[16]"]
+        # the shared block's search runs too (the stage's default), with toy budgets ("++": the digits
+        # experiment has no shared block and no orient_* keys)
+        out += ["crl.fit.max_epochs=2", "crl.fit.hidden=[16]", "++crl.fit.orient_epochs=2", "++crl.fit.orient_steps=5"]
     return out
 
 

@@ -17,7 +17,7 @@ from personax.pipeline import run_pipeline
 def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_path):
     cfg = compose_cfg(["stages=[ingest,traits,embeddings,crl]", "data.n=150", "crl.fit.max_epochs=3",
                        "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3",
-                       "crl.auxiliary=[group,gender]", "traits.raters.embedding.enabled=false",
+                       "crl.fit.orient_epochs=2", "+crl.fit.orient_steps=20", "crl.auxiliary=[group,gender]", "traits.raters.embedding.enabled=false",
                        "traits.aggregate.bayes.enabled=false"])
     run_pipeline(cfg, run_path)
     crl = run_path / "crl"
@@ -46,6 +46,9 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert metrics["stopped"] in ("epoch cap", "early stopping on validation")
     assert metrics["warnings"] == []  # score columns, and the sparse decoder kept the text block in use
     assert metrics["best_val_elbo"] == model.best_val_elbo
+    # the stage searched the shared block's axes (its default): the decision, without the turn's matrix
+    assert metrics["orientation"]["decision"] in ("kept", "rejected") and "matrix" not in metrics["orientation"]
+    assert model.orientation["decision"] == metrics["orientation"]["decision"]
     assert isinstance(metrics["test_elbo"], float) and np.isfinite(metrics["test_elbo"])  # computed on a second thread
     graph = json.loads((crl / "graph.json").read_text())
     weights = np.array(graph["adjacency"])
