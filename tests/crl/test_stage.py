@@ -17,8 +17,8 @@ from personax.pipeline import run_pipeline
 def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_path):
     cfg = compose_cfg(["stages=[ingest,traits,embeddings,crl]", "data.n=150", "crl.fit.max_epochs=3",
                        "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3",
-                       "crl.fit.orient_epochs=2", "+crl.fit.orient_steps=20", "crl.auxiliary=[group,gender]", "traits.raters.embedding.enabled=false",
-                       "traits.aggregate.bayes.enabled=false"])
+                       "crl.fit.orient_epochs=2", "+crl.fit.orient_steps=20", "crl.auxiliary=[group,gender]",
+                       "traits.raters.embedding.enabled=false", "traits.aggregate.bayes.enabled=false"])
     run_pipeline(cfg, run_path)
     crl = run_path / "crl"
     for name in ("graph.png", "pc_graph.png", "training_curve.png", "mcc.png", "metrics.json", "recovery.json"):

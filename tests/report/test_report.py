@@ -165,10 +165,12 @@ def test_the_summary_judges_the_learned_graph_against_the_planted_one(hostile_bi
     ({"decision": "kept", "trained_on_val_elbo": {"given": -1.0, "turned": -2.0}, "reason": "r",
       "rounds": [{"decision": "kept", "trained_on_val_elbo": {"given": -5.0, "turned": -4.0}},
                  {"decision": "rejected", "reason": "r", "trained_on_val_elbo": {"given": -1.0, "turned": -2.0}}]},
-     "turned after the fit to the axes the causal prior fits best (1 of 2 searches kept a turn); the turned model, trained on, scored validation ELBO -4.0 against -5.0"),
+     "turned after the fit to the axes the causal prior fits best (1 of 2 searches kept a turn); the turned model, "
+     "trained on, scored validation ELBO -4.0 against -5.0"),
     ({"decision": "rejected", "reason": "the prior fits the given axes best"},
      "kept as fitted after the search (the prior fits the given axes best)"),
-    ({"decision": "skipped", "reason": "fewer than two shared latents"}, "not searched (fewer than two shared latents)"),
+    ({"decision": "skipped", "reason": "fewer than two shared latents"},
+     "not searched (fewer than two shared latents)"),
 ])
 def test_the_crl_section_says_what_the_search_of_the_shared_axes_did(hostile_bios, run_path, orientation, sentence):
     from personax import artifacts as A
