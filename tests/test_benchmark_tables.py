@@ -68,9 +68,10 @@ def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
     # the stage turns s after the fit at CRLConfig's budgets: "personax-stage-oriented" is what the stage fits
     library = CRLConfig(shared_dim=2, latent_dims={"a": 1}, measurements={"a": 1}, input_dims={"a": 1})
     search = {key: stage_fit.get(key, getattr(library, key)) for key in
-              ("orient_shared", "orient_epochs", "orient_steps", "orient_rounds")}
+              ("orient_shared", "orient_epochs", "orient_steps", "orient_rounds", "orient_rows", "orient_learning_rate")}
     assert search == {"orient_shared": True, "orient_epochs": library.orient_epochs,
-                      "orient_steps": library.orient_steps, "orient_rounds": library.orient_rounds}
+                      "orient_steps": library.orient_steps, "orient_rounds": library.orient_rounds,
+                      "orient_rows": library.orient_rows, "orient_learning_rate": library.orient_learning_rate}
     assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**variant, "orient_shared": True}
 
 
@@ -186,12 +187,22 @@ def test_the_demo_record_says_what_the_search_of_the_shared_axes_decided():
                           "faces": "drawn", "shared_axes": ["kept", "rejected"]})
     assert "Shared axes turned after the fit (`orient_shared`): seed 1000 kept, seed 1001 rejected." in demo.summarise(frame)
     assert "orient_shared" not in demo.summarise(frame.drop(columns=["shared_axes", "overrides"]).assign(overrides=""))
+    # the fit's own stop and epochs, apart from the training on after the search (records from 2026-12-04 on)
+    staged = frame.assign(stopped=["epoch cap", "early stopping on validation"], fit_epochs=[300, 240], epochs=[360, 300])
+    assert ("The fit stopped early on validation in 1 of 2 runs (its epochs: 300, 240; with the training on after "
+            "the search of the shared axes: 360, 300).") in demo.summarise(staged)
 
 
 def test_the_benchmark_s_oriented_method_is_the_stage_objective_plus_the_search(benchmark):
     assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**benchmark.STAGE, "orient_shared": True}
     assert benchmark.MODEL_VARIANTS["personax-stage-oriented-rounds2"] == {**benchmark.STAGE, "orient_shared": True,
                                                                            "orient_rounds": 2}
+    from personax.crl._model import CRLConfig
+
+    # the ablation of the training on's starting rate: a tenth of the benchmark's learning rate, where the fit ended
+    gentle = benchmark.MODEL_VARIANTS["personax-stage-oriented-gentle"]
+    assert gentle == {**benchmark.STAGE, "orient_shared": True, "orient_learning_rate": 2e-4}
+    assert gentle["orient_learning_rate"] == pytest.approx(0.1 * CRLConfig(0, {}, {}, {}).learning_rate)
 
 
 def test_every_demo_command_the_docs_show_parses_and_composes(compose_cfg):

@@ -39,6 +39,7 @@ from personax.crl import fit, fit_reference
 from personax.crl._baselines import BASELINES, baseline_latents
 from personax.crl._fit import _split
 from personax.crl._model import CRLConfig
+from personax.crl._orient import fit_stop
 from personax.data.synthetic import make_multimodal_numeric, make_variant_digits
 from personax.crl.stage import default_objective
 
@@ -58,6 +59,9 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   "personax-stage-oriented": {**STAGE, "orient_shared": True},
                   # the same, searching again from a kept turn (at most two rounds: orient_rounds)
                   "personax-stage-oriented-rounds2": {**STAGE, "orient_shared": True, "orient_rounds": 2},
+                  # the same, training on from the rate the fit's schedule ended at (a tenth of learning_rate)
+                  # instead of restarting at learning_rate
+                  "personax-stage-oriented-gentle": {**STAGE, "orient_shared": True, "orient_learning_rate": 2e-4},
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   # (and, through STAGE's auxiliary_in_decoders, in the stage objective's decoders)
                   "personax-auxiliary": {},
@@ -146,7 +150,7 @@ def main() -> None:
                             max_epochs=args.epochs, restarts=args.restarts, **{**settings, **extra})
                 latents, splits = model.encode(bench.modalities), model.splits
                 graph = model.graph().to_numpy() if method.startswith("personax") else None
-                stopped = model.stopped
+                stopped = fit_stop(model)[0]  # the fit's own stop (model.stopped is the training on's after a search)
                 if model.orientation:  # orient_shared: what the search of the shared axes decided
                     stopped += f"; shared axes {model.orientation['decision']}"
                     if "rounds" in model.orientation:

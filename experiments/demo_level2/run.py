@@ -54,6 +54,9 @@ def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict
                                                           "r2_measurements", "diagnosis")},
                      "shd_learned_graph": metrics["recovery"].get("all", {}).get("shd_learned_graph"),
                      "epochs": metrics["epochs"], "stopped": metrics["stopped"],
+                     # the fit's own epochs, before the training on after the search of the shared axes
+                     # (metrics.json from 2026-12-04 06:30 on; "stopped" is the fit's own stop since then too)
+                     **({"fit_epochs": metrics["fit_epochs"]} if "fit_epochs" in metrics else {}),
                      # crl.fit.orient_shared: whether the turned shared block was kept
                      **({"shared_axes": metrics["orientation"]["decision"]} if "orientation" in metrics else {}),
                      "overrides": " ".join(overrides), "faces": faces})
@@ -105,8 +108,14 @@ def summarise(frame: pd.DataFrame) -> str:
         lines += ["", f"SHD of the learned graph (7 latents, 2 planted edges): median {shd.median():g} "
                       f"[{shd.min():g}, {shd.max():g}]."]
     stops = frame.drop_duplicates("seed")
-    lines += ["", f"Training stopped early on validation in {int((stops.stopped != 'epoch cap').sum())} of "
-                  f"{len(stops)} runs (epochs: {', '.join(str(e) for e in stops.epochs)})."]
+    if "fit_epochs" in stops and stops.fit_epochs.notna().all():
+        lines += ["", f"The fit stopped early on validation in {int((stops.stopped != 'epoch cap').sum())} of "
+                      f"{len(stops)} runs (its epochs: {', '.join(str(int(e)) for e in stops.fit_epochs)}; with the "
+                      f"training on after the search of the shared axes: {', '.join(str(e) for e in stops.epochs)})."]
+    else:  # records before 2026-12-04 06:30: "stopped" is the last training's (after a search, the training on's)
+        lines += ["", f"Training stopped early on validation in {int((stops.stopped != 'epoch cap').sum())} of "
+                      f"{len(stops)} runs (epochs: {', '.join(str(e) for e in stops.epochs)}; after a search of the "
+                      "shared axes, the stop of the training on that followed it)."]
     if "shared_axes" in stops:  # crl.fit.orient_shared
         lines += ["", "Shared axes turned after the fit (`orient_shared`): "
                       + ", ".join(f"seed {seed} {decision}" for seed, decision in zip(stops.seed, stops.shared_axes)) + "."]

@@ -154,6 +154,12 @@ class CRLConfig:
             pair of shared axes); the turned model's prior is refitted with four times as many.
         orient_rounds: With ``orient_shared``: at most this many searches, each from the model
             the last one returned, stopping at the first whose turn is not kept.
+        orient_rows: The search's prior fits, and the turned model's prior refit, use at most
+            this many training rows (a fixed random subset, the same for every angle): their
+            cost grows with the rows, full batch. Fits with fewer training rows use them all.
+        orient_learning_rate: The learning rate the training on starts from (its cosine
+            schedule decays to a tenth of it over ``orient_epochs``). None: the fit's
+            ``learning_rate``, ten times the rate the fit's own schedule ended at.
         seed: Seed of initialisation, splits and sampling.
     """
 
@@ -194,6 +200,8 @@ class CRLConfig:
     orient_epochs: int = 60
     orient_steps: int = 600
     orient_rounds: int = 1
+    orient_rows: int = 4000
+    orient_learning_rate: float | None = None
     seed: int = 0
 
     def __post_init__(self):
@@ -211,9 +219,12 @@ class CRLConfig:
             if keys - set(modalities) or keys & set(self.image_shapes):
                 raise ValueError(f"{name} names {sorted(keys)}: each must be a tabular modality "
                                  f"(modalities {modalities}, images {sorted(self.image_shapes)})")
-        for name in ("orient_epochs", "orient_steps", "orient_rounds"):
+        for name in ("orient_epochs", "orient_steps", "orient_rounds", "orient_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.orient_learning_rate is not None and not self.orient_learning_rate > 0:
+            raise ValueError(f"orient_learning_rate must be positive (or None: the fit's learning_rate), "
+                             f"got {self.orient_learning_rate}")
         if any(int(levels) < 2 for levels in self.ordinal.values()):
             raise ValueError(f"ordinal = {self.ordinal}: a modality needs at least 2 levels")
         if self.contrastive and self.contrastive_pairs == "cross_modal" and (len(modalities) < 2 or not self.shared_dim):

@@ -9,8 +9,8 @@ causal prior: the children's additive mechanisms and the sparse graph fit the pl
 better. So, after the fit:
 
 1. the posterior means of the training rows are standardised and ``s`` is whitened;
-2. for each pair of shared axes, the latents with ``s`` turned by each angle of a grid are
-   fitted by the model's own prior from a fresh start (encoders and decoders not involved), and
+2. for each pair of shared axes, the latents (of at most ``orient_rows`` training rows) with
+   ``s`` turned by each angle of a grid are fitted by the model's own prior from a fresh start (encoders and decoders not involved), and
    scored by the prior's log-likelihood on the validation rows; the best angle is kept;
 3. the chosen linear map of ``s`` is written into the model: exactly into the encoders' last
    layer (means) and the decoders' first layer (their inverse), approximately into the
@@ -163,6 +163,20 @@ def _stacked_latents(model: FittedCRL, modalities) -> np.ndarray:
     return np.concatenate([encoded["shared"], *(encoded[m] for m in model.config.latent_dims)], axis=1)
 
 
+def fit_stop(model: FittedCRL) -> tuple[str, int]:
+    """How the fit's own training ended, before any search of the shared axes, and its epochs.
+
+    After ``orient_shared`` trained on, ``model.stopped`` says how the training on ended (its
+    ``orient_epochs`` cap, or early stopping) and ``model.history`` runs on through it; whether the
+    fit itself converged is ``orientation["given_stopped"]`` of the first search.
+    """
+    record = model.orientation or {}
+    rounds = [r for r in record.get("rounds", [record]) if isinstance(r, Mapping)]
+    stopped = rounds[0].get("given_stopped", model.stopped) if rounds else model.stopped
+    trained_on = sum(int(r.get("epochs", 0)) for r in rounds if "trained_on_val_elbo" in r)
+    return stopped, len(model.history) - trained_on
+
+
 def orientable(config: CRLConfig) -> str:
     """Why the shared block's axes cannot be searched for this model ("" when they can)."""
     if config.shared_dim < 2:
@@ -253,9 +267,13 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     standardised = (latents - latents[train].mean(0)) / latents[train].std(0)
     standardised[:, :ds] = (latents[:, :ds] - centre) @ whitening.T
     aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(latents), -1)
-    rotation, scores = search_shared_axes(config, standardised[train], standardised[val], steps=steps, key=key,
-                                          auxiliary=None if aux is None else (aux[train], aux[val]))
-    record: dict[str, Any] = {"search": scores, "given_val_elbo": model.best_val_elbo, "given_stopped": model.stopped}
+    # the prior fits below are full batch: at most orient_rows training rows, a fixed random subset
+    fitted = train if len(train) <= config.orient_rows else np.sort(
+        np.random.default_rng(config.seed).choice(train, config.orient_rows, replace=False))
+    rotation, scores = search_shared_axes(config, standardised[fitted], standardised[val], steps=steps, key=key,
+                                          auxiliary=None if aux is None else (aux[fitted], aux[val]))
+    record: dict[str, Any] = {"search": scores, "search_rows": len(fitted), "given_val_elbo": model.best_val_elbo,
+                              "given_stopped": model.stopped}
     if all(entry["chosen"] == 0.0 for entry in scores):
         return dataclasses.replace(model, orientation={**record, "decision": "rejected",
                                                        "reason": "the prior fits the given axes best"})
@@ -264,11 +282,12 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     params = _with_shared_map(model.params, config, matrix, -matrix @ centre)
     turned = dataclasses.replace(model, params=params, _encode_fn=None, _elbo_fn=None)
     new_latents = _stacked_latents(turned, modalities)
-    params = jax.device_get(fit_prior(config, params, jnp.asarray(new_latents[train], jnp.float32),
-                                      steps=4 * steps, auxiliary=None if aux is None else jnp.asarray(aux[train])))
+    params = jax.device_get(fit_prior(config, params, jnp.asarray(new_latents[fitted], jnp.float32),
+                                      steps=4 * steps, auxiliary=None if aux is None else jnp.asarray(aux[fitted])))
     options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if f.name not in ("shared_dim", "latent_dims", "measurements", "input_dims", "auxiliary_dim", "seed")}
-    options.update(max_epochs=config.orient_epochs, orient_shared=False, orient_rounds=1)
+    options.update(max_epochs=config.orient_epochs, orient_shared=False, orient_rounds=1,
+                   learning_rate=config.orient_learning_rate or config.learning_rate)
     # The given model and the turned one train on side by side, for the same epochs (two warm-started
     # restarts, which share one random stream: a paired comparison): the better validation ELBO is
     # returned, so the turn is kept only when it beats the same extra training without it.
@@ -276,7 +295,7 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                 progress=progress, initial_params=[jax.device_get(model.params), params], **options)
     best = np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
     record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "turned": round(float(best[1]), 4)},
-                  epochs=len(tuned.history), matrix=np.round(matrix, 6).tolist())
+                  epochs=len(tuned.history), trained_on_stopped=tuned.stopped, matrix=np.round(matrix, 6).tolist())
     if best[1] > best[0]:
         record["decision"] = "kept"
     else:

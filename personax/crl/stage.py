@@ -37,6 +37,7 @@ from personax.crl import diagnostics as D
 from personax.crl._auxiliary import auxiliary_design
 from personax.crl._baselines import recovery_with_baselines
 from personax.crl._fit import fit, missing_entries, usable_rows
+from personax.crl._orient import fit_stop
 from personax.crl._reference import fit_reference
 from personax import artifacts as A
 from personax.data.schema import raters_in, rater_column, TRAITS
@@ -302,7 +303,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         "measurements": measurement_names,
         "epochs": model.history[-1]["epoch"],
         **({"best_val_elbo": model.best_val_elbo, "test_elbo": test_elbo.result(),
-            "stopped": model.stopped,
+            # how the fit itself ended, before the search of the shared axes and its training on
+            # (orientation "trained_on_stopped" says how that ended); "epochs" counts both
+            "stopped": fit_stop(model)[0], "fit_epochs": fit_stop(model)[1],
             "missing_entries": missing_entries(data),
             # crl.fit.orient_shared: the search of the shared block's axes and its decision
             **({"orientation": _without_matrices(model.orientation)} if model.orientation else {})}

@@ -273,9 +273,13 @@ def _unreliable(ctx: _Context) -> list[Finding]:
             items.append(Finding(f"Rater {rater}: " + ", ".join(f"{v} {k}" for k, v in failed.items())
                                  + " answer(s).", _anchor("Trait reliability"), "warning"))
     metrics = ctx.value(A.CRL_METRICS) or {}
-    if metrics.get("stopped") == "epoch cap":
-        items.append(Finding(f"CRL training stopped at the epoch cap ({metrics.get('epochs')} epochs), not by early "
-                             "stopping: the model may not have converged.", _anchor("Training curves"), "warning"))
+    if metrics.get("stopped") == "epoch cap":  # the fit's own stop, before any training on after the search
+        epochs = metrics.get("fit_epochs", metrics.get("epochs"))
+        after = metrics.get("epochs", epochs) - epochs if isinstance(epochs, int) else 0
+        items.append(Finding(f"CRL training stopped at the epoch cap ({epochs} epochs), not by early stopping: the "
+                             "model may not have converged" + (f" (the {after} epochs of training on after the search of "
+                                                               "the shared axes do not change that)" if after else "")
+                             + ".", _anchor("Training curves"), "warning"))
     for warning in metrics.get("warnings", []):
         items.append(Finding(f"CRL: {warning}.", _anchor(CRL_TITLE), "warning"))
     crl = ctx.value(A.CRL_RECOVERY) or {}

@@ -16,7 +16,7 @@ from personax.crl import diagnostics as D
 from personax.crl import fit, load_pretrained
 from personax.crl._fit import FittedCRL, _init_params, _split
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
-from personax.crl._orient import _with_shared_map, orient_shared, orientable, search_shared_axes
+from personax.crl._orient import _givens, _with_shared_map, orient_shared, orientable, search_shared_axes
 from personax.data.synthetic import make_multimodal_numeric
 
 
@@ -160,7 +160,7 @@ def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(
     calls.clear()
     assert orient_shared(model, modalities, rounds=2, key=key).orientation["decision"] == "rejected"
     assert len(calls) == 1
-    for name in ("orient_rounds", "orient_epochs", "orient_steps"):
+    for name in ("orient_rounds", "orient_epochs", "orient_steps", "orient_rows"):
         with pytest.raises(ValueError, match=f"{name} must be at least 1, got 0"):
             dataclasses.replace(model.config, **{name: 0})
     # the search's prior fits take the config's orient_steps unless steps is given
@@ -170,6 +170,73 @@ def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(
     orient_shared(dataclasses.replace(model, config=dataclasses.replace(config, orient_steps=7)), modalities, key=key)
     orient_shared(model, modalities, steps=3, key=key)
     assert calls == [7, 3]
+
+
+
+class _TrainingOnStarted(Exception):
+    pass
+
+
+def test_the_training_on_starts_from_orient_learning_rate_and_the_prior_fits_use_orient_rows(monkeypatch):
+    """The paired training on after a turn starts its schedule at ``orient_learning_rate`` (None:
+    the fit's ``learning_rate``); a rate that is not positive is refused. The search's prior fits
+    and the turned model's prior refit use at most ``orient_rows`` training rows (all 210 here by
+    default; 100 of them, each once, when capped)."""
+    from personax.crl import _orient
+
+    bench = make_multimodal_numeric(300, seed=0)
+    model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=1, hidden=(16,))
+    searched, refitted = [], []
+    monkeypatch.setattr(_orient, "search_shared_axes", lambda config, train, val, **_: (
+        searched.append(train) or _givens(2, 0, 1, 30.0), [{"axes": [0, 1], "chosen": 30.0}]))
+    monkeypatch.setattr(_orient, "fit_prior", lambda config, params, latents, **_: refitted.append(latents) or params)
+    started = []
+
+    def training_on(*args, **options):
+        started.append(options["learning_rate"])
+        raise _TrainingOnStarted
+
+    monkeypatch.setattr(_orient, "fit", training_on)
+    for rate in (None, 3e-4):
+        given = dataclasses.replace(model, config=dataclasses.replace(model.config, orient_learning_rate=rate))
+        with pytest.raises(_TrainingOnStarted):
+            orient_shared(given, bench.modalities, steps=2, key=jax.random.key(0))
+    assert started == [model.config.learning_rate, 3e-4]
+    assert [len(rows) for rows in searched] == [210, 210] and [len(rows) for rows in refitted] == [210, 210]
+    capped = dataclasses.replace(model, config=dataclasses.replace(model.config, orient_rows=100))
+    with pytest.raises(_TrainingOnStarted):
+        orient_shared(capped, bench.modalities, steps=2, key=jax.random.key(0))
+    assert len(searched[-1]) == 100 and len(refitted[-1]) == 100
+    assert len(np.unique(np.asarray(searched[-1]), axis=0)) == 100  # a subset: no row twice
+    for rate in (0.0, -1e-3):
+        with pytest.raises(ValueError, match="orient_learning_rate must be positive"):
+            dataclasses.replace(model.config, orient_learning_rate=rate)
+
+
+
+def test_fit_stop_is_how_the_fit_ended_before_the_training_on():
+    """After a search that trained on, ``stopped`` and ``history`` describe the training on too;
+    ``fit_stop`` gives the fit's own stop and epochs (over every round that trained on)."""
+    from personax.crl._orient import fit_stop
+
+    config = CRLConfig(shared_dim=2, latent_dims={"a": 1}, measurements={"a": 1}, input_dims={"a": 1})
+    history = [{"epoch": i + 1} for i in range(100)]
+
+    def model(stopped, orientation):
+        return FittedCRL(config=config, params={}, standardization={}, history=history, stopped=stopped,
+                         orientation=orientation)
+
+    assert fit_stop(model("epoch cap", {})) == ("epoch cap", 100)
+    assert fit_stop(model("epoch cap", {"decision": "skipped", "reason": "r"})) == ("epoch cap", 100)
+    trained_on = {"decision": "rejected", "given_stopped": "epoch cap", "trained_on_val_elbo": {}, "epochs": 30,
+                  "trained_on_stopped": "early stopping on validation"}
+    assert fit_stop(model("early stopping on validation", trained_on)) == ("epoch cap", 70)
+    searched_only = {"decision": "rejected", "given_stopped": "early stopping on validation",
+                     "reason": "the prior fits the given axes best"}
+    assert fit_stop(model("early stopping on validation", searched_only)) == ("early stopping on validation", 100)
+    rounds = {**trained_on, "rounds": [{**trained_on, "decision": "kept", "epochs": 20,
+                                        "given_stopped": "early stopping on validation"}, trained_on]}
+    assert fit_stop(model("early stopping on validation", rounds)) == ("early stopping on validation", 50)
 
 
 def test_the_stage_s_metrics_leave_every_round_s_matrix_in_the_saved_model():

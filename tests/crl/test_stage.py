@@ -49,6 +49,9 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     # the stage searched the shared block's axes (its default): the decision, without the turn's matrix
     assert metrics["orientation"]["decision"] in ("kept", "rejected") and "matrix" not in metrics["orientation"]
     assert model.orientation["decision"] == metrics["orientation"]["decision"]
+    # "stopped" and "fit_epochs" are the fit's own, before the training on after the search (its 2 epochs)
+    trained_on = metrics["orientation"].get("epochs", 0)
+    assert metrics["fit_epochs"] == 3 and metrics["epochs"] == 3 + trained_on and metrics["stopped"] == "epoch cap"
     assert isinstance(metrics["test_elbo"], float) and np.isfinite(metrics["test_elbo"])  # computed on a second thread
     graph = json.loads((crl / "graph.json").read_text())
     weights = np.array(graph["adjacency"])

@@ -183,6 +183,31 @@ def test_the_crl_section_says_what_the_search_of_the_shared_axes_did(hostile_bio
     assert "Shared block's axes: " + sentence in section
 
 
+
+@pytest.mark.parametrize("metrics, warning", [
+    # the fit ran to its cap; the training on after the search stopped early: still not converged
+    ({"stopped": "epoch cap", "epochs": 340, "fit_epochs": 300},
+     "CRL training stopped at the epoch cap (300 epochs), not by early stopping: the model may not have converged "
+     "(the 40 epochs of training on after the search of the shared axes do not change that)."),
+    ({"stopped": "epoch cap", "epochs": 300, "fit_epochs": 300},
+     "CRL training stopped at the epoch cap (300 epochs), not by early stopping: the model may not have converged."),
+    # the fit stopped early; the training on ran its 60 epochs to their cap, as it is meant to: no warning
+    ({"stopped": "early stopping on validation", "epochs": 180, "fit_epochs": 120}, None),
+])
+def test_the_epoch_cap_warning_reads_the_fit_s_own_stop(hostile_bios, run_path, metrics, warning):
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    RunDir(run_path, stage="crl").write(A.CRL_METRICS, {"model": "personax", "people": 10, **metrics})
+    summary = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text().split(
+        "## Summary\n", 1)[1].split("\n## ", 1)[0]
+    if warning is None:
+        assert "epoch cap" not in summary
+    else:
+        assert warning in summary
+
+
 def test_markdown_escape():
     assert escape("a|b\nc") == "a\\|b c"
     assert escape("person_id [x](y) `z`") == "person_id \\[x\\](y) \\`z\\`"
