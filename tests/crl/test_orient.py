@@ -185,7 +185,12 @@ def test_the_training_on_starts_from_orient_learning_rate_and_the_prior_fits_use
     from personax.crl import _orient
 
     bench = make_multimodal_numeric(300, seed=0)
-    model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=1, hidden=(16,))
+    config = CRLConfig(shared_dim=2, latent_dims={"image": 2, "text": 2}, measurements={"image": 3, "text": 3},
+                       input_dims={"image": 10, "text": 10}, hidden=(16,))
+    # an untrained model: only its encoders run here (no training compiled)
+    model = FittedCRL(config=config, params=jax.device_get(_init_params(config, jax.random.key(0))),
+                      standardization={f"{m}_{k}": (np.zeros(10, np.float32), np.ones(10, np.float32))
+                                       for m in ("image", "text") for k in range(3)}, splits=_split(300, config))
     searched, refitted = [], []
     monkeypatch.setattr(_orient, "search_shared_axes", lambda config, train, val, **_: (
         searched.append(train) or _givens(2, 0, 1, 30.0), [{"axes": [0, 1], "chosen": 30.0}]))
