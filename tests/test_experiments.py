@@ -127,6 +127,8 @@ def _check_crl(cfg: DictConfig, run: Path) -> None:
     graph = json.loads((run / "crl/graph.json").read_text())
     expected = int(cfg.crl.shared_dim) + sum(int(v) for v in cfg.crl.latent_dims.values())
     assert len(graph["nodes"]) == expected and np.asarray(graph["adjacency"]).shape == (expected, expected)
+    # each edge's standardised effect, nonzero exactly on the edges (what the report ranks edges by)
+    assert ((np.asarray(graph["effects"]) != 0) == (np.asarray(graph["adjacency"]) != 0)).all()
     assert len(pd.read_parquet(run / "crl/latents.parquet")) > 0
     orientation = json.loads((run / "crl/metrics.json").read_text()).get("orientation")
     if cfg.name == "demo":  # the default run searched the shared block's axes, and its report says what it did

@@ -75,7 +75,9 @@ class CRLConfig:
             function per edge: rotations of a block are not absorbed, which
             identifies the components) or "mlp" (one MLP of all weighted parents).
             Additive edge functions are normalised to zero mean and unit RMS on a
-            standard-normal grid, so |A_ij| is the edge's strength.
+            standard-normal grid, so |A_ij| is the edge's strength only for latents of
+            about unit scale, which the fit does not keep (InfoNCE gains as they grow):
+            compare edges by ``FittedCRL.edge_effects``.
         within_block_order: "learned" (each node of a modality block has a learned
             potential and an edge i -> j is active only if potential_i < potential_j,
             so the graph is a DAG at every step; the potentials get gradients
@@ -580,7 +582,7 @@ class CausalMultimodalVAE(nn.Module):
         """log p(u | auxiliary) under the causal prior, change-of-variables term included."""
         weights = self.weighted_adjacency()
         if self.config.mechanism == "additive":
-            # Each g_ij normalised on a fixed standard-normal grid: A carries the strength.
+            # Each g_ij normalised on a fixed standard-normal grid: A carries the strength for unit-scale latents.
             edge = normalised_edge_functions(u, self.mech_w1, self.mech_b1, self.mech_w2)
             mechanism = jnp.einsum("bij,ij->bj", edge, weights) + self.mech_b2
         else:

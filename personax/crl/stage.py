@@ -13,7 +13,8 @@ not an ELBO). Writes (artifacts ``crl_*``) into ``crl/``:
 
 * ``model/`` — the fitted model (``personax.load_pretrained``);
 * ``latents.parquet`` — person_id, split, and every learned latent;
-* ``graph.json`` / ``graph.png`` — the learned weighted DAG;
+* ``graph.json`` / ``graph.png`` — the learned weighted DAG, and each edge's standardised effect
+  (``effects``: |weight| depends on the latents' scale, the effect does not);
 * ``pc_graph.json`` / ``pc_graph.png`` — PC (causal-learn) on the learned latents with
   background knowledge that nothing points into the shared block, as the study did;
 * ``training_curve.png`` and ``metrics.json``;
@@ -37,6 +38,7 @@ from personax.crl import diagnostics as D
 from personax.crl._auxiliary import auxiliary_design
 from personax.crl._baselines import recovery_with_baselines
 from personax.crl._fit import fit, missing_entries, usable_rows
+from personax.crl._fit import standardised_edge_effects
 from personax.crl._orient import fit_stop
 from personax.crl._reference import fit_reference
 from personax import artifacts as A
@@ -47,8 +49,10 @@ from personax.pipeline import RunDir
 log = logging.getLogger(__name__)
 
 
-def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only: bool = True) -> None:
-    """Draws a weighted DAG with nodes on a circle (edge width ~ |weight|)."""
+def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only: bool = True,
+               strengths: np.ndarray | None = None) -> None:
+    """Draws a weighted DAG with nodes on a circle (edge width ~ ``strengths``, by default |weight|;
+    colour: the weight's sign)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,10 +63,11 @@ def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only
     xy = np.column_stack([np.cos(angles), np.sin(angles)])
     fig, ax = plt.subplots(figsize=(6, 6))
     weights = adjacency.to_numpy(dtype=float)
-    top = np.abs(weights).max() or 1.0
+    widths = np.abs(weights) if strengths is None else np.abs(np.asarray(strengths, dtype=float))
+    top = widths.max() or 1.0
     for i, j in zip(*np.nonzero(weights)):
         ax.annotate("", xy=xy[j] * 0.9, xytext=xy[i] * 0.9,
-                    arrowprops=dict(arrowstyle="-|>" if directed_only else "-", lw=0.5 + 2.5 * abs(weights[i, j]) / top,
+                    arrowprops=dict(arrowstyle="-|>" if directed_only else "-", lw=0.5 + 2.5 * widths[i, j] / top,
                                     color="tab:red" if weights[i, j] < 0 else "tab:blue", shrinkA=8, shrinkB=8))
     for (x, y), name in zip(xy, names):
         colour = "#f4d35e" if name.startswith("s") else "#cfe8fc"
@@ -268,8 +273,18 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     run_dir.write(A.CRL_LATENTS, table)
 
     graph = model.graph()
-    run_dir.write(A.CRL_GRAPH, {"nodes": names, "adjacency": graph.to_numpy().tolist()})
-    draw_graph(graph, run_dir.output_path(A.CRL_GRAPH_FIGURE), "learned latent DAG (weights)")
+    graph_record = {"nodes": names, "adjacency": graph.to_numpy().tolist()}
+    config = model.config
+    if getattr(config, "prior", None) == "causal" and getattr(config, "mechanism", None) == "additive":
+        # |A| is an edge's strength only for latents of unit scale, which the fit does not keep:
+        # each edge's standardised effect on the training rows is what to compare (FittedCRL.edge_effects)
+        train_rows = model.splits["train"]
+        graph_record["effects"] = standardised_edge_effects(model.params, model.adjacency(),
+                                                            stacked[train_rows]).tolist()
+    run_dir.write(A.CRL_GRAPH, graph_record)
+    draw_graph(graph, run_dir.output_path(A.CRL_GRAPH_FIGURE),
+               "learned latent DAG (width: standardised effect)" if "effects" in graph_record
+               else "learned latent DAG (weights)", strengths=graph_record.get("effects"))
     pc_graph = pc_on_latents(stacked[model.splits["train"]], names, int(options.shared_dim),
                              alpha=float(options.pc.alpha), test=str(options.pc.test))
     run_dir.write(A.CRL_PC_GRAPH, {"nodes": names, "adjacency": pc_graph.to_numpy().tolist()})

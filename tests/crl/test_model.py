@@ -56,6 +56,24 @@ def test_graph_is_acyclic_with_nothing_into_the_shared_block(model):
     assert (model.graph(threshold=1e9).to_numpy() == 0).all()
 
 
+def test_edge_effects_are_zero_where_a_is_and_do_not_read_the_latents_scale(model, bench):
+    from personax.crl._fit import standardised_edge_effects
+
+    effects = model.edge_effects(bench.modalities)
+    weights = model.adjacency()
+    assert list(effects.index) == model.config.latent_names
+    assert ((effects.to_numpy() == 0) == (weights == 0)).all()
+    assert (effects.to_numpy()[weights != 0] > 0).all()
+    # On latents of unit scale (the edge functions' normalisation grid) the effect is about |A| over the
+    # child's spread; on the same latents ten times larger it is not: |A| alone is not the strength there.
+    standard = np.random.default_rng(0).normal(size=(20000, weights.shape[0]))
+    unit = standardised_edge_effects(model.params, weights, standard)
+    active = weights != 0
+    np.testing.assert_allclose(unit[active], np.abs(weights[active]), rtol=0.1)  # grid of 32 vs 20,000 draws
+    scaled = standardised_edge_effects(model.params, weights, 10 * standard)
+    assert not np.allclose(scaled[active], np.abs(weights[active]), rtol=0.5)
+
+
 @pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI
 def test_fixed_order_keeps_the_index_order(bench):
     fixed = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,

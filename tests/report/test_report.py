@@ -208,6 +208,25 @@ def test_the_epoch_cap_warning_reads_the_fit_s_own_stop(hostile_bios, run_path, 
         assert warning in summary
 
 
+@pytest.mark.parametrize("graph, expected", [
+    # the edge with the smaller |weight| has the larger effect: it is named first, with both numbers
+    ({"nodes": ["s1", "t1", "t2"], "adjacency": [[0, 0.04, 0.3], [0, 0, 0], [0, 0, 0]],
+      "effects": [[0, 0.9, 0.2], [0, 0, 0], [0, 0, 0]]},
+     "Learned latent graph: 2 edge(s) over 3 latents; largest standardised effects (sd of the edge's term over the "
+     "child's sd): s1 → t1 (0.90; weight +0.040), s1 → t2 (0.20; weight +0.300)."),
+    # a run directory written before graph.json held the effects: ranked by |weight|, as then (markdown escapes |)
+    ({"nodes": ["s1", "t1", "t2"], "adjacency": [[0, 0.04, -0.3], [0, 0, 0], [0, 0, 0]]},
+     "Learned latent graph: 2 edge(s) over 3 latents; largest \\|weight\\|: s1 → t2 (-0.30), s1 → t1 (+0.04)."),
+])
+def test_the_learned_graph_s_edges_are_ranked_by_their_standardised_effect(hostile_bios, run_path, graph, expected):
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    RunDir(run_path, stage="crl").write(A.CRL_GRAPH, graph)
+    assert expected in build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+
+
 def test_markdown_escape():
     assert escape("a|b\nc") == "a\\|b c"
     assert escape("person_id [x](y) `z`") == "person_id \\[x\\](y) \\`z\\`"
