@@ -277,7 +277,7 @@ class FittedCRL:
         ``|A_ij|`` is an edge's strength only for latents of about unit scale, the grid on which the
         edge functions are normalised; the latents' scale is not fixed by the ELBO, and with the
         InfoNCE term (whose similarity grows with it) fitted latents sit far from it (the numeric
-        benchmark: standard deviations 6-16). This effect does not depend on that scale; compare
+        benchmark: standard deviations 6-17). This effect does not depend on that scale; compare
         edges by it, not by ``|A|``. Zero exactly where ``A`` is.
 
         Raises:

@@ -37,8 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from personax.crl import diagnostics as D
 from personax.crl._auxiliary import auxiliary_design
 from personax.crl._baselines import recovery_with_baselines
-from personax.crl._fit import fit, missing_entries, usable_rows
-from personax.crl._fit import standardised_edge_effects
+from personax.crl._fit import fit, missing_entries, standardised_edge_effects, usable_rows
 from personax.crl._orient import fit_stop
 from personax.crl._reference import fit_reference
 from personax import artifacts as A
