@@ -284,7 +284,7 @@ class FittedCRL:
             ValueError: the model's prior has no additive edges (``mechanism: mlp`` or a Gaussian prior).
         """
         c = self.config
-        if c.prior != "causal" or c.mechanism != "additive":
+        if not c.additive_edges:
             raise ValueError("edge effects need the causal prior with additive mechanisms "
                              f"(this model: prior {c.prior!r}, mechanism {c.mechanism!r})")
         encoded = self.encode(modalities)

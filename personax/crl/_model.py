@@ -243,6 +243,11 @@ class CRLConfig:
         return names
 
     @property
+    def additive_edges(self) -> bool:
+        """Whether the prior is made of additive edge terms ``A_ij g_ij(u_i)`` (``FittedCRL.edge_effects``)."""
+        return self.prior == "causal" and self.mechanism == "additive"
+
+    @property
     def total_latent(self) -> int:
         return self.shared_dim + sum(self.latent_dims.values())
 

@@ -273,18 +273,18 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
 
     graph = model.graph()
     graph_record = {"nodes": names, "adjacency": graph.to_numpy().tolist()}
-    config = model.config
-    if getattr(config, "prior", None) == "causal" and getattr(config, "mechanism", None) == "additive":
-        # |A| is an edge's strength only for latents of unit scale, which the fit does not keep:
-        # each edge's standardised effect on the training rows is what to compare (FittedCRL.edge_effects)
-        train_rows = model.splits["train"]
-        graph_record["effects"] = standardised_edge_effects(model.params, model.adjacency(),
+    train_rows = model.splits["train"]
+    # |A| is an edge's strength only for latents of unit scale, which the fit does not keep: each edge's
+    # standardised effect on the training rows is what to compare (FittedCRL.edge_effects, without a second
+    # encoding). The study's design (crl_reference) has no additive edges.
+    if getattr(model.config, "additive_edges", False):
+        graph_record["effects"] = standardised_edge_effects(model.params, graph.to_numpy(),
                                                             stacked[train_rows]).tolist()
     run_dir.write(A.CRL_GRAPH, graph_record)
     draw_graph(graph, run_dir.output_path(A.CRL_GRAPH_FIGURE),
                "learned latent DAG (width: standardised effect)" if "effects" in graph_record
                else "learned latent DAG (weights)", strengths=graph_record.get("effects"))
-    pc_graph = pc_on_latents(stacked[model.splits["train"]], names, int(options.shared_dim),
+    pc_graph = pc_on_latents(stacked[train_rows], names, int(options.shared_dim),
                              alpha=float(options.pc.alpha), test=str(options.pc.test))
     run_dir.write(A.CRL_PC_GRAPH, {"nodes": names, "adjacency": pc_graph.to_numpy().tolist()})
     draw_graph(pc_graph, run_dir.output_path(A.CRL_PC_GRAPH_FIGURE), f"PC on learned latents ({options.pc.test})")

@@ -211,15 +211,15 @@ def _found(ctx: _Context) -> list[Finding]:
     graph = ctx.value(A.CRL_GRAPH)
     if graph and graph.get("nodes"):
         nodes, weights = graph["nodes"], graph.get("adjacency") or []
-        effects = graph.get("effects")  # standardised effects (run directories from 2026-12-04 on)
-        if effects:  # rank by the effect: |weight| depends on the latents' scale, which the fit does not fix
-            edges = sorted(((effects[i][j], nodes[i], nodes[j], w) for i, row in enumerate(weights)
-                            for j, w in enumerate(row) if w), reverse=True)
+        # Ranked by standardised effect: |weight| depends on the latents' scale, which the fit does not fix.
+        # Run directories from before 2026-12-04 have no effects: ranked by |weight|, as then.
+        effects = graph.get("effects")
+        edges = sorted(((effects[i][j] if effects else abs(w), nodes[i], nodes[j], w) for i, row in enumerate(weights)
+                        for j, w in enumerate(row) if w), reverse=True)
+        if effects:
             top = ", ".join(f"{a} → {b} ({e:.2f}; weight {w:+.3f})" for e, a, b, w in edges[:5])
             label = "largest standardised effects (sd of the edge's term over the child's sd)"
         else:
-            edges = sorted(((abs(w), nodes[i], nodes[j], w) for i, row in enumerate(weights) for j, w in enumerate(row)
-                            if w), reverse=True)
             top = ", ".join(f"{a} → {b} ({w:+.2f})" for _, a, b, w in edges[:5])
             label = "largest |weight|"
         items.append(Finding(f"Learned latent graph: {len(edges)} edge(s) over {len(nodes)} latents"
