@@ -339,7 +339,7 @@ LEVEL1_RECOVERY = _declare("level1_recovery", "level1/recovery.json", "independe
 CRL_MODEL = _declare("crl_model", "crl/model", "crl", "folder", "the fitted model (personax.load_pretrained)")
 CRL_LATENTS = _declare("crl_latents", "crl/latents.parquet", "crl", "parquet",
                        "person_id, split and every learned latent")
-CRL_GRAPH = _declare("crl_graph", "crl/graph.json", "crl", "json", "the learned weighted DAG over the latents, with each edge's standardised effect")
+CRL_GRAPH = _declare("crl_graph", "crl/graph.json", "crl", "json", "the learned weighted DAG over the latents, with each edge's standardised effect and how many are strong")
 CRL_GRAPH_FIGURE = _declare("crl_graph_figure", "crl/graph.png", "crl", "png", "the learned DAG, drawn")
 CRL_PC_GRAPH = _declare("crl_pc_graph", "crl/pc_graph.json", "crl", "json", "PC (causal-learn) on the latents")
 CRL_PC_GRAPH_FIGURE = _declare("crl_pc_graph_figure", "crl/pc_graph.png", "crl", "png", "the PC graph, drawn")

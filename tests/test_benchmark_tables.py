@@ -127,6 +127,30 @@ def test_the_benchmark_counts_both_shds_from_the_learned_graph(benchmark):
     graph[0, 3] = 0.03  # a weak extra edge: below the 0.05 threshold, still an edge of the model
     row = benchmark._score(dict(bench.latents), bench, splits, ["digit", "fashion"], graph)
     assert (row["shd"], row["shd_nonzero"]) == (1, 2)
+    # By standardised effect: the weak extra edge's effect is small (not an edge), a true edge whose weight
+    # is below 0.05 has a large one (an edge): |weight| is not the strength.
+    effects = np.abs(graph) * 4.0
+    effects[0, 3], graph[2, 3] = 0.05, 0.01
+    row = benchmark._score(dict(bench.latents), bench, splits, ["digit", "fashion"], graph, effects=effects)
+    assert (row["shd"], row["shd_nonzero"], row["shd_effect"]) == (2, 2, 1)
+    assert row["_graphs"]["effects"][0][3] == 0.05  # the matched graphs, for the run's graphs.jsonl
+
+
+def test_the_effect_threshold_table_recounts_the_shd_from_the_recorded_graphs(benchmark, tmp_path):
+    import json
+
+    true = [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    records = [{"seed": 1000, "method": "personax-stage", "true": true,
+                "effects": [[0, 0.5, 0.12], [0, 0, 0.25], [0, 0, 0]]},  # a spurious 0.12: an edge below 0.15
+               {"seed": 1001, "method": "personax-stage", "true": true,
+                "effects": [[0, 0.5, 0], [0, 0, None], [0, 0, 0]]}]  # undefined (collapsed child): an edge
+    path = tmp_path / "numeric_x_graphs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    table = benchmark.effect_threshold_table(path)
+    assert "| > 0.05 | > 0.1 | > 0.15 | > 0.2 | > 0.3 | > 0.4 |" in table
+    # 0.05 and 0.1: 1 and 0; 0.15 and 0.2: 0 and 0; 0.3 and 0.4: the 0.25 edge is missed, 1 and 0
+    assert "| personax-stage | 0.5 [0, 1] | 0.5 [0, 1] | 0 [0, 0] | 0 [0, 0] | 0.5 [0, 1] | 0.5 [0, 1] |" in table
+    assert benchmark.effect_threshold_table(tmp_path / "absent.jsonl") == ""
 
 
 def _shown_commands(script: str) -> list[tuple[str, argparse.Namespace]]:
@@ -235,3 +259,4 @@ def test_the_axes_search_offers_keeping_the_block_and_maps_it_exactly():
     block = np.random.default_rng(0).normal(size=(20, 2))
     np.testing.assert_allclose(search.mapped(block, (0.0, np.pi / 2)), block, atol=1e-12)
     np.testing.assert_allclose(search.mapped(block, (np.pi / 4, np.pi / 2))[:, 0], block.sum(axis=1) / np.sqrt(2))
+

@@ -129,6 +129,8 @@ def _check_crl(cfg: DictConfig, run: Path) -> None:
     assert len(graph["nodes"]) == expected and np.asarray(graph["adjacency"]).shape == (expected, expected)
     # each edge's standardised effect, nonzero exactly on the edges (what the report ranks edges by)
     assert ((np.asarray(graph["effects"]) != 0) == (np.asarray(graph["adjacency"]) != 0)).all()
+    # strong: effect above the threshold, or undefined (null: into a collapsed latent)
+    assert graph["strong_edges"] == int((~(np.asarray(graph["effects"], float) <= graph["strong_threshold"])).sum())
     assert len(pd.read_parquet(run / "crl/latents.parquet")) > 0
     orientation = json.loads((run / "crl/metrics.json").read_text()).get("orientation")
     if cfg.name == "demo":  # the default run searched the shared block's axes, and its report says what it did
@@ -139,6 +141,7 @@ def _check_crl(cfg: DictConfig, run: Path) -> None:
         assert overall["planted_edges"] == 3
         assert overall["learned_edges"] == int((np.asarray(graph["adjacency"]) != 0).sum())
         assert (overall["graph_verdict"] == "recovered") == (overall["shd_learned_graph"] == 0)
+        assert 0 <= overall["shd_strong_graph"] <= 6  # the strong edges' graph, beside the model's own
 
 
 def _check_report(cfg: DictConfig, run: Path) -> None:

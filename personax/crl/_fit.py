@@ -169,14 +169,24 @@ def mechanism_decay(params: dict) -> jax.Array:
     return jnp.sum(params["mech_w1"] ** 2) + jnp.sum(params["mech_w2"] ** 2)
 
 
+# A child latent whose standard deviation is at or below this fraction of the latents' median is
+# constant: an edge into it has no effect that can be divided by the child's spread.
+COLLAPSED_FRACTION = 1e-3
+
+
 def standardised_edge_effects(params: Mapping[str, Any], adjacency: np.ndarray, latents: np.ndarray) -> np.ndarray:
     """(parent, child): the standard deviation over the rows of ``A_ij g_ij(u_i)`` over that of
     ``u_j``, for an additive-mechanism prior's parameters, its effective adjacency and latents
-    (rows, in the adjacency's order). Zero exactly where the adjacency is."""
+    (rows, in the adjacency's order). Zero exactly where the adjacency is; NaN on an edge into a
+    collapsed child (its sd at most ``COLLAPSED_FRACTION`` of the latents' median), where the
+    ratio would be a division by about zero, not a strength."""
     terms = np.concatenate([np.asarray(normalised_edge_functions(jnp.asarray(latents[i : i + 1024]), params["mech_w1"],
                                                                  params["mech_b1"], params["mech_w2"]))
                             for i in range(0, len(latents), 1024)])
-    effects = np.abs(adjacency) * terms.std(0) / np.maximum(latents.std(0), 1e-12)[None, :]
+    child_sd = latents.std(0)
+    collapsed = child_sd <= COLLAPSED_FRACTION * np.median(child_sd)
+    effects = np.abs(adjacency) * terms.std(0) / np.where(collapsed, 1.0, child_sd)[None, :]
+    effects = np.where(collapsed[None, :], np.nan, effects)
     return np.where(adjacency != 0, effects, 0.0)
 
 
@@ -278,7 +288,8 @@ class FittedCRL:
         edge functions are normalised; the latents' scale is not fixed by the ELBO, and with the
         InfoNCE term (whose similarity grows with it) fitted latents sit far from it (the numeric
         benchmark: standard deviations 6-17). This effect does not depend on that scale; compare
-        edges by it, not by ``|A|``. Zero exactly where ``A`` is.
+        edges by it, not by ``|A|``. Zero exactly where ``A`` is; NaN on an edge into a child latent
+        that is constant on these rows (``COLLAPSED_FRACTION``).
 
         Raises:
             ValueError: the model's prior has no additive edges (``mechanism: mlp`` or a Gaussian prior).

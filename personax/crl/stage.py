@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only: bool = True,
                strengths: np.ndarray | None = None) -> None:
     """Draws a weighted DAG with nodes on a circle (edge width ~ ``strengths``, by default |weight|;
-    colour: the weight's sign)."""
+    colour: the weight's sign; a NaN strength is drawn dotted)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,10 +63,13 @@ def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only
     fig, ax = plt.subplots(figsize=(6, 6))
     weights = adjacency.to_numpy(dtype=float)
     widths = np.abs(weights) if strengths is None else np.abs(np.asarray(strengths, dtype=float))
-    top = widths.max() or 1.0
+    undefined = np.isnan(widths)  # an effect into a collapsed child latent: drawn dotted, at full width
+    top = np.nanmax(widths, initial=0.0) or 1.0
     for i, j in zip(*np.nonzero(weights)):
         ax.annotate("", xy=xy[j] * 0.9, xytext=xy[i] * 0.9,
-                    arrowprops=dict(arrowstyle="-|>" if directed_only else "-", lw=0.5 + 2.5 * widths[i, j] / top,
+                    arrowprops=dict(arrowstyle="-|>" if directed_only else "-",
+                                    lw=3.0 if undefined[i, j] else 0.5 + 2.5 * widths[i, j] / top,
+                                    linestyle=":" if undefined[i, j] else "-",
                                     color="tab:red" if weights[i, j] < 0 else "tab:blue", shrinkA=8, shrinkB=8))
     for (x, y), name in zip(xy, names):
         colour = "#f4d35e" if name.startswith("s") else "#cfe8fc"
@@ -278,8 +281,11 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     # standardised effect on the training rows is what to compare (FittedCRL.edge_effects, without a second
     # encoding). The study's design (crl_reference) has no additive edges.
     if getattr(model.config, "additive_edges", False):
-        graph_record["effects"] = standardised_edge_effects(model.params, graph.to_numpy(),
-                                                            stacked[train_rows]).tolist()
+        effects = standardised_edge_effects(model.params, graph.to_numpy(), stacked[train_rows])
+        # null: an edge into a collapsed (constant) child latent, whose effect is undefined
+        graph_record["effects"] = [[None if np.isnan(e) else float(e) for e in row] for row in effects]
+        # the edges a reader should take as strong (diagnostics.strong_edges), and by which threshold
+        graph_record.update(strong_threshold=D.STRONG_EFFECT, strong_edges=int(D.strong_edges(effects).sum()))
     run_dir.write(A.CRL_GRAPH, graph_record)
     draw_graph(graph, run_dir.output_path(A.CRL_GRAPH_FIGURE),
                "learned latent DAG (width: standardised effect)" if "effects" in graph_record
@@ -360,6 +366,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             for label, adjacency in (("learned", graph), ("pc", pc_graph)):
                 matched = D.permute_graph(adjacency.to_numpy(), assignment)
                 recovery["all"][f"shd_{label}_graph"] = D.shd(matched, true_graph.to_numpy(), threshold=0.0)
+            if "effects" in graph_record:  # the graph of its strong edges only, next to the model's own
+                strong = D.strong_edges(D.permute_graph(np.asarray(graph_record["effects"], float), assignment))
+                recovery["all"].update(shd_strong_graph=D.shd(strong, true_graph.to_numpy() != 0),
+                                       strong_threshold=D.STRONG_EFFECT)
             # A graph is recovered only when it is the planted one (every nonzero entry is an edge the
             # model's likelihood uses); the report warns otherwise, whatever the blocks' MCC.
             recovery["all"].update(

@@ -213,16 +213,21 @@ def _found(ctx: _Context) -> list[Finding]:
         nodes, weights = graph["nodes"], graph.get("adjacency") or []
         # Ranked by standardised effect: |weight| depends on the latents' scale, which the fit does not fix.
         # Run directories from before 2026-12-04 have no effects: ranked by |weight|, as then.
+        # An effect of null is undefined (the child latent is constant): listed first, as not to be read.
         effects = graph.get("effects")
         edges = sorted(((effects[i][j] if effects else abs(w), nodes[i], nodes[j], w) for i, row in enumerate(weights)
-                        for j, w in enumerate(row) if w), reverse=True)
+                        for j, w in enumerate(row) if w),
+                       key=lambda edge: (edge[0] is None, edge[0] or 0.0), reverse=True)
         if effects:
-            top = ", ".join(f"{a} → {b} ({e:.2f}; weight {w:+.3f})" for e, a, b, w in edges[:5])
+            top = ", ".join(f"{a} → {b} ({'undefined, the child latent is constant' if e is None else f'{e:.2f}'}; "
+                            f"weight {w:+.3f})" for e, a, b, w in edges[:5])
             label = "largest standardised effects (sd of the edge's term over the child's sd)"
         else:
             top = ", ".join(f"{a} → {b} ({w:+.2f})" for _, a, b, w in edges[:5])
             label = "largest |weight|"
-        items.append(Finding(f"Learned latent graph: {len(edges)} edge(s) over {len(nodes)} latents"
+        strong = (f" ({graph['strong_edges']} with a standardised effect above {graph['strong_threshold']:g})"
+                  if "strong_edges" in graph and "strong_threshold" in graph else "")
+        items.append(Finding(f"Learned latent graph: {len(edges)} edge(s) over {len(nodes)} latents{strong}"
                              + (f"; {label}: {top}" if top else "") + ".", _anchor("Latent graphs")))
     crl = ctx.value(A.CRL_RECOVERY) or {}
     for block, values in crl.items():
@@ -253,9 +258,12 @@ def _graph_against_truth(values: Mapping[str, Any]) -> str:
     """The learned graph against the planted one, in words, from recovery.json's "all" entry."""
     edges = (f" ({values['planted_edges']} planted edge(s), {values['learned_edges']} learned)"
              if "planted_edges" in values and "learned_edges" in values else "")
+    # the verdict stays on the model's own graph (every nonzero edge); its strong edges are a reading of it
+    strong = (f"; its edges with a standardised effect above {values['strong_threshold']:g} only: SHD "
+              f"{values['shd_strong_graph']}" if "shd_strong_graph" in values and "strong_threshold" in values else "")
     pc = f"; PC on the learned latents: SHD {values['shd_pc_graph']}" if "shd_pc_graph" in values else ""
     verdict = "graph not recovered" if _graph_not_recovered(values) else "graph recovered"
-    return f"learned graph SHD {values['shd_learned_graph']} against the planted graph{edges}{pc}: {verdict}"
+    return f"learned graph SHD {values['shd_learned_graph']} against the planted graph{edges}{strong}{pc}: {verdict}"
 
 
 def _unreliable(ctx: _Context) -> list[Finding]:

@@ -72,6 +72,13 @@ def test_edge_effects_are_zero_where_a_is_and_do_not_read_the_latents_scale(mode
     np.testing.assert_allclose(unit[active], np.abs(weights[active]), rtol=0.1)  # grid of 32 vs 20,000 draws
     scaled = standardised_edge_effects(model.params, weights, 10 * standard)
     assert not np.allclose(scaled[active], np.abs(weights[active]), rtol=0.5)
+    # A collapsed (constant) child: its edges' effect is undefined (NaN), not a division by about zero.
+    child = int(np.flatnonzero(active.any(axis=0))[0])
+    collapsed = standard.copy()
+    collapsed[:, child] = 0.25 + 1e-9 * standard[:, child]
+    undefined = standardised_edge_effects(model.params, weights, collapsed)
+    assert np.isnan(undefined[active[:, child], child]).all()
+    assert (undefined[~active] == 0).all() and np.isfinite(np.delete(undefined, child, axis=1)).all()
 
 
 @pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI

@@ -146,13 +146,16 @@ def test_the_summary_judges_the_learned_graph_against_the_planted_one(hostile_bi
         "digit": {"mcc": 0.962, "best_baseline": "pca", "best_baseline_mcc": 0.5, "verdict": "recovered",
                   "diagnosis": None},
         "all": {"mcc": 0.962, "shd_learned_graph": shd, "shd_pc_graph": 5, "planted_edges": 3, "learned_edges": 5,
-                "graph_verdict": "recovered" if shd == 0 else "not recovered"}})
+                "graph_verdict": "recovered" if shd == 0 else "not recovered",
+                # runs from 2026-12-04 on: the SHD of the strong edges only (older run directories lack it)
+                **({"shd_strong_graph": 1, "strong_threshold": 0.2} if shd else {})}})
     written = build_report(run_path, OmegaConf.create({"name": "x"}), {})
     summary = written["markdown"].read_text().split("## Summary\n", 1)[1].split("\n## ", 1)[0]
     assert "CRL block all" not in summary  # "all" is not a block with a verdict of its own
+    strong = "; its edges with a standardised effect above 0.2 only: SHD 1" if shd else ""
     assert (f"CRL, all latents: MCC 0.962 against the planted latents; learned graph SHD {shd} against the planted "
-            f"graph (3 planted edge(s), 5 learned); PC on the learned latents: SHD 5: graph "
-            f"{'not recovered' if shd else 'recovered'}.") in summary
+            f"graph (3 planted edge(s), 5 learned){strong}; PC on the learned latents: SHD 5: graph "
+            f"{'not recovered' if shd else 'recovered'}.") in summary  # the verdict: the model's own graph
     assert ("The learned latent graph is not the planted one (SHD 3, each missing, extra or reversed edge counting "
             "1): read its edges as hypotheses, although every block is recovered." in summary) == bool(shd)
     assert "CRL blocks not recovered" not in summary  # the blocks are, and the warning does not say otherwise
@@ -211,9 +214,16 @@ def test_the_epoch_cap_warning_reads_the_fit_s_own_stop(hostile_bios, run_path, 
 @pytest.mark.parametrize("graph, expected", [
     # the edge with the smaller |weight| has the larger effect: it is named first, with both numbers
     ({"nodes": ["s1", "t1", "t2"], "adjacency": [[0, 0.04, 0.3], [0, 0, 0], [0, 0, 0]],
-      "effects": [[0, 0.9, 0.2], [0, 0, 0], [0, 0, 0]]},
-     "Learned latent graph: 2 edge(s) over 3 latents; largest standardised effects (sd of the edge's term over the "
-     "child's sd): s1 → t1 (0.90; weight +0.040), s1 → t2 (0.20; weight +0.300)."),
+      "effects": [[0, 0.9, 0.2], [0, 0, 0], [0, 0, 0]], "strong_edges": 1, "strong_threshold": 0.2},
+     "Learned latent graph: 2 edge(s) over 3 latents (1 with a standardised effect above 0.2); largest standardised "
+     "effects (sd of the edge's term over the child's sd): s1 → t1 (0.90; weight +0.040), s1 → t2 (0.20; weight "
+     "+0.300)."),
+    # an edge into a collapsed (constant) child latent has no effect (null): named first, as undefined
+    ({"nodes": ["s1", "t1", "t2"], "adjacency": [[0, 0.04, 0.3], [0, 0, 0.1], [0, 0, 0]],
+      "effects": [[0, None, 0.2], [0, 0, 0.5], [0, 0, 0]]},
+     "Learned latent graph: 3 edge(s) over 3 latents; largest standardised effects (sd of the edge's term over the "
+     "child's sd): s1 → t1 (undefined, the child latent is constant; weight +0.040), t1 → t2 (0.50; weight +0.100), "
+     "s1 → t2 (0.20; weight +0.300)."),
     # a run directory written before graph.json held the effects: ranked by |weight|, as then (markdown escapes |)
     ({"nodes": ["s1", "t1", "t2"], "adjacency": [[0, 0.04, -0.3], [0, 0, 0], [0, 0, 0]]},
      "Learned latent graph: 2 edge(s) over 3 latents; largest \\|weight\\|: s1 → t2 (-0.30), s1 → t1 (+0.04)."),
