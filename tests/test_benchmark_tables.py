@@ -260,3 +260,18 @@ def test_the_axes_search_offers_keeping_the_block_and_maps_it_exactly():
     np.testing.assert_allclose(search.mapped(block, (0.0, np.pi / 2)), block, atol=1e-12)
     np.testing.assert_allclose(search.mapped(block, (np.pi / 4, np.pi / 2))[:, 0], block.sum(axis=1) / np.sqrt(2))
 
+
+@pytest.mark.slow  # ~30-60 s CPU (a one-epoch fit for the config, then five short prior fits); runs under CI
+def test_the_graph_on_true_latents_script_scores_every_within_block_order(monkeypatch, tmp_path):
+    """``graph_on_true_latents.py``, the command docs/crl.md shows, run tiny: one learned-order fit and
+    one fit per within-block order (2 x 2 on the numeric benchmark), exactly one of them the planted."""
+    script = _load_script("crl_benchmark/graph_on_true_latents.py")
+    monkeypatch.setattr(script, "RESULTS", tmp_path)
+    monkeypatch.setattr("sys.argv", ["graph_on_true_latents.py", "--seeds", "0", "--n", "300", "--steps", "5",
+                                     "--tag", "tiny"])
+    script.main()
+    rows = [line for line in (tmp_path / "graph_on_true_latents_tiny.md").read_text().splitlines()
+            if line.startswith("| 0 |")]
+    assert len(rows) == 5 and rows[0].startswith("| 0 | learned | — |")
+    assert [row.split(" | ")[2] for row in rows[1:]].count("yes") == 1
+    assert all(len(row.split(" | ")) == 6 for row in rows)  # no stray column separators in the labels
