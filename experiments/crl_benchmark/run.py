@@ -109,12 +109,13 @@ def _score(latents: dict[str, np.ndarray], bench, splits, blocks, graph=None,
         # the model's own graph: every nonzero entry is an edge its likelihood uses (as the crl stage counts)
         row["shd_nonzero"] = D.shd(matched, bench.graph.to_numpy(), threshold=0.0)
         if effects is not None:
-            strong = D.strong_edges(D.permute_graph(effects, result["assignment"]), threshold=EFFECT_THRESHOLD)
+            matched_effects = D.permute_graph(effects, result["assignment"])
+            strong = D.strong_edges(matched_effects, threshold=EFFECT_THRESHOLD)
             row["shd_effect"] = D.shd(strong, bench.graph.to_numpy() != 0)
             row["_graphs"] = {"assignment": [int(i) for i in result["assignment"]],
                               "weights": matched.tolist(),
                               "effects": [[None if np.isnan(e) else float(e) for e in line]  # strict JSON
-                                          for line in D.permute_graph(effects, result["assignment"])],
+                                          for line in matched_effects],
                               "true": bench.graph.to_numpy().tolist()}
     return row
 
