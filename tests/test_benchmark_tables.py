@@ -219,6 +219,8 @@ def test_the_demo_record_says_what_the_search_of_the_shared_axes_decided():
 
 def test_the_benchmark_s_oriented_method_is_the_stage_objective_plus_the_search(benchmark):
     assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**benchmark.STAGE, "orient_shared": True}
+    assert benchmark.MODEL_VARIANTS["personax-stage-ordered"] == {**benchmark.STAGE, "orient_shared": True,
+                                                                  "order_search": True}
     assert benchmark.MODEL_VARIANTS["personax-stage-oriented-rounds2"] == {**benchmark.STAGE, "orient_shared": True,
                                                                            "orient_rounds": 2}
     from personax.crl._model import CRLConfig

@@ -15,6 +15,8 @@ and training with a standard-normal prior, beta = 1); ``personax-contrastive`` (
 multiview InfoNCE term, weight 1); ``personax-stage`` (the crl stage's default objective, read
 from conf/crl/default.yaml); ``personax-stage-oriented`` (the same, then the shared block's axes
 searched by the prior's fit and kept if the validation ELBO says so: ``orient_shared``);
+``personax-stage-ordered`` (the same, then each modality block's within-block order searched the
+same way: ``order_search``);
 ``personax-stage-oriented-rounds2`` (the same, searching again once from a kept turn: ``orient_rounds: 2``); ``personax-auxiliary`` and ``personax-stage-auxiliary`` (the same,
 with the benchmark's observed groups one-hot in the prior, iVAE, and under the stage's objective
 in the decoders too, as the stage does: only on ``numeric-auxiliary``,
@@ -59,6 +61,9 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   # (CRLConfig.orient_shared, personax/crl/_orient.py)
                   "personax-stage-oriented": {**STAGE, "orient_shared": True},
                   # the same, searching again from a kept turn (at most two rounds: orient_rounds)
+                  # the same, then each modality block's within-block order searched by the prior's fit and
+                  # kept if the validation ELBO says so (CRLConfig.order_search, personax/crl/_order.py)
+                  "personax-stage-ordered": {**STAGE, "orient_shared": True, "order_search": True},
                   "personax-stage-oriented-rounds2": {**STAGE, "orient_shared": True, "orient_rounds": 2},
                   # the same, training on from the rate the fit's schedule ended at (a tenth of learning_rate)
                   # instead of restarting at learning_rate
@@ -181,6 +186,8 @@ def main() -> None:
                     stopped += f"; shared axes {model.orientation['decision']}"
                     if "rounds" in model.orientation:
                         stopped += f" (rounds: {', '.join(r['decision'] for r in model.orientation['rounds'])})"
+                if model.reordering:  # order_search: what the search of the within-block orders decided
+                    stopped += f"; block orders {model.reordering['decision']}"
             elif method == "crl_reference":  # the study's own settings, our splits and model selection
                 model = fit_reference(bench.modalities, latent_dims=dims, shared_dim=shared, seed=seed)
                 latents, splits, graph = model.encode(bench.modalities), model.splits, model.graph().to_numpy()
@@ -204,7 +211,8 @@ def main() -> None:
             graphs = row.pop("_graphs", None)
             if graphs is not None:  # every learned graph, matched: SHD at any threshold without refitting
                 with open(RESULTS / f"{name}_graphs.jsonl", "a") as handle:
-                    handle.write(json.dumps({"seed": seed, "method": method, **graphs}) + "\n")
+                    searches = {k: v for k, v in (("reordering", getattr(model, "reordering", None)),) if v}
+                    handle.write(json.dumps({"seed": seed, "method": method, **graphs, **searches}) + "\n")
             rows.append(row)
             print(row, flush=True)
             pd.DataFrame(rows).to_csv(RESULTS / f"{name}.csv", index=False)  # partial results survive an interruption

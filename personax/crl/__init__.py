@@ -8,6 +8,8 @@ Public surface:
 * :class:`CRLConfig` — every model and training option;
 * :func:`orient_shared` — turns a fitted model's shared block to the axes its prior fits best,
   if the validation ELBO says so (``fit(..., orient_shared=True)`` does it after training);
+* :func:`order_blocks` — puts each modality block of a fitted model in the within-block order its
+  prior fits best, if the validation ELBO says so (``fit(..., order_search=True)``);
 * :func:`fit_reference` — the original study's design with its defects, for comparison only;
 * :mod:`personax.crl.diagnostics` — MCC, block R², SHD, seed stability, edge frequency.
 
@@ -21,7 +23,8 @@ from personax.crl import diagnostics
 from personax.crl._fit import FittedCRL, fit, load_pretrained
 from personax.crl._model import CRLConfig
 from personax.crl._orient import orient_shared
+from personax.crl._order import order_blocks
 from personax.crl._reference import FittedReference, fit_reference
 
 __all__ = ["CRLConfig", "FittedCRL", "FittedReference", "diagnostics", "fit", "fit_reference", "load_pretrained",
-           "orient_shared"]
+           "order_blocks", "orient_shared"]

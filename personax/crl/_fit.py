@@ -206,6 +206,8 @@ class FittedCRL:
             the fixed sampling key :func:`validation_key`).
         orientation: With ``orient_shared``: the search of the shared block's axes and its
             decision (``personax.crl._orient.orient_shared``); else empty.
+        reordering: With ``order_search``: the search of the within-block orders and its
+            decision (``personax.crl._order.order_blocks``); else empty.
     """
 
     config: CRLConfig
@@ -217,6 +219,7 @@ class FittedCRL:
     stopped: str = ""
     best_val_elbo: float = float("nan")
     orientation: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reordering: dict[str, Any] = dataclasses.field(default_factory=dict)
     _encode_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
     _elbo_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -328,6 +331,7 @@ class FittedCRL:
             "best_val_elbo": self.best_val_elbo,
             "stopped": self.stopped,
             "orientation": self.orientation,
+            "reordering": self.reordering,
             "weights_sha256": hashlib.sha256(weights).hexdigest(),
             "weights_shapes": _shapes(self.params),
         }
@@ -449,7 +453,7 @@ def load_pretrained(directory: str | Path) -> FittedCRL:
         raise ValueError(f"{config_file}: no standardization for {sorted(missing)}")
     return FittedCRL(config=config, params=params, standardization=standardization, history=payload.get("history", []),
                      best_val_elbo=float(payload.get("best_val_elbo", float("nan"))), stopped=payload.get("stopped", ""),
-                     orientation=payload.get("orientation", {}))
+                     orientation=payload.get("orientation", {}), reordering=payload.get("reordering", {}))
 
 
 def validation_key(config: CRLConfig) -> jax.Array:
@@ -693,5 +697,10 @@ def fit(
         from personax.crl._orient import orient_shared  # it trains on through fit
 
         model = orient_shared(model, modalities, auxiliary=auxiliary, key=jax.random.fold_in(key, 1), progress=progress)
+        model.fit_seconds = time.perf_counter() - start
+    if config.order_search and initial_params is None:
+        from personax.crl._order import order_blocks  # it trains on through fit
+
+        model = order_blocks(model, modalities, auxiliary=auxiliary, key=jax.random.fold_in(key, 2), progress=progress)
         model.fit_seconds = time.perf_counter() - start
     return model

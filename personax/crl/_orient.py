@@ -42,12 +42,13 @@ ANGLES = tuple(np.arange(0.0, 90.0, 15.0))  # degrees; a 90-degree turn only swa
 
 
 def fit_prior(config: CRLConfig, params: Mapping[str, Any], latents: jax.Array, *, steps: int,
-              auxiliary: jax.Array | None = None) -> dict[str, Any]:
+              auxiliary: jax.Array | None = None, held: Sequence[str] = ()) -> dict[str, Any]:
     """The prior's parameters fitted to fixed latents (Adam, cosine schedule, the proximal L1 step
-    on A, weight decay on the mechanisms, as in ``fit``); other parameters are left as given."""
+    on A, weight decay on the mechanisms, as in ``fit``); other parameters, and the prior's
+    parameters named in ``held`` (e.g. ``order_potential``: the within-block order), are left as given."""
     module = CausalMultimodalVAE(config)
-    prior = {k: v for k, v in params.items() if k in PRIOR_PARAMS}
-    others = {k: v for k, v in params.items() if k not in PRIOR_PARAMS}
+    prior = {k: v for k, v in params.items() if k in PRIOR_PARAMS and k not in held}
+    others = {k: v for k, v in params.items() if k not in prior}
     schedule = optax.cosine_decay_schedule(config.learning_rate, steps, alpha=0.1)
     optimizer = optax.adam(schedule)
 
@@ -164,16 +165,19 @@ def _stacked_latents(model: FittedCRL, modalities) -> np.ndarray:
 
 
 def fit_stop(model: FittedCRL) -> tuple[str, int]:
-    """How the fit's own training ended, before any search of the shared axes, and its epochs.
+    """How the fit's own training ended, before any search of the shared axes or of the
+    within-block orders, and its epochs.
 
-    After ``orient_shared`` trained on, ``model.stopped`` says how the training on ended (its
-    ``orient_epochs`` cap, or early stopping) and ``model.history`` runs on through it; whether the
-    fit itself converged is ``orientation["given_stopped"]`` of the first search.
+    After ``orient_shared`` or ``order_search`` trained on, ``model.stopped`` says how the last
+    training on ended (its ``orient_epochs`` cap, or early stopping) and ``model.history`` runs on
+    through it; whether the fit itself converged is ``given_stopped`` of the first search.
     """
     record = model.orientation or {}
-    rounds = [r for r in record.get("rounds", [record]) if isinstance(r, Mapping)]
-    stopped = rounds[0].get("given_stopped", model.stopped) if rounds else model.stopped
-    trained_on = sum(int(r.get("epochs", 0)) for r in rounds if "trained_on_val_elbo" in r)
+    searches = [r for r in record.get("rounds", [record]) if isinstance(r, Mapping) and r]
+    if model.reordering:
+        searches.append(model.reordering)
+    stopped = searches[0].get("given_stopped", model.stopped) if searches else model.stopped
+    trained_on = sum(int(r.get("epochs", 0)) for r in searches if "trained_on_val_elbo" in r)
     return stopped, len(model.history) - trained_on
 
 
@@ -284,22 +288,35 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     new_latents = _stacked_latents(turned, modalities)
     params = jax.device_get(fit_prior(config, params, jnp.asarray(new_latents[fitted], jnp.float32),
                                       steps=4 * steps, auxiliary=None if aux is None else jnp.asarray(aux[fitted])))
-    options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
-               if f.name not in ("shared_dim", "latent_dims", "measurements", "input_dims", "auxiliary_dim", "seed")}
-    options.update(max_epochs=config.orient_epochs, orient_shared=False, orient_rounds=1,
-                   learning_rate=config.orient_learning_rate or config.learning_rate)
-    # The given model and the turned one train on side by side, for the same epochs (two warm-started
-    # restarts, which share one random stream: a paired comparison): the better validation ELBO is
-    # returned, so the turn is kept only when it beats the same extra training without it.
-    tuned = fit(modalities, latent_dims=config.latent_dims, shared_dim=ds, seed=config.seed, auxiliary=aux,
-                progress=progress, initial_params=[jax.device_get(model.params), params], **options)
-    best = np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
+    tuned, best = train_on_side_by_side(model, params, modalities, auxiliary=aux, progress=progress)
     record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "turned": round(float(best[1]), 4)},
                   epochs=len(tuned.history), trained_on_stopped=tuned.stopped, matrix=np.round(matrix, 6).tolist())
     if best[1] > best[0]:
         record["decision"] = "kept"
     else:
         record.update(decision="rejected", reason="the given axes, trained on, score a higher validation ELBO")
+    return dataclasses.replace(tuned, config=config, history=continued_history(model, tuned), orientation=record,
+                               reordering=model.reordering)
+
+
+def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modalities: Mapping[str, Sequence[np.ndarray]],
+                          *, auxiliary: np.ndarray | None, progress: bool) -> tuple[FittedCRL, np.ndarray]:
+    """The given model and a candidate (parameters of the same model) trained on side by side for
+    ``orient_epochs`` (early stopping applies), as two warm-started restarts that share one random
+    stream: a paired comparison. Returns the better one, trained on, and both best validation ELBOs
+    (given, candidate); the returned parameters are the ones that scored the higher."""
+    config = model.config
+    options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+               if f.name not in ("shared_dim", "latent_dims", "measurements", "input_dims", "auxiliary_dim", "seed")}
+    options.update(max_epochs=config.orient_epochs, orient_shared=False, orient_rounds=1, order_search=False,
+                   learning_rate=config.orient_learning_rate or config.learning_rate)
+    tuned = fit(modalities, latent_dims=config.latent_dims, shared_dim=config.shared_dim, seed=config.seed,
+                auxiliary=auxiliary, progress=progress, initial_params=[jax.device_get(model.params), candidate],
+                **options)
+    return tuned, np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
+
+
+def continued_history(model: FittedCRL, tuned: FittedCRL) -> list[dict]:
+    """The model's history followed by the training on's epochs, numbered on."""
     offset = len(model.history)
-    history = model.history + [{**entry, "epoch": entry["epoch"] + offset} for entry in tuned.history]
-    return dataclasses.replace(tuned, config=config, history=history, orientation=record)
+    return model.history + [{**entry, "epoch": entry["epoch"] + offset} for entry in tuned.history]

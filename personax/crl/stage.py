@@ -323,12 +323,14 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         "measurements": measurement_names,
         "epochs": model.history[-1]["epoch"],
         **({"best_val_elbo": model.best_val_elbo, "test_elbo": test_elbo.result(),
-            # how the fit itself ended, before the search of the shared axes and its training on
+            # how the fit itself ended, before the searches of the shared axes and block orders and their training on
             # (orientation "trained_on_stopped" says how that ended); "epochs" counts both
             "stopped": fit_stop(model)[0], "fit_epochs": fit_stop(model)[1],
             "missing_entries": missing_entries(data),
             # crl.fit.orient_shared: the search of the shared block's axes and its decision
-            **({"orientation": _without_matrices(model.orientation)} if model.orientation else {})}
+            **({"orientation": _without_matrices(model.orientation)} if model.orientation else {}),
+            # crl.fit.order_search: the search of the within-block orders and its decision
+            **({"reordering": model.reordering} if model.reordering else {})}
            if kind == "personax" else
            {"best_val_loss": min(h["val_loss"] for h in model.history), "test_loss": model.loss(test_data)["total"]}),
         "fit_seconds": round(model.fit_seconds, 2),

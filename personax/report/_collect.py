@@ -292,9 +292,12 @@ def _unreliable(ctx: _Context) -> list[Finding]:
     if metrics.get("stopped") == "epoch cap":  # the fit's own stop, before any training on after the search
         epochs = metrics.get("fit_epochs", metrics.get("epochs"))
         after = metrics.get("epochs", epochs) - epochs if isinstance(epochs, int) else 0
+        searched = " and ".join(name for key, name in (("orientation", "the shared axes"),
+                                                       ("reordering", "the within-block orders"))
+                                if "trained_on_val_elbo" in (metrics.get(key) or {})) or "the shared axes"
         items.append(Finding(f"CRL training stopped at the epoch cap ({epochs} epochs), not by early stopping: the "
                              "model may not have converged" + (f" (the {after} epochs of training on after the search of "
-                                                               "the shared axes do not change that)" if after else "")
+                                                               f"{searched} do not change that)" if after else "")
                              + ".", _anchor("Training curves"), "warning"))
     for warning in metrics.get("warnings", []):
         items.append(Finding(f"CRL: {warning}.", _anchor(CRL_TITLE), "warning"))
@@ -569,6 +572,23 @@ def orientation_sentence(record: Mapping[str, Any] | None) -> str:
         "Shared block's axes: kept as fitted after the search."
 
 
+def reordering_sentence(record: Mapping[str, Any] | None) -> str:
+    """What ``crl.fit.order_search`` did to the within-block orders, in a sentence ("" if it did not run)."""
+    if not isinstance(record, Mapping) or "decision" not in record:
+        return ""
+    decision, scores = record["decision"], record.get("trained_on_val_elbo") or {}
+    if decision == "skipped":
+        return f"Within-block orders: not searched ({record.get('reason', 'no reason given')})."
+    if decision == "kept":
+        orders = "; ".join(f"{block}: {' < '.join(order)}" for block, order in (record.get("returned_orders") or {}).items())
+        return (f"Within-block orders: changed after the fit to the orders the causal prior fits best ({orders}); "
+                f"the reordered model, trained on, scored validation ELBO {scores.get('reordered')} against "
+                f"{scores.get('given')} for the same training without the change (metrics.json reordering).")
+    why = record.get("reason", "")
+    return f"Within-block orders: kept as fitted after the search ({why})." if why else \
+        "Within-block orders: kept as fitted after the search."
+
+
 def crl_metrics_section(ctx: _Context) -> Section:
     section, metrics = ctx.start(CRL_TITLE, A.CRL_METRICS)
     if metrics is None:
@@ -578,9 +598,9 @@ def crl_metrics_section(ctx: _Context) -> Section:
     section.blocks.append(key_value_table({k: v for k, v in metrics.items()
                                            if not isinstance(v, Mapping) and k != "warnings"},
                                           A.CRL_METRICS.relpath(), header=("metric", "value")))
-    orientation = orientation_sentence(metrics.get("orientation"))
-    if orientation:
-        section.blocks.append(Note(orientation))
+    for sentence in (orientation_sentence(metrics.get("orientation")), reordering_sentence(metrics.get("reordering"))):
+        if sentence:
+            section.blocks.append(Note(sentence))
     if metrics.get("measurements"):
         section.blocks.append(Heading("Measurements"))
         section.blocks.append(Table(["modality", "measurements (one per row of the model's inputs)"],

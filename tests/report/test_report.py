@@ -186,6 +186,23 @@ def test_the_crl_section_says_what_the_search_of_the_shared_axes_did(hostile_bio
     assert "Shared block's axes: " + sentence in section
 
 
+@pytest.mark.parametrize("reordering, sentence", [
+    ({"decision": "kept", "trained_on_val_elbo": {"given": 42.70, "reordered": 42.81},
+      "returned_orders": {"image": ["image2", "image1"], "text": ["text1", "text2"]}},
+     "Within-block orders: changed after the fit to the orders the causal prior fits best (image: image2 < image1; "
+     "text: text1 < text2); the reordered model, trained on, scored validation ELBO 42.81 against 42.7 for the same "
+     "training without the change (metrics.json reordering)."),
+    ({"decision": "rejected", "reason": "the prior fits the given orders best"},
+     "Within-block orders: kept as fitted after the search (the prior fits the given orders best)."),
+    ({"decision": "skipped", "reason": "no causal prior"}, "Within-block orders: not searched (no causal prior)."),
+    (None, ""),
+])
+def test_the_crl_section_says_what_the_search_of_the_block_orders_did(reordering, sentence):
+    from personax.report._collect import reordering_sentence
+
+    assert reordering_sentence(reordering) == sentence
+
+
 
 @pytest.mark.parametrize("metrics, warning", [
     # the fit ran to its cap; the training on after the search stopped early: still not converged
@@ -194,6 +211,12 @@ def test_the_crl_section_says_what_the_search_of_the_shared_axes_did(hostile_bio
      "(the 40 epochs of training on after the search of the shared axes do not change that)."),
     ({"stopped": "epoch cap", "epochs": 300, "fit_epochs": 300},
      "CRL training stopped at the epoch cap (300 epochs), not by early stopping: the model may not have converged."),
+    # both searches trained on: the warning names both
+    ({"stopped": "epoch cap", "epochs": 420, "fit_epochs": 300,
+      "orientation": {"decision": "kept", "trained_on_val_elbo": {}}, "reordering": {"decision": "rejected",
+                                                                                      "trained_on_val_elbo": {}}},
+     "(the 120 epochs of training on after the search of the shared axes and the within-block orders do not change "
+     "that)."),
     # the fit stopped early; the training on ran its 60 epochs to their cap, as it is meant to: no warning
     ({"stopped": "early stopping on validation", "epochs": 180, "fit_epochs": 120}, None),
 ])
