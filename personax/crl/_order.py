@@ -34,7 +34,7 @@ import numpy as np
 
 from personax.crl._fit import FittedCRL, _init_params
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
-from personax.crl._orient import PRIOR_PARAMS, _stacked_latents, continued_history, fit_prior, train_on_side_by_side
+from personax.crl._orient import _stacked_latents, continued_history, fit_prior, search_rows, train_on_side_by_side
 
 MAX_SEARCHED_BLOCK = 5  # a block of k latents has k! orders: 120 prior fits at most per block
 ORDER_GAP = 2.0  # potentials written for a chosen order are this far apart (4 sigmoid temperatures at 0.5)
@@ -116,40 +116,6 @@ def search_block_orders(config: CRLConfig, potentials: np.ndarray, train: np.nda
     return chosen, records
 
 
-def standardised_latents(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]]) -> np.ndarray:
-    """Posterior means [s, z(1), ...] of every row, each latent standardised on the training rows."""
-    latents = _stacked_latents(model, modalities).astype(np.float64)
-    train = model.splits["train"]
-    return (latents - latents[train].mean(0)) / latents[train].std(0)
-
-
-def search_rows(model: FittedCRL) -> np.ndarray:
-    """The training rows of the search's full-batch prior fits: at most ``orient_rows``, a fixed random subset."""
-    train, config = model.splits["train"], model.config
-    if len(train) <= config.orient_rows:
-        return train
-    return np.sort(np.random.default_rng(config.seed).choice(train, config.orient_rows, replace=False))
-
-
-def reordered(model: FittedCRL, potentials: np.ndarray, modalities: Mapping[str, Sequence[np.ndarray]], *,
-              auxiliary: np.ndarray | None, steps: int, key: jax.Array | None = None) -> FittedCRL:
-    """The model with these order potentials, its prior refitted (order held) to its latents on
-    the search rows, from a fresh start drawn with ``key`` (None: from the model's prior);
-    encoders and decoders unchanged."""
-    latents = _stacked_latents(model, modalities)
-    rows = search_rows(model)
-    params = dict(jax.device_get(model.params))
-    if key is not None:
-        fresh = _init_params(model.config, key)
-        params.update({k: v for k, v in jax.device_get(fresh).items() if k in PRIOR_PARAMS})
-    params["order_potential"] = np.asarray(potentials, np.float32)
-    aux = None if auxiliary is None else jnp.asarray(np.asarray(auxiliary, np.float32).reshape(len(latents), -1)[rows])
-    latents = latents[rows]
-    params = jax.device_get(fit_prior(model.config, params, jnp.asarray(latents, jnp.float32), steps=steps,
-                                      auxiliary=aux, held=("order_potential",)))
-    return dataclasses.replace(model, params=params, _encode_fn=None, _elbo_fn=None)
-
-
 def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], *,
                  auxiliary: np.ndarray | None = None, steps: int | None = None, key: jax.Array,
                  progress: bool = False) -> FittedCRL:
@@ -196,9 +162,11 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                   "the within-block order is fixed (within_block_order: fixed)" if config.within_block_order != "learned"
                   else f"no modality block has 2 to {MAX_SEARCHED_BLOCK} latents")
         return dataclasses.replace(model, reordering={"decision": "skipped", "reason": reason})
-    latents = standardised_latents(model, modalities)
-    rows, val = search_rows(model), model.splits["val"]
-    aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(latents), -1)
+    raw = _stacked_latents(model, modalities)  # encoded once: standardised for the search, raw for the refit
+    train, val, rows = model.splits["train"], model.splits["val"], search_rows(model)
+    latents = raw.astype(np.float64)
+    latents = (latents - latents[train].mean(0)) / latents[train].std(0)
+    aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(raw), -1)
     given = np.asarray(jax.device_get(model.params["order_potential"]), np.float32)
     potentials, searched = search_block_orders(config, given, latents[rows], latents[val], steps=steps, key=key,
                                                auxiliary=None if aux is None else (aux[rows], aux[val]))
@@ -207,7 +175,11 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     if all(entry["chosen"] == entry["given"] for entry in searched):
         return dataclasses.replace(model, reordering={**record, "decision": "rejected",
                                                       "reason": "the prior fits the given orders best"})
-    candidate = reordered(model, potentials, modalities, auxiliary=aux, steps=4 * config.orient_steps).params
+    # the reordered model's prior refitted (warm start, order held) to its latents on the search rows
+    candidate = jax.device_get(fit_prior(config, {**jax.device_get(model.params), "order_potential": potentials},
+                                         jnp.asarray(raw[rows], jnp.float32), steps=4 * config.orient_steps,
+                                         auxiliary=None if aux is None else jnp.asarray(aux[rows]),
+                                         held=("order_potential",)))
     tuned, best = train_on_side_by_side(model, candidate, modalities, auxiliary=aux, progress=progress)
     record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "reordered": round(float(best[1]), 4)},
                   epochs=len(tuned.history), trained_on_stopped=tuned.stopped,

@@ -164,6 +164,14 @@ def _stacked_latents(model: FittedCRL, modalities) -> np.ndarray:
     return np.concatenate([encoded["shared"], *(encoded[m] for m in model.config.latent_dims)], axis=1)
 
 
+def search_rows(model: FittedCRL) -> np.ndarray:
+    """The training rows of a search's full-batch prior fits: at most ``orient_rows``, a fixed random subset."""
+    train, config = model.splits["train"], model.config
+    if len(train) <= config.orient_rows:
+        return train
+    return np.sort(np.random.default_rng(config.seed).choice(train, config.orient_rows, replace=False))
+
+
 def fit_stop(model: FittedCRL) -> tuple[str, int]:
     """How the fit's own training ended, before any search of the shared axes or of the
     within-block orders, and its epochs.
@@ -271,9 +279,7 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     standardised = (latents - latents[train].mean(0)) / latents[train].std(0)
     standardised[:, :ds] = (latents[:, :ds] - centre) @ whitening.T
     aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(latents), -1)
-    # the prior fits below are full batch: at most orient_rows training rows, a fixed random subset
-    fitted = train if len(train) <= config.orient_rows else np.sort(
-        np.random.default_rng(config.seed).choice(train, config.orient_rows, replace=False))
+    fitted = search_rows(model)
     rotation, scores = search_shared_axes(config, standardised[fitted], standardised[val], steps=steps, key=key,
                                           auxiliary=None if aux is None else (aux[fitted], aux[val]))
     record: dict[str, Any] = {"search": scores, "search_rows": len(fitted), "given_val_elbo": model.best_val_elbo,
