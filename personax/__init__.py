@@ -12,6 +12,10 @@ Example:
 
 __version__ = "0.1.0"
 
+from personax._compilation_cache import enable_compilation_cache  # noqa: E402  (jax loads on first use)
+
+__all__ = ["enable_compilation_cache", "load_pretrained"]
+
 
 def load_pretrained(directory):
     """Loads a CRL model saved with ``save_pretrained`` (see :func:`personax.crl.load_pretrained`)."""

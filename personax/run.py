@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from personax._compilation_cache import enable_compilation_cache
 from personax._config_checks import ConfigError, check_config, check_person_columns
 from personax._secrets import redact
 from personax.artifacts import PERSONS, REPORT_HTML
@@ -132,6 +133,7 @@ def main(config: DictConfig) -> None:
     debug = config.get("debug", False) is True
     quiet_third_party_loggers()
     try:
+        enable_compilation_cache(config.get("compilation_cache"))
         _preflight(config, workdir)
         statuses = run_pipeline(config, workdir)
     except Exception as err:

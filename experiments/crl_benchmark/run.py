@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA, FastICA
 
+from personax import enable_compilation_cache
 from personax.crl import diagnostics as D
 from personax.crl import fit, fit_reference
 from personax.crl._baselines import BASELINES, baseline_latents
@@ -153,6 +155,9 @@ def argument_parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = argument_parser().parse_args()
+    # as `python -m personax.run` does: with $PERSONAX_COMPILATION_CACHE set, the seeds after the first
+    # load their training programs (the same shapes) instead of compiling them
+    enable_compilation_cache(os.environ.get("PERSONAX_COMPILATION_CACHE"))
     if args.summarise:
         name = args.dataset + (f"_{args.tag}" if args.tag else "")
         frame = pd.read_csv(RESULTS / f"{name}.csv")

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -468,6 +469,11 @@ def _placed(shapes: Any, sharding: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
+def _abstract(arrays: Any, sharding: Any) -> Any:
+    """The shapes and dtypes of ``arrays`` (a pytree), placed on ``sharding``: to compile ahead of time."""
+    return _placed(jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), arrays), sharding)
+
+
 def _init_params(config: CRLConfig, key: jax.Array):
     # lazy_init traces only the parameter initialisers (the same values as init), so the
     # compiled program does not carry a forward pass.
@@ -602,7 +608,7 @@ def fit(
                 views[0], temperature=config.contrastive_temperature, pairs=config.contrastive_pairs)
         return loss
 
-    def step(carry, rows):
+    def step(carry, rows, train):
         p, state, rng = carry
         rng, sub = jax.random.split(rng)
         batch = {k: v[rows] for k, v in train.items()}
@@ -618,15 +624,18 @@ def fit(
             p = proximal_l1_at(p, state[0], (name, "weight"), step_size, sparse_decoders[name])
         return (p, state, rng), loss
 
-    def one_epoch(p, state, rng):
+    def one_epoch(p, state, rng, train):
         rng, perm_key = jax.random.split(rng)
         order = jax.random.permutation(perm_key, len(train_rows))[: n_batches * batch_size]
-        (p, state, rng), losses = jax.lax.scan(step, (p, state, rng), order.reshape(n_batches, batch_size))
+        (p, state, rng), losses = jax.lax.scan(functools.partial(step, train=train), (p, state, rng),
+                                               order.reshape(n_batches, batch_size))
         return p, state, rng, jnp.mean(losses)
 
-    epoch = jax.jit(jax.vmap(one_epoch))
-    validation_elbo = jax.jit(jax.vmap(lambda p, rng: jnp.mean(module.apply({"params": p}, val, rng)[0]),
-                                       in_axes=(0, None)))
+    # The data are arguments, not constants folded into the programs, so a program's key in the
+    # compilation cache depends on the shapes alone (the same for every seed of a cohort size).
+    epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, None)))
+    validation_fn = jax.jit(jax.vmap(lambda p, rng, rows: jnp.mean(module.apply({"params": p}, rows, rng)[0]),
+                                     in_axes=(0, None, None)))
 
     @jax.jit
     def keep_improved(improved, new, old):
@@ -650,14 +659,22 @@ def fit(
     placement = replicated if sharding is not None else None
     param_shapes = _placed(jax.eval_shape(init, init_keys), placement)
     state_shapes = _placed(jax.eval_shape(optimizer_init, param_shapes), placement)
+    train_shapes, val_shapes = _abstract(train, placement), _abstract(val, placement)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        epoch_compiled = pool.submit(lambda: epoch.lower(param_shapes, state_shapes, keys).compile())
-        validation_compiled = pool.submit(lambda: validation_elbo.lower(param_shapes, val_key).compile())
+        epoch_compiled = pool.submit(lambda: epoch_fn.lower(param_shapes, state_shapes, keys, train_shapes).compile())
+        validation_compiled = pool.submit(lambda: validation_fn.lower(param_shapes, val_key, val_shapes).compile())
         params = init(init_keys)
         opt_state = optimizer_init(params)
         if sharding is not None:
-            params, opt_state = jax.device_put((params, opt_state), replicated)
-        epoch, validation_elbo = epoch_compiled.result(), validation_compiled.result()
+            params, opt_state, train, val = jax.device_put((params, opt_state, train, val), replicated)
+        epoch_program, validation_program = epoch_compiled.result(), validation_compiled.result()
+
+    def epoch(params, opt_state, keys):
+        return epoch_program(params, opt_state, keys, train)
+
+    def validation_elbo(params, key):
+        return validation_program(params, key, val)
+
     bar.set_description("crl")
     curves: list[tuple[np.ndarray, np.ndarray]] = []
     best = np.full(restarts, -np.inf)

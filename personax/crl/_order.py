@@ -89,7 +89,7 @@ def search_block_orders(config: CRLConfig, potentials: np.ndarray, train: np.nda
     names = config.latent_names
 
     @jax.jit
-    def scored(potential_sets):
+    def scored(potential_sets, initial, train, val, aux_train, aux_val):  # data as arguments, not constants
         def one(potential):
             params = fit_prior(config, {**initial, "order_potential": potential}, train, steps=steps,
                                auxiliary=aux_train, held=("order_potential",))
@@ -105,7 +105,8 @@ def search_block_orders(config: CRLConfig, potentials: np.ndarray, train: np.nda
         current = block_order(config, given, block)
         orders = list(itertools.permutations(current))  # the given order first: ties keep it
         candidates = np.stack([with_block_order(given, order) for order in orders])
-        per_node = np.asarray(scored(jnp.asarray(candidates)), dtype=np.float64)
+        per_node = np.asarray(scored(jnp.asarray(candidates), initial, train, val, aux_train, aux_val),
+                              dtype=np.float64)
         log_lik = per_node[:, list(current)].sum(1)
         best = int(np.nanargmax(log_lik))
         if best != 0:

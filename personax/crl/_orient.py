@@ -106,7 +106,7 @@ def search_shared_axes(config: CRLConfig, train: np.ndarray, val: np.ndarray, *,
     initial = _init_params(config, key)
 
     @jax.jit
-    def scored(turns):
+    def scored(turns, initial, train, val, aux_train, aux_val):  # data as arguments, not constants (any cohort's)
         def one(turn):
             def turned(u):
                 return u.at[:, :ds].set(u[:, :ds] @ turn.T)
@@ -118,7 +118,7 @@ def search_shared_axes(config: CRLConfig, train: np.ndarray, val: np.ndarray, *,
     for i in range(ds):
         for j in range(i + 1, ds):
             turns = np.stack([_givens(ds, i, j, a) @ rotation for a in angles]).astype(np.float32)
-            log_lik = np.asarray(scored(jnp.asarray(turns)), dtype=np.float64)
+            log_lik = np.asarray(scored(jnp.asarray(turns), initial, train, val, aux_train, aux_val), dtype=np.float64)
             best = int(np.nanargmax(log_lik))
             chosen = float(angles[best])
             if chosen != 0.0:  # the vertex of the parabola through the best angle and its neighbours
