@@ -3,8 +3,8 @@
 A CRL fit spends 20-30 s compiling its training programs on a 2-core CPU before its first
 epoch (the demo's: about 29 s), and every fit in a new process compiles them again. With the
 cache on, JAX keeps each compiled program on disk, keyed by the program and the compiler; a
-later fit of the same shapes (another seed, a sweep's next job, a rerun of the stage, the
-training on after a search) loads it instead. The data are arguments of those programs, not
+later fit of the same shapes (another seed, a sweep's next job, a rerun of the stage) loads
+it instead. The data are arguments of those programs, not
 constants in them (``personax.crl.fit``), so the key does not depend on the cohort's values.
 
 It is off by default: on some machines and jaxlib builds JAX's CPU cache is known to reject
@@ -12,10 +12,12 @@ its own entries (it then recompiles, losing nothing but time) or, after jaxlib w
 place, to crash while loading one (docs/crl.md, "Compile time"). Delete the folder to start
 afresh; nothing else is kept in it.
 
+In your own code, call ``personax.enable_compilation_cache("~/.cache/personax/xla")`` before the
+first fit (the setting is the whole process's, so this example leaves it alone).
+
 Example:
-    >>> import tempfile, jax
-    >>> folder = enable_compilation_cache(tempfile.mkdtemp())
-    >>> jax.config.jax_compilation_cache_dir == str(folder)
+    >>> from personax import enable_compilation_cache
+    >>> enable_compilation_cache(None) is None  # None, the default: JAX is left as it is
     True
 """
 
