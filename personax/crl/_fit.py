@@ -463,15 +463,11 @@ def validation_key(config: CRLConfig) -> jax.Array:
 
 
 def _placed(shapes: Any, sharding: Any) -> Any:
-    """``jax.eval_shape``'s output placed on ``sharding`` (None: the default device), to compile ahead of time."""
+    """Shapes (``jax.eval_shape``'s output, or the arrays themselves) placed on ``sharding`` (None: the
+    default device), to compile ahead of time."""
     if sharding is None:
         return shapes
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
-
-
-def _abstract(arrays: Any, sharding: Any) -> Any:
-    """The shapes and dtypes of ``arrays`` (a pytree), placed on ``sharding``: to compile ahead of time."""
-    return _placed(jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), arrays), sharding)
 
 
 def _init_params(config: CRLConfig, key: jax.Array):
@@ -659,7 +655,7 @@ def fit(
     placement = replicated if sharding is not None else None
     param_shapes = _placed(jax.eval_shape(init, init_keys), placement)
     state_shapes = _placed(jax.eval_shape(optimizer_init, param_shapes), placement)
-    train_shapes, val_shapes = _abstract(train, placement), _abstract(val, placement)
+    train_shapes, val_shapes = _placed(train, placement), _placed(val, placement)
     with ThreadPoolExecutor(max_workers=2) as pool:
         epoch_compiled = pool.submit(lambda: epoch_fn.lower(param_shapes, state_shapes, keys, train_shapes).compile())
         validation_compiled = pool.submit(lambda: validation_fn.lower(param_shapes, val_key, val_shapes).compile())
