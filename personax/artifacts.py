@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ARTIFACTS", "Artifact", "artifact", "atomic_path", "parse_reference", "read_json", "write_json", "write_npy",
-    "write_parquet", "write_text",
+    "ARTIFACTS", "Artifact", "artifact", "atomic_path", "parse_reference", "read_json", "remove_with_leftovers",
+    "write_json", "write_npy", "write_parquet", "write_text",
 ]
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -61,14 +61,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden, and ending like the target, so writers that infer the format from the suffix work.
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    tmp = _temporary(path, str(os.getpid()))
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _temporary(path: Path, pid: str) -> Path:
+    # Hidden, and ending like the target, so writers that infer the format from the suffix work.
+    return path.with_name(f".{path.stem}.tmp-{pid}{path.suffix}")
+
+
+def remove_with_leftovers(path: str | os.PathLike[str]) -> None:
+    """Deletes ``path`` and the temporary files of :func:`atomic_path` writes to it that a killed
+    process left behind (call it only while no other process writes there, e.g. under the run lock)."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    for leftover in path.parent.glob(_temporary(path, "*").name):
+        leftover.unlink(missing_ok=True)
 
 
 def _json_default(obj: Any) -> Any:
@@ -157,6 +170,7 @@ _FORMATS: dict[str, tuple[Any, Any]] = {
     "ground_truth": (_read_truth, _write_truth),
     "folder": (None, None),
     "sqlite": (None, None),
+    "msgpack": (None, None),
 }
 
 
@@ -173,8 +187,10 @@ class Artifact:
         writer: The only stage that writes it.
         format: ``parquet``, ``json``, ``npy``, ``png``, ``markdown``, ``html``,
             ``ground_truth`` (a folder read as :class:`personax.data.truth.GroundTruth`),
-            ``folder`` or ``sqlite``.
+            ``folder``, ``sqlite`` or ``msgpack``.
         description: What it holds, for the docs and the closing artifact table.
+        private: Only its writer reads it (the stage's own working state, such as a
+            checkpoint): no other stage, the report included, may declare it as an input.
     """
 
     name: str
@@ -182,6 +198,7 @@ class Artifact:
     writer: str
     format: str
     description: str
+    private: bool = False
 
     @property
     def is_family(self) -> bool:
@@ -238,10 +255,10 @@ class Artifact:
 ARTIFACTS: dict[str, Artifact] = {}
 
 
-def _declare(name: str, path: str, writer: str, format: str, description: str) -> Artifact:
+def _declare(name: str, path: str, writer: str, format: str, description: str, *, private: bool = False) -> Artifact:
     if name in ARTIFACTS:
         raise ValueError(f"artifact {name!r} declared twice")
-    item = Artifact(name, path, writer, format, description)
+    item = Artifact(name, path, writer, format, description, private)
     ARTIFACTS[name] = item
     return item
 
@@ -343,6 +360,9 @@ CRL_GRAPH = _declare("crl_graph", "crl/graph.json", "crl", "json", "the learned 
 CRL_GRAPH_FIGURE = _declare("crl_graph_figure", "crl/graph.png", "crl", "png", "the learned DAG, drawn")
 CRL_PC_GRAPH = _declare("crl_pc_graph", "crl/pc_graph.json", "crl", "json", "PC (causal-learn) on the latents")
 CRL_PC_GRAPH_FIGURE = _declare("crl_pc_graph_figure", "crl/pc_graph.png", "crl", "png", "the PC graph, drawn")
+CRL_FIT_CHECKPOINT = _declare("crl_fit_checkpoint", "crl/fit_checkpoint.msgpack", "crl", "msgpack",
+                               "the fit's training state while the stage runs, saved every 30 s (removed when the "
+                               "stage finishes): a rerun after a crash resumes the fit from it", private=True)
 CRL_CURVE = _declare("crl_training_curve", "crl/training_curve.png", "crl", "png", "training / validation curves")
 CRL_METRICS = _declare("crl_metrics", "crl/metrics.json", "crl", "json",
                        "fit summary: people, measurements used, ELBOs, edges, warnings, recovery")

@@ -126,7 +126,8 @@ STAGES: dict[str, StageSpec] = {
         # (seed flows into each block) and `stages`, so a new stage list rebuilds it.
         StageSpec("report", "personax.report.stage:run",
                   config_keys=("report", "stages", "data", "embeddings", "traits", "independence", "crl"),
-                  optional_inputs=tuple(a for a in A.ARTIFACTS.values() if a.writer != "report"), after_any_rerun=True),
+                  optional_inputs=tuple(a for a in A.ARTIFACTS.values() if a.writer != "report" and not a.private),
+                  after_any_rerun=True),
     ]
 }
 

@@ -265,3 +265,11 @@ def test_the_docs_show_the_contract_as_declared():
 
     docs = (Path(pipeline.__file__).resolve().parents[1] / "docs" / "pipeline.md").read_text(encoding="utf-8")
     assert pipeline.artifact_table({"personax.sweep": READS}) in docs
+
+
+def test_no_stage_reads_another_stage_s_private_artifact():
+    """A private artifact (a stage's working state, such as the crl fit's checkpoint) has no reader."""
+    private = [item for item in artifacts.ARTIFACTS.values() if item.private]
+    assert artifacts.CRL_FIT_CHECKPOINT in private
+    for spec in pipeline.STAGES.values():
+        assert not [item.name for item in private if item.writer != spec.name and spec.reads(item)], spec.name

@@ -15,6 +15,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,9 +30,12 @@ import optax
 import pandas as pd
 from flax import serialization
 
+from personax.crl import _checkpoint
 from personax.crl._contrastive import multiview_infonce
 from personax.crl._model import (AUXILIARY, CausalMultimodalVAE, CRLConfig, input_dim, level_key, mask_key,
                                   measurement_keys, normalised_edge_functions, sparse_block_rows)
+
+log = logging.getLogger(__name__)
 
 FORMAT = "personax-crl-v2"  # v2: config.json carries the weights' SHA-256 and every parameter's shape
 
@@ -209,6 +214,9 @@ class FittedCRL:
             decision (``personax.crl._orient.orient_shared``); else empty.
         reordering: With ``order_search``: the search of the within-block orders and its
             decision (``personax.crl._order.order_blocks``); else empty.
+        resumed_at_epoch: When :func:`fit` resumed from a checkpoint, the epochs that
+            checkpoint had done (0 to ``max_epochs``); else None. Like ``fit_seconds`` it
+            describes this process's fit and is not saved with the model.
     """
 
     config: CRLConfig
@@ -221,6 +229,7 @@ class FittedCRL:
     best_val_elbo: float = float("nan")
     orientation: dict[str, Any] = dataclasses.field(default_factory=dict)
     reordering: dict[str, Any] = dataclasses.field(default_factory=dict)
+    resumed_at_epoch: int | None = None
     _encode_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
     _elbo_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -497,6 +506,7 @@ def fit(
     auxiliary: np.ndarray | None = None,
     progress: bool = False,
     initial_params: Any = None,
+    checkpoint: str | os.PathLike[str] | None = None,
     **overrides: Any,
 ) -> FittedCRL:
     """Fits the causal multimodal VAE.
@@ -515,6 +525,11 @@ def fit(
             each as a restart, side by side, and keeps the best validation ELBO. Warm starts share
             one random stream (the same batches and sampling noise): a paired comparison, where
             the restarts differ only by where they start.
+        checkpoint: A file for the training loop's state, saved every 30 s and when training
+            ends; a fit given a checkpoint of the same configuration and data resumes from it
+            and returns the model an uninterrupted fit would (:mod:`personax.crl._checkpoint`).
+            The searches after the training (``orient_shared``, ``order_search``) run again.
+            Ignored with ``initial_params``. The caller removes the file when done with it.
         **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).
 
     Measurements may contain NaN for missing entries (e.g. a rater's "insufficient
@@ -648,7 +663,7 @@ def fit(
     from tqdm.auto import tqdm
 
     # Shown from the start: compiling takes tens of seconds before the first epoch.
-    bar = tqdm(range(config.max_epochs), desc="crl (compiling)", unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(total=config.max_epochs, desc="crl (compiling)", unit="epoch", disable=not progress, leave=False)
     # The training epoch, the validation ELBO and the initialisation compile side by side (XLA
     # releases the GIL while it compiles), from the shapes of their inputs alone: about 6 s less
     # wall time per stage-default fit on 2 CPU cores (experiments/benchmarks/results/crl_compile_ab.md).
@@ -656,14 +671,43 @@ def fit(
     param_shapes = _placed(jax.eval_shape(init, init_keys), placement)
     state_shapes = _placed(jax.eval_shape(optimizer_init, param_shapes), placement)
     train_shapes, val_shapes = _placed(train, placement), _placed(val, placement)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        epoch_compiled = pool.submit(lambda: epoch_fn.lower(param_shapes, state_shapes, keys, train_shapes).compile())
-        validation_compiled = pool.submit(lambda: validation_fn.lower(param_shapes, val_key, val_shapes).compile())
-        params = init(init_keys)
-        opt_state = optimizer_init(params)
-        if sharding is not None:
-            params, opt_state, train, val = jax.device_put((params, opt_state, train, val), replicated)
-        epoch_program, validation_program = epoch_compiled.result(), validation_compiled.result()
+
+    def fresh(params: Any, opt_state: Any) -> _checkpoint.TrainingState:
+        return _checkpoint.TrainingState(
+            epochs_done=0, params=params, opt_state=opt_state, keys=keys, best_params=params,
+            best=np.full(restarts, -np.inf),
+            patience_reference=np.full(restarts, -np.inf),  # the best ELBO that last beat its predecessor by min_delta
+            waited=np.zeros(restarts, dtype=int), train_loss=np.zeros((0, restarts)),
+            val_elbo=np.zeros((0, restarts)), stopped=None, elapsed_s=0.0)
+
+    resumed = None
+    checkpointing = checkpoint is not None and initial_params is None
+    if checkpointing:
+        checkpoint_print = _checkpoint.fingerprint(
+            config, {"train": {k: v[train_rows] for k, v in data.items()},
+                     "val": {k: v[splits["val"]] for k, v in data.items()}}, restarts)
+        resumed = _checkpoint.load(checkpoint, fingerprint=checkpoint_print, template=fresh(param_shapes, state_shapes))
+    if resumed is not None:
+        log.info("crl: resuming the fit from its checkpoint %s after epoch %d of %d%s", checkpoint,
+                 resumed.epochs_done, config.max_epochs,
+                 f" (training had ended: {resumed.stopped})" if resumed.stopped else "")
+        arrays = (resumed.params, resumed.opt_state, resumed.best_params)
+        arrays = jax.device_put(arrays, replicated) if sharding is not None else jax.device_put(arrays)
+        state = dataclasses.replace(resumed, params=arrays[0], opt_state=arrays[1], best_params=arrays[2])
+    if resumed is None or resumed.stopped is None:  # epochs to train: compile their programs
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            epoch_compiled = pool.submit(
+                lambda: epoch_fn.lower(param_shapes, state_shapes, keys, train_shapes).compile())
+            validation_compiled = pool.submit(lambda: validation_fn.lower(param_shapes, val_key, val_shapes).compile())
+            if resumed is None:
+                params = init(init_keys)
+                opt_state = optimizer_init(params)
+                if sharding is not None:
+                    params, opt_state = jax.device_put((params, opt_state), replicated)
+                state = fresh(params, opt_state)
+            if sharding is not None:
+                train, val = jax.device_put((train, val), replicated)
+            epoch_program, validation_program = epoch_compiled.result(), validation_compiled.result()
 
     def epoch(params, opt_state, keys):
         return epoch_program(params, opt_state, keys, train)
@@ -671,13 +715,25 @@ def fit(
     def validation_elbo(params, key):
         return validation_program(params, key, val)
 
+    params, opt_state, keys, best_params = state.params, state.opt_state, state.keys, state.best_params
+    best, patience_reference, waited = state.best, state.patience_reference, state.waited
+    curves: list[tuple[np.ndarray, np.ndarray]] = list(zip(state.train_loss, state.val_elbo))
+    stopped = state.stopped
+    start -= state.elapsed_s  # fit_seconds counts the interrupted process's time too
+
+    def save_checkpoint(epochs_done: int, stopped: str | None) -> float:
+        _checkpoint.save(checkpoint, _checkpoint.TrainingState(
+            epochs_done=epochs_done, params=params, opt_state=opt_state, keys=keys, best_params=best_params,
+            best=best, patience_reference=patience_reference, waited=waited,
+            train_loss=np.asarray([c[0] for c in curves]).reshape(-1, restarts),
+            val_elbo=np.asarray([c[1] for c in curves]).reshape(-1, restarts), stopped=stopped,
+            elapsed_s=time.perf_counter() - start), fingerprint=checkpoint_print)
+        return time.perf_counter()
+
     bar.set_description("crl")
-    curves: list[tuple[np.ndarray, np.ndarray]] = []
-    best = np.full(restarts, -np.inf)
-    patience_reference = np.full(restarts, -np.inf)  # the best ELBO that last beat its predecessor by min_delta
-    best_params, waited = params, np.zeros(restarts, dtype=int)
-    stopped = "epoch cap"
-    for index in bar:
+    bar.update(len(curves))
+    last_saved = time.perf_counter()
+    for index in range(len(curves), config.max_epochs) if stopped is None else ():
         # The graph is a DAG at every step and nothing is pruned afterwards, so the
         # parameters scored here are exactly the ones returned.
         params, opt_state, keys, train_loss = epoch(params, opt_state, keys)
@@ -691,11 +747,17 @@ def fit(
         patience_reference = np.where(progressed, val_elbo, patience_reference)
         waited = np.where(progressed, 0, waited + 1)
         best_params = keep_improved(jnp.asarray(improved), params, best_params)
+        bar.update(1)
         bar.set_postfix(val_elbo=f"{val_elbo.max():.3f}", best=f"{best.max():.3f}")
         if waited.min() >= config.patience:
             stopped = "early stopping on validation"
             break
+        if checkpointing and time.perf_counter() - last_saved >= _checkpoint.CHECKPOINT_EVERY_S:
+            last_saved = save_checkpoint(index + 1, None)
     bar.close()
+    stopped = stopped or "epoch cap"
+    if checkpointing and state.stopped is None:  # training ended in this process: a crash from here skips it
+        save_checkpoint(len(curves), stopped)
     chosen = int(np.argmax(best))
     history = [{"epoch": i + 1, "train_loss": float(loss[chosen]), "val_elbo": float(elbo[chosen])}
                for i, (loss, elbo) in enumerate(curves)]
@@ -716,4 +778,5 @@ def fit(
 
         model = order_blocks(model, modalities, auxiliary=auxiliary, key=jax.random.fold_in(key, 2), progress=progress)
         model.fit_seconds = time.perf_counter() - start
+    model.resumed_at_epoch = None if resumed is None else resumed.epochs_done
     return model

@@ -246,7 +246,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     kept = persons.loc[complete].reset_index(drop=True)
     latent_dims = {m: int(options.latent_dims[m]) for m in options.modalities}
     fitter = fit if kind == "personax" else fit_reference
-    extra = {"progress": True} if kind == "personax" else {}
+    # A killed fit resumes from its checkpoint on the next run (personax.crl._checkpoint)
+    extra = {"progress": True, "checkpoint": run_dir.locate(A.CRL_FIT_CHECKPOINT)} if kind == "personax" else {}
     auxiliary = None
     if kind == "personax" and list(options.get("auxiliary") or []):  # iVAE: person-table covariates
         coded = list(run_dir.read_optional(A.LABEL_MAPS) or {})  # ingest's category codes: one-hot, not numbers
@@ -326,6 +327,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             # how the fit itself ended, before the searches of the shared axes and block orders and their training on
             # (orientation "trained_on_stopped" says how that ended); "epochs" counts both
             "stopped": fit_stop(model)[0], "fit_epochs": fit_stop(model)[1],
+            # the epochs an interrupted run's checkpoint had done when this run resumed from it (null: not resumed)
+            "resumed_at_epoch": model.resumed_at_epoch,
             "missing_entries": missing_entries(data),
             # crl.fit.orient_shared: the search of the shared block's axes and its decision
             **({"orientation": _without_matrices(model.orientation)} if model.orientation else {}),
@@ -392,4 +395,5 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         for warning in metrics["warnings"]:
             log.warning("crl: %s", warning)
     run_dir.write(A.CRL_METRICS, metrics)
+    A.remove_with_leftovers(run_dir.locate(A.CRL_FIT_CHECKPOINT))  # every output is written: nothing to resume
     return {k: v for k, v in metrics.items() if k != "recovery"}

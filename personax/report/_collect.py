@@ -112,7 +112,7 @@ class _Context:
         """Records every other stage's artifacts that exist as inputs, so that a stage that
         reruns (new files) makes the report rerun too, even for files no section shows."""
         for item in A.ARTIFACTS.values():
-            if item.writer == self.run_dir.stage:
+            if item.writer == self.run_dir.stage or item.private:  # a stage's own working state
                 continue
             for key in (self.run_dir.keys(item) if item.is_family else [None]):
                 if self.run_dir.exists(item, key):
@@ -627,6 +627,11 @@ def curves_section(ctx: _Context) -> Section:
     if not ctx.run_dir.exists(A.CRL_CURVE):
         return ctx.absent(section, A.CRL_CURVE)
     _figures(section, ctx, [(A.CRL_CURVE, None, "CRL training loss and validation ELBO per epoch")])
+    resumed = (ctx.value(A.CRL_METRICS) or {}).get("resumed_at_epoch")
+    if resumed is not None:
+        section.blocks.append(Note(f"The fit resumed from the checkpoint an interrupted run left after epoch {resumed}; "
+                                   "the curve holds every epoch, the interrupted run's included, and the model is the "
+                                   "one an uninterrupted fit returns."))
     return section
 
 

@@ -234,6 +234,25 @@ def test_the_epoch_cap_warning_reads_the_fit_s_own_stop(hostile_bios, run_path, 
         assert warning in summary
 
 
+@pytest.mark.parametrize("resumed", [None, 120])
+def test_the_training_curves_say_when_the_fit_resumed_from_a_checkpoint(hostile_bios, run_path, resumed):
+    import matplotlib.pyplot as plt
+
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    crl = RunDir(run_path, stage="crl")
+    crl.write(A.CRL_METRICS, {"model": "personax", "people": 10, "resumed_at_epoch": resumed})
+    figure = plt.figure()
+    crl.write(A.CRL_CURVE, figure)
+    plt.close(figure)
+    section = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text().split(
+        "## Training curves\n", 1)[1].split("\n## ", 1)[0]
+    said = "The fit resumed from the checkpoint an interrupted run left after epoch 120" in section
+    assert said == (resumed is not None)
+
+
 @pytest.mark.parametrize("graph, expected", [
     # the edge with the smaller |weight| has the larger effect: it is named first, with both numbers
     ({"nodes": ["s1", "t1", "t2"], "adjacency": [[0, 0.04, 0.3], [0, 0, 0], [0, 0, 0]],

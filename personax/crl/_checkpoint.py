@@ -1,0 +1,173 @@
+"""Crash-safe checkpoints of a CRL fit's training loop: a killed fit resumes where it was.
+
+:func:`personax.crl.fit` with ``checkpoint=path`` writes its whole training state (the
+parameters and optimiser state of every restart, the random keys, the best parameters so far,
+the early-stopping counters and the curves) to ``path`` every ``CHECKPOINT_EVERY_S`` seconds
+and once more when training ends. A later ``fit`` with the same path, configuration and data
+starts from that state instead of from scratch. Each epoch is a deterministic function of
+that state, so the resumed fit returns the same model as one that was never interrupted.
+
+A checkpoint is used only when its fingerprint matches: the model configuration, the
+training and validation arrays, the number of restarts and of devices, and the versions of
+JAX and personax. Anything else is ignored with a log line (and overwritten by the next save),
+never half-used. Files are written atomically and in msgpack through
+``flax.serialization``, the format of saved models; nothing is ever unpickled.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from personax.data.synthetic import make_multimodal_numeric
+    >>> from personax.crl import fit
+    >>> bench = make_multimodal_numeric(200, seed=0)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "fit.msgpack"
+    >>> options = dict(latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=3, hidden=(8,))
+    >>> first = fit(bench.modalities, checkpoint=path, **options)
+    >>> path.exists()  # the state at the end of training: a crash after it skips the training
+    True
+    >>> again = fit(bench.modalities, checkpoint=path, **options)  # resumes: nothing left to train
+    >>> again.best_val_elbo == first.best_val_elbo
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from flax import serialization
+
+from personax.artifacts import atomic_path
+
+log = logging.getLogger(__name__)
+
+# Seconds of training between two checkpoints: a crash loses at most this much (plus one epoch).
+CHECKPOINT_EVERY_S = 30.0
+_FORMAT = "personax-crl-fit-checkpoint-v1"
+
+
+@dataclasses.dataclass
+class TrainingState:
+    """Everything a fit's training loop needs to go on from the end of an epoch.
+
+    Attributes:
+        epochs_done: Epochs trained so far.
+        params: Parameters of every restart (stacked on a leading axis).
+        opt_state: The optimiser's state, likewise stacked.
+        keys: Each restart's random key (typed JAX keys).
+        best_params: Each restart's parameters at its best validation ELBO.
+        best: Each restart's best validation ELBO.
+        patience_reference: The ELBO that last beat its predecessor by ``min_delta``.
+        waited: Epochs since then.
+        train_loss: (epochs_done, restarts) training losses.
+        val_elbo: (epochs_done, restarts) validation ELBOs.
+        stopped: Why training ended, or None while it goes on.
+        elapsed_s: Seconds spent in the fit before this state was saved.
+    """
+
+    epochs_done: int
+    params: Any
+    opt_state: Any
+    keys: jax.Array
+    best_params: Any
+    best: np.ndarray
+    patience_reference: np.ndarray
+    waited: np.ndarray
+    train_loss: np.ndarray
+    val_elbo: np.ndarray
+    stopped: str | None
+    elapsed_s: float
+
+
+def fingerprint(config: Any, arrays: Mapping[str, Mapping[str, Any]], restarts: int) -> str:
+    """What a checkpoint must match to be resumed: the configuration, the data and the setting.
+
+    Args:
+        config: The model's :class:`~personax.crl.CRLConfig` (a dataclass).
+        arrays: split name -> measurement key -> array (the standardised training and
+            validation data the loop reads).
+        restarts: Number of restarts trained side by side.
+    """
+    from personax import __version__
+
+    digest = hashlib.sha256()
+    setting = {"config": dataclasses.asdict(config), "restarts": int(restarts), "devices": jax.device_count(),
+               "jax": jax.__version__, "personax": __version__}
+    digest.update(json.dumps(setting, sort_keys=True, default=str).encode())
+    for split in sorted(arrays):
+        for key in sorted(arrays[split]):
+            value = np.ascontiguousarray(np.asarray(arrays[split][key]))
+            digest.update(f"{split}/{key}/{value.dtype}/{value.shape}".encode())
+            digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def save(path: str | os.PathLike[str], state: TrainingState, *, fingerprint: str) -> None:
+    """Writes ``state`` to ``path`` atomically (a crash mid-write keeps the previous checkpoint)."""
+    trees = {"params": state.params, "opt_state": state.opt_state, "best_params": state.best_params,
+             "keys": jax.random.key_data(state.keys)}
+    payload = {
+        "format": _FORMAT, "fingerprint": fingerprint, "epochs_done": int(state.epochs_done),
+        "stopped": "" if state.stopped is None else state.stopped, "elapsed_s": float(state.elapsed_s),
+        "best": np.asarray(state.best), "patience_reference": np.asarray(state.patience_reference),
+        "waited": np.asarray(state.waited), "train_loss": np.asarray(state.train_loss),
+        "val_elbo": np.asarray(state.val_elbo),
+        "trees": serialization.to_state_dict(jax.device_get(trees)),
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(serialization.msgpack_serialize(payload))
+
+
+def load(path: str | os.PathLike[str], *, fingerprint: str, template: TrainingState) -> TrainingState | None:
+    """The state saved at ``path``, or None when there is none to resume from.
+
+    Args:
+        path: The checkpoint file.
+        fingerprint: What the checkpoint must match (:func:`fingerprint`).
+        template: A state of the same structure (the fresh start; its trees may hold
+            ``jax.ShapeDtypeStruct`` leaves): it gives the parameter and optimiser trees
+            their structure and shapes.
+
+    Returns:
+        The saved state, or None when the file does not exist, cannot be read, or was
+        written for another configuration or other data (each case is logged).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        payload = serialization.msgpack_restore(path.read_bytes())
+        if payload.get("format") != _FORMAT:
+            raise ValueError(f"format {payload.get('format')!r}, expected {_FORMAT!r}")
+        if payload["fingerprint"] != fingerprint:
+            log.info("crl: ignoring the fit checkpoint %s: it was written for another configuration or other data",
+                     path)
+            return None
+        expected = {"params": template.params, "opt_state": template.opt_state,
+                    "best_params": template.best_params, "keys": jax.random.key_data(template.keys)}
+        trees = serialization.from_state_dict(jax.device_get(expected), payload["trees"])
+        _check_shapes(expected, trees)
+    except Exception as error:  # msgpack and flax raise several types; each means "not a usable checkpoint"
+        log.warning("crl: ignoring the fit checkpoint %s, which cannot be read (%s): training starts afresh",
+                    path, error)
+        return None
+    return TrainingState(
+        epochs_done=int(payload["epochs_done"]), params=trees["params"], opt_state=trees["opt_state"],
+        keys=jax.random.wrap_key_data(np.asarray(trees["keys"])), best_params=trees["best_params"],
+        best=np.asarray(payload["best"]), patience_reference=np.asarray(payload["patience_reference"]),
+        waited=np.asarray(payload["waited"]), train_loss=np.asarray(payload["train_loss"]),
+        val_elbo=np.asarray(payload["val_elbo"]), stopped=payload["stopped"] or None,
+        elapsed_s=float(payload["elapsed_s"]))
+
+
+def _check_shapes(expected: Any, restored: Any) -> None:
+    """Raises ValueError when a restored leaf's shape differs from the template's."""
+    for (where, want), got in zip(jax.tree_util.tree_leaves_with_path(expected), jax.tree_util.tree_leaves(restored)):
+        if tuple(want.shape) != np.shape(got):
+            raise ValueError(f"{jax.tree_util.keystr(where)} has shape {np.shape(got)}, expected {tuple(want.shape)}")

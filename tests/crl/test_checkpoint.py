@@ -1,0 +1,144 @@
+"""A CRL fit that dies resumes from its checkpoint and returns the model an uninterrupted fit returns."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+import personax
+from personax import artifacts as A
+from personax.crl import _checkpoint, fit
+from personax.data.synthetic import make_multimodal_numeric
+from personax.pipeline import run_pipeline
+
+OPTIONS = dict(latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=6, hidden=(8,), restarts=2)
+
+
+class _Killed(Exception):
+    """Stands in for a kill: raised right after a checkpoint reached the disk."""
+
+
+def _dies_after(epochs: int, monkeypatch):
+    """Checkpoints after every epoch, and the process "dies" once the one after ``epochs`` is saved."""
+    real = _checkpoint.save
+
+    def save(path, state, *, fingerprint):
+        real(path, state, fingerprint=fingerprint)
+        if state.epochs_done == epochs:
+            raise _Killed
+
+    monkeypatch.setattr(_checkpoint, "CHECKPOINT_EVERY_S", 0.0)
+    monkeypatch.setattr(_checkpoint, "save", save)
+
+
+def _same_params(a, b) -> bool:
+    return jax.tree_util.tree_all(jax.tree_util.tree_map(
+        lambda x, y: np.array_equal(np.asarray(x), np.asarray(y)), a, b))
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return make_multimodal_numeric(300, seed=0)
+
+
+@pytest.mark.slow  # ~25 s CPU: four small fits
+def test_a_resumed_fit_returns_the_uninterrupted_fit(bench, tmp_path, monkeypatch):
+    uninterrupted = fit(bench.modalities, **OPTIONS)
+    path = tmp_path / "fit.msgpack"
+    with monkeypatch.context() as patch:
+        _dies_after(3, patch)
+        with pytest.raises(_Killed):
+            fit(bench.modalities, checkpoint=path, **OPTIONS)
+    assert path.is_file()
+    resumed = fit(bench.modalities, checkpoint=path, **OPTIONS)
+    assert resumed.resumed_at_epoch == 3 and uninterrupted.resumed_at_epoch is None
+    # every restart's state, keys and early-stopping counters came back: the same model, bit for bit
+    assert _same_params(resumed.params, uninterrupted.params)
+    assert resumed.history == uninterrupted.history and resumed.best_val_elbo == uninterrupted.best_val_elbo
+    assert resumed.stopped == uninterrupted.stopped and resumed.fit_seconds > 0
+    # the checkpoint now holds the finished training: another crash (in a later step) skips it
+    again = fit(bench.modalities, checkpoint=path, **OPTIONS)
+    assert again.resumed_at_epoch == 6 and _same_params(again.params, uninterrupted.params)
+
+
+def _tiny_state(value: float = 1.0) -> _checkpoint.TrainingState:
+    params = {"layer": {"kernel": np.full((2, 3), value, np.float32)}}
+    return _checkpoint.TrainingState(
+        epochs_done=1, params=params, opt_state=(params, np.zeros(2, np.int32)), keys=jax.random.split(jax.random.key(0)),
+        best_params=params, best=np.array([-3.0, -4.0]), patience_reference=np.array([-3.0, -4.0]),
+        waited=np.array([0, 1]), train_loss=np.ones((1, 2)), val_elbo=np.array([[-3.0, -4.0]]), stopped=None,
+        elapsed_s=2.5)
+
+
+def test_a_checkpoint_of_other_data_or_settings_is_not_resumed(tmp_path, caplog):
+    from personax.crl import CRLConfig
+
+    config = CRLConfig(shared_dim=2, latent_dims={"image": 2}, measurements={"image": 1}, input_dims={"image": 3})
+    data = {"train": {"image_0": np.zeros((4, 3), np.float32)}, "val": {"image_0": np.ones((2, 3), np.float32)}}
+    stamp = _checkpoint.fingerprint(config, data, restarts=2)
+    assert stamp == _checkpoint.fingerprint(config, {k: dict(v) for k, v in data.items()}, restarts=2)
+    others = [_checkpoint.fingerprint(config, {**data, "val": {"image_0": np.zeros((2, 3), np.float32)}}, restarts=2),
+              _checkpoint.fingerprint(CRLConfig(**{**config.__dict__, "max_epochs": 4}), data, restarts=2),
+              _checkpoint.fingerprint(config, data, restarts=3)]
+    assert stamp not in others and len(set(others)) == 3
+
+    path = tmp_path / "fit.msgpack"
+    _checkpoint.save(path, _tiny_state(), fingerprint=stamp)
+    loaded = _checkpoint.load(path, fingerprint=stamp, template=_tiny_state(0.0))
+    assert loaded.epochs_done == 1 and loaded.elapsed_s == 2.5 and loaded.stopped is None
+    assert _same_params(loaded.params, _tiny_state().params) and loaded.waited.tolist() == [0, 1]
+    assert np.array_equal(jax.random.key_data(loaded.keys), jax.random.key_data(_tiny_state().keys))
+    with caplog.at_level(logging.INFO, logger="personax.crl._checkpoint"):
+        assert _checkpoint.load(path, fingerprint=others[0], template=_tiny_state()) is None
+    assert "written for another configuration or other data" in caplog.text
+    path.write_bytes(b"not a checkpoint")  # e.g. a disk that filled up: nothing is used, training starts afresh
+    with caplog.at_level(logging.WARNING, logger="personax.crl._checkpoint"):
+        assert _checkpoint.load(path, fingerprint=stamp, template=_tiny_state()) is None
+    assert "cannot be read" in caplog.text
+    assert _checkpoint.load(tmp_path / "absent.msgpack", fingerprint=stamp, template=_tiny_state()) is None
+
+
+@pytest.mark.slow  # ~10 s CPU: two small fits
+def test_warm_starts_do_not_checkpoint(bench, tmp_path):
+    first = fit(bench.modalities, **{**OPTIONS, "restarts": 1})
+    path = tmp_path / "fit.msgpack"
+    fit(bench.modalities, initial_params=first.params, checkpoint=path, **{**OPTIONS, "restarts": 1})
+    assert not path.exists()
+
+
+@pytest.mark.slow  # ~60 s CPU: the upstream stages once, then three crl stages
+def test_the_crl_stage_resumes_a_killed_fit(compose_cfg, tmp_path, monkeypatch):
+    overrides = ["data.n=150", "crl.fit.max_epochs=5", "crl.fit.hidden=[16]", "crl.fit.orient_epochs=2",
+                 "+crl.fit.orient_steps=20", "traits.raters.embedding.enabled=false",
+                 "traits.aggregate.bayes.enabled=false"]
+    upstream, killed = tmp_path / "uninterrupted", tmp_path / "killed"
+    run_pipeline(compose_cfg(["stages=[ingest,traits,embeddings]", *overrides]), upstream)
+    shutil.copytree(upstream, killed)
+    crl_only = compose_cfg(["stages=[crl]", *overrides])
+    run_pipeline(crl_only, upstream)
+
+    with monkeypatch.context() as patch:
+        _dies_after(2, patch)
+        with pytest.raises(_Killed):
+            run_pipeline(crl_only, killed)
+    manifest = json.loads((killed / "manifest.json").read_text())
+    assert manifest["stages"]["crl"]["status"] == "failed"
+    checkpoint = killed / A.CRL_FIT_CHECKPOINT.relpath()
+    assert checkpoint.is_file()
+    # a kill -9 in the middle of a save leaves the atomic write's temporary file
+    leftover = checkpoint.with_name(f".{checkpoint.stem}.tmp-99999{checkpoint.suffix}")
+    leftover.write_bytes(b"half a checkpoint")
+
+    assert run_pipeline(crl_only, killed)["crl"] == "done"
+    metrics = json.loads((killed / A.CRL_METRICS.relpath()).read_text())
+    assert metrics["resumed_at_epoch"] == 2
+    assert json.loads((upstream / A.CRL_METRICS.relpath()).read_text())["resumed_at_epoch"] is None
+    assert not checkpoint.exists() and not leftover.exists()  # the stage finished: nothing to resume or left behind
+    resumed, uninterrupted = (personax.load_pretrained(d / A.CRL_MODEL.relpath()) for d in (killed, upstream))
+    assert _same_params(resumed.params, uninterrupted.params)  # the shared axes' search ran again, the same
+    assert resumed.orientation["decision"] == uninterrupted.orientation["decision"]
