@@ -277,3 +277,18 @@ def test_the_graph_on_true_latents_script_scores_every_within_block_order(monkey
     assert len(rows) == 5 and rows[0].startswith("| 0 | learned | — |")
     assert [row.split(" | ")[2] for row in rows[1:]].count("yes") == 1
     assert all(len(row.split(" | ")) == 6 for row in rows)  # no stray column separators in the labels
+
+
+def test_the_demo_record_says_what_the_order_search_decided_and_the_strong_edge_shd():
+    demo = _load_script("demo_level2/run.py")
+    frame = pd.DataFrame({"seed": [1000, 1001], "block": "shared", "mcc": 0.7, "best_baseline": "pca",
+                          "best_baseline_mcc": 0.8, "verdict": "not recovered", "shd_learned_graph": [9, 11],
+                          "shd_strong_graph": [2, 4], "epochs": 360, "stopped": "epoch cap",
+                          "overrides": "+crl.fit.order_search=true", "faces": "drawn",
+                          "block_orders": ["kept", "rejected"]})
+    summary = demo.summarise(frame)
+    assert "Within-block orders changed after the fit (`order_search`): seed 1000 kept, seed 1001 rejected." in summary
+    assert ("SHD of the learned graph (7 latents, 2 planted edges): median 10 [9, 11]. Counting only the learned "
+            "edges with a standardised effect above 0.2: median 3 [2, 4].") in summary
+    older = demo.summarise(frame.drop(columns=["block_orders", "shd_strong_graph"]))  # records before these columns
+    assert "order_search" not in older.replace("+crl.fit.order_search=true", "") and "effect above" not in older

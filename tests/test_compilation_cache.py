@@ -22,6 +22,25 @@ def test_the_cache_is_off_unless_asked_for(compose_cfg, monkeypatch):
     assert compose_cfg(["compilation_cache=/elsewhere"]).compilation_cache == "/elsewhere"
 
 
+def test_a_process_keeps_its_first_folder_and_warns_about_a_second(tmp_path):
+    """JAX's setting is the whole process's: a second folder is ignored (and not created), with a warning."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    script = textwrap.dedent(
+        """
+        import logging, sys
+        logging.basicConfig(level=logging.WARNING)
+        import jax
+        from personax._compilation_cache import enable_compilation_cache
+        used = [enable_compilation_cache(folder) for folder in (sys.argv[1], sys.argv[1], sys.argv[2])]
+        print(len(set(used)), used[-1] == used[0], jax.config.jax_compilation_cache_dir == str(used[0]))
+        """)
+    result = subprocess.run([sys.executable, "-c", script, str(first), str(second)], capture_output=True, text=True,
+                            check=True, timeout=120)
+    assert result.stdout.split() == ["1", "True", "True"]
+    assert f"already uses {first}; {second} is ignored" in result.stderr
+    assert first.is_dir() and not second.exists()
+
+
 @pytest.mark.slow  # ~35 s: two fresh processes (JAX's cache setting is per process), two small fits each
 def test_a_fit_of_the_same_shapes_loads_its_programs_from_the_cache(tmp_path):
     """Another seed and other values, same shapes: the training epoch and the validation ELBO come

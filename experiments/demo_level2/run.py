@@ -53,12 +53,16 @@ def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict
                      **{key: result.get(key) for key in ("supervised_readout_mcc", "r2_own_block", "r2_all_latents",
                                                           "r2_measurements", "diagnosis")},
                      "shd_learned_graph": metrics["recovery"].get("all", {}).get("shd_learned_graph"),
+                     # the same, counting only the edges with a standardised effect above 0.2 (2026-12-04 on)
+                     "shd_strong_graph": metrics["recovery"].get("all", {}).get("shd_strong_graph"),
                      "epochs": metrics["epochs"], "stopped": metrics["stopped"],
                      # the fit's own epochs, before the training on after the search of the shared axes
                      # (metrics.json from 2026-12-04 06:30 on; "stopped" is the fit's own stop since then too)
                      **({"fit_epochs": metrics["fit_epochs"]} if "fit_epochs" in metrics else {}),
                      # crl.fit.orient_shared: whether the turned shared block was kept
                      **({"shared_axes": metrics["orientation"]["decision"]} if "orientation" in metrics else {}),
+                     # crl.fit.order_search: whether the reordered within-block orders were kept
+                     **({"block_orders": metrics["reordering"]["decision"]} if "reordering" in metrics else {}),
                      "overrides": " ".join(overrides), "faces": faces})
     return rows
 
@@ -107,6 +111,10 @@ def summarise(frame: pd.DataFrame) -> str:
     if len(shd):
         lines += ["", f"SHD of the learned graph (7 latents, 2 planted edges): median {shd.median():g} "
                       f"[{shd.min():g}, {shd.max():g}]."]
+    strong = frame.drop_duplicates("seed").get("shd_strong_graph", pd.Series(dtype=float)).dropna()
+    if len(strong) and len(strong) == len(shd):
+        lines[-1] += (f" Counting only the learned edges with a standardised effect above 0.2: median "
+                      f"{strong.median():g} [{strong.min():g}, {strong.max():g}].")
     stops = frame.drop_duplicates("seed")
     if "fit_epochs" in stops and stops.fit_epochs.notna().all():
         lines += ["", f"The fit stopped early on validation in {int((stops.stopped != 'epoch cap').sum())} of "
@@ -119,6 +127,10 @@ def summarise(frame: pd.DataFrame) -> str:
     if "shared_axes" in stops:  # crl.fit.orient_shared
         lines += ["", "Shared axes turned after the fit (`orient_shared`): "
                       + ", ".join(f"seed {seed} {decision}" for seed, decision in zip(stops.seed, stops.shared_axes)) + "."]
+    if "block_orders" in stops and stops.block_orders.notna().all():  # crl.fit.order_search
+        lines += ["", "Within-block orders changed after the fit (`order_search`): "
+                      + ", ".join(f"seed {seed} {decision}" for seed, decision in zip(stops.seed, stops.block_orders))
+                      + "."]
     return "\n".join(lines) + "\n"
 
 
