@@ -175,6 +175,13 @@ def _shown_commands(script: str) -> list[tuple[str, argparse.Namespace]]:
     return shown
 
 
+def test_every_demo_record_command_the_docs_show_parses():
+    """Each ``demo_level2/run.py`` command in the README, docs and experiments' notes parses (runs take
+    an hour; the overrides after ``--`` are those of their day, some since become defaults)."""
+    shown = _shown_commands("demo_level2/run.py")
+    assert any(args.tag == "order_search" and args.overrides == ["+crl.fit.order_search=true"] for _, args in shown)
+
+
 def test_every_benchmark_command_the_docs_show_parses():
     """Each ``crl_benchmark/run.py`` command in the README, docs and experiments' notes names only
     options and methods the script has (running them takes hours: they are parsed, not run)."""
