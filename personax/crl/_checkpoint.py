@@ -5,7 +5,8 @@ parameters and optimiser state of every restart, the random keys, the best param
 the early-stopping counters and the curves) to ``path`` every ``CHECKPOINT_EVERY_S`` seconds
 and once more when training ends. A later ``fit`` with the same path, configuration and data
 starts from that state instead of from scratch. Each epoch is a deterministic function of
-that state, so the resumed fit returns the same model as one that was never interrupted.
+that state, so on the same machine the resumed fit returns the same model as one that was
+never interrupted.
 
 A checkpoint is used only when its fingerprint matches: the model configuration, the
 training and validation arrays, the number of restarts and of devices, and the versions of
@@ -153,17 +154,17 @@ def load(path: str | os.PathLike[str], *, fingerprint: str, template: TrainingSt
                     "best_params": template.best_params, "keys": jax.random.key_data(template.keys)}
         trees = serialization.from_state_dict(jax.device_get(expected), payload["trees"])
         _check_shapes(expected, trees)
+        return TrainingState(
+            epochs_done=int(payload["epochs_done"]), params=trees["params"], opt_state=trees["opt_state"],
+            keys=jax.random.wrap_key_data(np.asarray(trees["keys"])), best_params=trees["best_params"],
+            best=np.asarray(payload["best"]), patience_reference=np.asarray(payload["patience_reference"]),
+            waited=np.asarray(payload["waited"]), train_loss=np.asarray(payload["train_loss"]),
+            val_elbo=np.asarray(payload["val_elbo"]), stopped=payload["stopped"] or None,
+            elapsed_s=float(payload["elapsed_s"]))
     except Exception as error:  # msgpack and flax raise several types; each means "not a usable checkpoint"
         log.warning("crl: ignoring the fit checkpoint %s, which cannot be read (%s): training starts afresh",
                     path, error)
         return None
-    return TrainingState(
-        epochs_done=int(payload["epochs_done"]), params=trees["params"], opt_state=trees["opt_state"],
-        keys=jax.random.wrap_key_data(np.asarray(trees["keys"])), best_params=trees["best_params"],
-        best=np.asarray(payload["best"]), patience_reference=np.asarray(payload["patience_reference"]),
-        waited=np.asarray(payload["waited"]), train_loss=np.asarray(payload["train_loss"]),
-        val_elbo=np.asarray(payload["val_elbo"]), stopped=payload["stopped"] or None,
-        elapsed_s=float(payload["elapsed_s"]))
 
 
 def _check_shapes(expected: Any, restored: Any) -> None:

@@ -527,7 +527,8 @@ def fit(
             the restarts differ only by where they start.
         checkpoint: A file for the training loop's state, saved every 30 s and when training
             ends; a fit given a checkpoint of the same configuration and data resumes from it
-            and returns the model an uninterrupted fit would (:mod:`personax.crl._checkpoint`).
+            and returns the model an uninterrupted fit on this machine would
+            (:mod:`personax.crl._checkpoint`).
             The searches after the training (``orient_shared``, ``order_search``) run again.
             Ignored with ``initial_params``. The caller removes the file when done with it.
         **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).

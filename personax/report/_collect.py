@@ -631,7 +631,7 @@ def curves_section(ctx: _Context) -> Section:
     if resumed is not None:
         section.blocks.append(Note(f"The fit resumed from the checkpoint an interrupted run left after epoch {resumed}; "
                                    "the curve holds every epoch, the interrupted run's included, and the model is the "
-                                   "one an uninterrupted fit returns."))
+                                   "one an uninterrupted fit on the same machine returns."))
     return section
 
 

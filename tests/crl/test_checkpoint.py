@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -96,6 +97,10 @@ def test_a_checkpoint_of_other_data_or_settings_is_not_resumed(tmp_path, caplog)
     with caplog.at_level(logging.INFO, logger="personax.crl._checkpoint"):
         assert _checkpoint.load(path, fingerprint=others[0], template=_tiny_state()) is None
     assert "written for another configuration or other data" in caplog.text
+    wider = {"layer": {"kernel": np.zeros((2, 4), np.float32)}}  # a model of another shape, same fingerprint
+    with caplog.at_level(logging.WARNING, logger="personax.crl._checkpoint"):
+        assert _checkpoint.load(path, fingerprint=stamp, template=dataclasses.replace(_tiny_state(), params=wider)) is None
+    assert "has shape (2, 3), expected (2, 4)" in caplog.text
     path.write_bytes(b"not a checkpoint")  # e.g. a disk that filled up: nothing is used, training starts afresh
     with caplog.at_level(logging.WARNING, logger="personax.crl._checkpoint"):
         assert _checkpoint.load(path, fingerprint=stamp, template=_tiny_state()) is None
@@ -111,7 +116,7 @@ def test_warm_starts_do_not_checkpoint(bench, tmp_path):
     assert not path.exists()
 
 
-@pytest.mark.slow  # ~60 s CPU: the upstream stages once, then three crl stages
+@pytest.mark.slow  # ~90 s CPU: the upstream stages once, then three crl stages
 def test_the_crl_stage_resumes_a_killed_fit(compose_cfg, tmp_path, monkeypatch):
     overrides = ["data.n=150", "crl.fit.max_epochs=5", "crl.fit.hidden=[16]", "crl.fit.orient_epochs=2",
                  "+crl.fit.orient_steps=20", "traits.raters.embedding.enabled=false",
