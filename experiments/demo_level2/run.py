@@ -107,15 +107,15 @@ def summarise(frame: pd.DataFrame) -> str:
             diagnoses = rows.diagnosis.fillna("recovered").value_counts()
             lines.append(f"| {block} | {' | '.join(cells)} | "
                          f"{'; '.join(f'{text} ({count})' for text, count in diagnoses.items())} |")
-    shd = frame.drop_duplicates("seed").shd_learned_graph.dropna()
+    stops = frame.drop_duplicates("seed")  # one row per run
+    shd = stops.shd_learned_graph.dropna()
     if len(shd):
         lines += ["", f"SHD of the learned graph (7 latents, 2 planted edges): median {shd.median():g} "
                       f"[{shd.min():g}, {shd.max():g}]."]
-    strong = frame.drop_duplicates("seed").get("shd_strong_graph", pd.Series(dtype=float)).dropna()
+    strong = stops.get("shd_strong_graph", pd.Series(dtype=float)).dropna()
     if len(strong) and len(strong) == len(shd):
         lines[-1] += (f" Counting only the learned edges with a standardised effect above 0.2: median "
                       f"{strong.median():g} [{strong.min():g}, {strong.max():g}].")
-    stops = frame.drop_duplicates("seed")
     if "fit_epochs" in stops and stops.fit_epochs.notna().all():
         lines += ["", f"The fit stopped early on validation in {int((stops.stopped != 'epoch cap').sum())} of "
                       f"{len(stops)} runs (its epochs: {', '.join(str(int(e)) for e in stops.fit_epochs)}; with the "

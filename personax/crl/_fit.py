@@ -684,9 +684,7 @@ def fit(
     resumed = None
     checkpointing = checkpoint is not None and initial_params is None
     if checkpointing:
-        checkpoint_print = _checkpoint.fingerprint(
-            config, {"train": {k: v[train_rows] for k, v in data.items()},
-                     "val": {k: v[splits["val"]] for k, v in data.items()}}, restarts)
+        checkpoint_print = _checkpoint.fingerprint(config, {"train": train, "val": val}, restarts)
         resumed = _checkpoint.load(checkpoint, fingerprint=checkpoint_print, template=fresh(param_shapes, state_shapes))
     if resumed is not None:
         log.info("crl: resuming the fit from its checkpoint %s after epoch %d of %d%s", checkpoint,
@@ -695,7 +693,8 @@ def fit(
         arrays = (resumed.params, resumed.opt_state, resumed.best_params)
         arrays = jax.device_put(arrays, replicated) if sharding is not None else jax.device_put(arrays)
         state = dataclasses.replace(resumed, params=arrays[0], opt_state=arrays[1], best_params=arrays[2])
-    if resumed is None or resumed.stopped is None:  # epochs to train: compile their programs
+    training_left = resumed is None or resumed.stopped is None
+    if training_left:  # compile the training programs
         with ThreadPoolExecutor(max_workers=2) as pool:
             epoch_compiled = pool.submit(
                 lambda: epoch_fn.lower(param_shapes, state_shapes, keys, train_shapes).compile())
@@ -757,7 +756,7 @@ def fit(
             last_saved = save_checkpoint(index + 1, None)
     bar.close()
     stopped = stopped or "epoch cap"
-    if checkpointing and state.stopped is None:  # training ended in this process: a crash from here skips it
+    if checkpointing and training_left:  # training ended in this process: a crash from here skips it
         save_checkpoint(len(curves), stopped)
     chosen = int(np.argmax(best))
     history = [{"epoch": i + 1, "train_loss": float(loss[chosen]), "val_elbo": float(elbo[chosen])}
