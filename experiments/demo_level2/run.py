@@ -63,6 +63,10 @@ def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict
                      **({"shared_axes": metrics["orientation"]["decision"]} if "orientation" in metrics else {}),
                      # crl.fit.order_search: whether the reordered within-block orders were kept
                      **({"block_orders": metrics["reordering"]["decision"]} if "reordering" in metrics else {}),
+                     # crl.fit.lr_schedule: plateau (the stage's default since 2026-12-05): the epochs that
+                     # began at a lower learning rate, space-separated
+                     **({"learning_rate_cuts": " ".join(map(str, metrics["learning_rate_cuts"]))}
+                        if "learning_rate_cuts" in metrics else {}),
                      "overrides": " ".join(overrides), "faces": faces})
     return rows
 

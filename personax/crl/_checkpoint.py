@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 # Seconds of training between two checkpoints: a crash loses at most this much (plus one epoch).
 CHECKPOINT_EVERY_S = 30.0
-_FORMAT = "personax-crl-fit-checkpoint-v1"
+_FORMAT = "personax-crl-fit-checkpoint-v2"
 
 
 @dataclasses.dataclass
@@ -66,8 +66,12 @@ class TrainingState:
         best: Each restart's best validation ELBO.
         patience_reference: The ELBO that last beat its predecessor by ``min_delta``.
         waited: Epochs since then.
+        lr_scale: Each restart's learning rate as a fraction of the configured one (below 1
+            after the cuts of the "plateau" schedule; 1 under the cosine schedule).
+        cuts: Each restart's learning-rate cuts so far.
         train_loss: (epochs_done, restarts) training losses.
         val_elbo: (epochs_done, restarts) validation ELBOs.
+        learning_rate: (epochs_done, restarts) learning rates at each epoch's first step.
         stopped: Why training ended, or None while it goes on.
         elapsed_s: Seconds spent in the fit before this state was saved.
     """
@@ -80,8 +84,11 @@ class TrainingState:
     best: np.ndarray
     patience_reference: np.ndarray
     waited: np.ndarray
+    lr_scale: np.ndarray
+    cuts: np.ndarray
     train_loss: np.ndarray
     val_elbo: np.ndarray
+    learning_rate: np.ndarray
     stopped: str | None
     elapsed_s: float
 
@@ -117,8 +124,9 @@ def save(path: str | os.PathLike[str], state: TrainingState, *, fingerprint: str
         "format": _FORMAT, "fingerprint": fingerprint, "epochs_done": int(state.epochs_done),
         "stopped": "" if state.stopped is None else state.stopped, "elapsed_s": float(state.elapsed_s),
         "best": np.asarray(state.best), "patience_reference": np.asarray(state.patience_reference),
-        "waited": np.asarray(state.waited), "train_loss": np.asarray(state.train_loss),
-        "val_elbo": np.asarray(state.val_elbo),
+        "waited": np.asarray(state.waited), "lr_scale": np.asarray(state.lr_scale),
+        "cuts": np.asarray(state.cuts), "train_loss": np.asarray(state.train_loss),
+        "val_elbo": np.asarray(state.val_elbo), "learning_rate": np.asarray(state.learning_rate),
         "trees": serialization.to_state_dict(jax.device_get(trees)),
     }
     with atomic_path(path) as tmp:
@@ -158,8 +166,10 @@ def load(path: str | os.PathLike[str], *, fingerprint: str, template: TrainingSt
             epochs_done=int(payload["epochs_done"]), params=trees["params"], opt_state=trees["opt_state"],
             keys=jax.random.wrap_key_data(np.asarray(trees["keys"])), best_params=trees["best_params"],
             best=np.asarray(payload["best"]), patience_reference=np.asarray(payload["patience_reference"]),
-            waited=np.asarray(payload["waited"]), train_loss=np.asarray(payload["train_loss"]),
-            val_elbo=np.asarray(payload["val_elbo"]), stopped=payload["stopped"] or None,
+            waited=np.asarray(payload["waited"]), lr_scale=np.asarray(payload["lr_scale"]),
+            cuts=np.asarray(payload["cuts"]), train_loss=np.asarray(payload["train_loss"]),
+            val_elbo=np.asarray(payload["val_elbo"]), learning_rate=np.asarray(payload["learning_rate"]),
+            stopped=payload["stopped"] or None,
             elapsed_s=float(payload["elapsed_s"]))
     except Exception as error:  # msgpack and flax raise several types; each means "not a usable checkpoint"
         log.warning("crl: ignoring the fit checkpoint %s, which cannot be read (%s): training starts afresh",

@@ -204,7 +204,8 @@ class FittedCRL:
         config: The model's configuration.
         params: Flax parameters.
         standardization: measurement -> (mean, std) of the training rows.
-        history: Per-epoch training and validation ELBO per example.
+        history: Per-epoch training and validation ELBO per example (and, under the "plateau"
+            schedule, the learning rate at the epoch's first step, ``learning_rate``).
         splits: Row indices of the train / val / test splits used in fitting.
         fit_seconds: Wall time of training, compilation and initialisation included.
         stopped: ``"early stopping on validation"`` or ``"epoch cap"``.
@@ -471,6 +472,20 @@ def validation_key(config: CRLConfig) -> jax.Array:
     return jax.random.key(config.seed + 1)
 
 
+def learning_rate_cuts(history: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The epochs that trained at a lower learning rate than the epoch before them: where the
+    "plateau" schedule cut it (none for the cosine schedule, whose history records no rate).
+
+    Example:
+        >>> learning_rate_cuts([{"epoch": 1, "learning_rate": 2e-3}, {"epoch": 2, "learning_rate": 6e-4},
+        ...                     {"epoch": 3, "learning_rate": 6e-4}, {"epoch": 4}])
+        [2]
+    """
+    rates = [(entry["epoch"], entry.get("learning_rate")) for entry in history]
+    return [epoch for (_, before), (epoch, rate) in zip(rates, rates[1:])
+            if before is not None and rate is not None and rate < before]
+
+
 def _placed(shapes: Any, sharding: Any) -> Any:
     """Shapes (``jax.eval_shape``'s output, or the arrays themselves) placed on ``sharding`` (None: the
     default device), to compile ahead of time."""
@@ -601,8 +616,11 @@ def fit(
     else:
         init = jax.jit(jax.vmap(lambda k: _init_params(config, k)))
     init_keys = jax.random.split(init_key, restarts)
-    # Cosine decay to a tenth over max_epochs: the late epochs refine instead of jitter.
-    schedule = optax.cosine_decay_schedule(config.learning_rate, config.max_epochs * n_batches, alpha=0.1)
+    # Cosine decay to a tenth over max_epochs: the late epochs refine instead of jitter. Under
+    # "plateau" the rate is constant here and each restart's cuts enter as a scale per epoch.
+    plateau = config.lr_schedule == "plateau"
+    schedule = (optax.constant_schedule(config.learning_rate) if plateau
+                else optax.cosine_decay_schedule(config.learning_rate, config.max_epochs * n_batches, alpha=0.1))
     optimizer = optax.adam(schedule)
     optimizer_init = jax.jit(jax.vmap(optimizer.init))
     train = {k: jnp.asarray(v[train_rows]) for k, v in data.items()}
@@ -620,7 +638,7 @@ def fit(
                 views[0], temperature=config.contrastive_temperature, pairs=config.contrastive_pairs)
         return loss
 
-    def step(carry, rows, train):
+    def step(carry, rows, train, lr_scale):
         p, state, rng = carry
         rng, sub = jax.random.split(rng)
         batch = {k: v[rows] for k, v in train.items()}
@@ -629,6 +647,9 @@ def fit(
         loss, grads = jax.value_and_grad(loss_fn)(p, batch, sub)
         step_size = schedule(state[-1].count)  # adam's chain ends with the schedule's step counter
         updates, state = optimizer.update(grads, state, p)
+        if plateau:  # the restart's learning rate after its cuts (static: the cosine program is unchanged)
+            step_size = step_size * lr_scale
+            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
         p = optax.apply_updates(p, updates)
         # Proximal L1 step in Adam's metric: exact zeros, and |A| decides which edges stay.
         p = proximal_l1_at(p, state[0], ("adjacency",), step_size, config.l1_graph)
@@ -636,16 +657,16 @@ def fit(
             p = proximal_l1_at(p, state[0], (name, "weight"), step_size, sparse_decoders[name])
         return (p, state, rng), loss
 
-    def one_epoch(p, state, rng, train):
+    def one_epoch(p, state, rng, lr_scale, train):
         rng, perm_key = jax.random.split(rng)
         order = jax.random.permutation(perm_key, len(train_rows))[: n_batches * batch_size]
-        (p, state, rng), losses = jax.lax.scan(functools.partial(step, train=train), (p, state, rng),
+        (p, state, rng), losses = jax.lax.scan(functools.partial(step, train=train, lr_scale=lr_scale), (p, state, rng),
                                                order.reshape(n_batches, batch_size))
         return p, state, rng, jnp.mean(losses)
 
     # The data are arguments, not constants folded into the programs, so a program's key in the
     # compilation cache depends on the shapes alone (the same for every seed of a cohort size).
-    epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, None)))
+    epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, 0, None)))
     validation_fn = jax.jit(jax.vmap(lambda p, rng, rows: jnp.mean(module.apply({"params": p}, rows, rng)[0]),
                                      in_axes=(0, None, None)))
 
@@ -672,14 +693,16 @@ def fit(
     param_shapes = _placed(jax.eval_shape(init, init_keys), placement)
     state_shapes = _placed(jax.eval_shape(optimizer_init, param_shapes), placement)
     train_shapes, val_shapes = _placed(train, placement), _placed(val, placement)
+    scale_shape = jax.ShapeDtypeStruct((restarts,), jnp.float32, sharding=placement)
 
     def fresh(params: Any, opt_state: Any) -> _checkpoint.TrainingState:
         return _checkpoint.TrainingState(
             epochs_done=0, params=params, opt_state=opt_state, keys=keys, best_params=params,
             best=np.full(restarts, -np.inf),
             patience_reference=np.full(restarts, -np.inf),  # the best ELBO that last beat its predecessor by min_delta
-            waited=np.zeros(restarts, dtype=int), train_loss=np.zeros((0, restarts)),
-            val_elbo=np.zeros((0, restarts)), stopped=None, elapsed_s=0.0)
+            waited=np.zeros(restarts, dtype=int), lr_scale=np.ones(restarts, dtype=np.float32),
+            cuts=np.zeros(restarts, dtype=int), train_loss=np.zeros((0, restarts)),
+            val_elbo=np.zeros((0, restarts)), learning_rate=np.zeros((0, restarts)), stopped=None, elapsed_s=0.0)
 
     resumed = None
     checkpointing = checkpoint is not None and initial_params is None
@@ -697,7 +720,8 @@ def fit(
     if training_left:  # compile the training programs
         with ThreadPoolExecutor(max_workers=2) as pool:
             epoch_compiled = pool.submit(
-                lambda: epoch_fn.lower(param_shapes, state_shapes, keys, train_shapes).compile())
+                lambda: epoch_fn.lower(param_shapes, state_shapes, keys, scale_shape,
+                                       train_shapes).compile())
             validation_compiled = pool.submit(lambda: validation_fn.lower(param_shapes, val_key, val_shapes).compile())
             if resumed is None:
                 params = init(init_keys)
@@ -709,24 +733,28 @@ def fit(
                 train, val = jax.device_put((train, val), replicated)
             epoch_program, validation_program = epoch_compiled.result(), validation_compiled.result()
 
-    def epoch(params, opt_state, keys):
-        return epoch_program(params, opt_state, keys, train)
+    def epoch(params, opt_state, keys, lr_scale):
+        lr_scale = jax.device_put(lr_scale, replicated) if sharding is not None else jnp.asarray(lr_scale)
+        return epoch_program(params, opt_state, keys, lr_scale, train)
 
     def validation_elbo(params, key):
         return validation_program(params, key, val)
 
     params, opt_state, keys, best_params = state.params, state.opt_state, state.keys, state.best_params
     best, patience_reference, waited = state.best, state.patience_reference, state.waited
-    curves: list[tuple[np.ndarray, np.ndarray]] = list(zip(state.train_loss, state.val_elbo))
+    lr_scale, cuts = state.lr_scale.astype(np.float32), state.cuts
+    # per epoch: training loss, validation ELBO and learning rate of every restart
+    curves: list[tuple[np.ndarray, ...]] = list(zip(state.train_loss, state.val_elbo, state.learning_rate))
     stopped = state.stopped
     start -= state.elapsed_s  # fit_seconds counts the interrupted process's time too
 
     def save_checkpoint(epochs_done: int, stopped: str | None) -> float:
         _checkpoint.save(checkpoint, _checkpoint.TrainingState(
             epochs_done=epochs_done, params=params, opt_state=opt_state, keys=keys, best_params=best_params,
-            best=best, patience_reference=patience_reference, waited=waited,
+            best=best, patience_reference=patience_reference, waited=waited, lr_scale=lr_scale, cuts=cuts,
             train_loss=np.asarray([c[0] for c in curves]).reshape(-1, restarts),
-            val_elbo=np.asarray([c[1] for c in curves]).reshape(-1, restarts), stopped=stopped,
+            val_elbo=np.asarray([c[1] for c in curves]).reshape(-1, restarts),
+            learning_rate=np.asarray([c[2] for c in curves]).reshape(-1, restarts), stopped=stopped,
             elapsed_s=time.perf_counter() - start), fingerprint=checkpoint_print)
         return time.perf_counter()
 
@@ -736,9 +764,10 @@ def fit(
     for index in range(len(curves), config.max_epochs) if stopped is None else ():
         # The graph is a DAG at every step and nothing is pruned afterwards, so the
         # parameters scored here are exactly the ones returned.
-        params, opt_state, keys, train_loss = epoch(params, opt_state, keys)
+        rate = np.asarray(schedule(index * n_batches), dtype=np.float64) * lr_scale  # at the epoch's first step
+        params, opt_state, keys, train_loss = epoch(params, opt_state, keys, lr_scale)
         val_elbo = np.asarray(validation_elbo(params, val_key), dtype=np.float64)
-        curves.append((np.asarray(train_loss, dtype=np.float64), val_elbo))
+        curves.append((np.asarray(train_loss, dtype=np.float64), val_elbo, rate))
         if not np.isfinite(val_elbo).any():
             raise FloatingPointError(f"training diverged at epoch {index + 1} (validation ELBO {val_elbo})")
         improved = np.nan_to_num(val_elbo, nan=-np.inf) > best
@@ -747,8 +776,13 @@ def fit(
         patience_reference = np.where(progressed, val_elbo, patience_reference)
         waited = np.where(progressed, 0, waited + 1)
         best_params = keep_improved(jnp.asarray(improved), params, best_params)
+        if plateau:  # a restart on a plateau with cuts left goes on at a lower rate
+            cut = (waited >= config.patience) & (cuts < config.plateau_cuts)
+            lr_scale = np.where(cut, lr_scale * np.float32(config.plateau_factor), lr_scale).astype(np.float32)
+            cuts, waited = cuts + cut, np.where(cut, 0, waited)
         bar.update(1)
-        bar.set_postfix(val_elbo=f"{val_elbo.max():.3f}", best=f"{best.max():.3f}")
+        bar.set_postfix(val_elbo=f"{val_elbo.max():.3f}", best=f"{best.max():.3f}",
+                        **({"lr": f"{config.learning_rate * lr_scale.max():.1e}"} if plateau else {}))
         if waited.min() >= config.patience:
             stopped = "early stopping on validation"
             break
@@ -760,9 +794,12 @@ def fit(
         save_checkpoint(len(curves), stopped)
     chosen = int(np.argmax(best))
     history = [{"epoch": i + 1, "train_loss": float(loss[chosen]), "val_elbo": float(elbo[chosen])}
-               for i, (loss, elbo) in enumerate(curves)]
+               for i, (loss, elbo, _) in enumerate(curves)]
+    if plateau:  # where the cuts fell, for the training curves
+        for entry, (_, _, rate) in zip(history, curves):
+            entry["learning_rate"] = float(rate[chosen])
     if restarts > 1:
-        for entry, (_, elbo) in zip(history, curves):
+        for entry, (_, elbo, _) in zip(history, curves):
             entry["val_elbo_restarts"] = [float(v) for v in elbo]
     best_params = jax.device_get(jax.tree_util.tree_map(lambda x: x[chosen], best_params))
     model = FittedCRL(config=config, params=best_params, standardization=standardization, history=history,

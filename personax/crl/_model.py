@@ -62,6 +62,14 @@ class CRLConfig:
             ELBO (nats per person) beats the best so far by more than this; the
             returned parameters are still those of the best ELBO. Without it, the
             tiny gains of a decaying learning rate keep training to the epoch cap.
+        lr_schedule: "cosine" (the learning rate decays to a tenth over ``max_epochs``,
+            so the schedule itself ends at the cap) or "plateau" (train to convergence:
+            the rate stays at ``learning_rate`` until the validation ELBO has not
+            progressed by ``min_delta`` for ``patience`` epochs, is then cut by
+            ``plateau_factor``, at most ``plateau_cuts`` times, and training stops at the
+            next such plateau; ``max_epochs`` is only a safety cap).
+        plateau_factor, plateau_cuts: The cuts of the "plateau" schedule (0.3 twice: the
+            last rate is 0.09 of the first, about where the cosine schedule ends).
         l1_graph: L1 strength on the adjacency (per example; the proximal step
             uses Adam's per-coordinate step size, so the fit is a stationary
             point of loss + l1_graph * |A|_1).
@@ -185,6 +193,9 @@ class CRLConfig:
     max_epochs: int = 200
     patience: int = 20
     min_delta: float = 0.01
+    lr_schedule: str = "cosine"
+    plateau_factor: float = 0.3
+    plateau_cuts: int = 2
     l1_graph: float = 0.05
     weight_decay: float = 1e-3
     graph_threshold: float = 0.0
@@ -220,7 +231,8 @@ class CRLConfig:
         than it says (checked here once, so a model built from a config directly is checked too)."""
         choices = {"prior": ("causal", "gaussian"), "mechanism": ("additive", "mlp"),
                    "within_block_order": ("learned", "fixed"), "shared_posterior": ("product", "mixture"),
-                   "contrastive_pairs": ("all", "cross_modal"), "sparse_decoder_inputs": ("all", "own_block")}
+                   "contrastive_pairs": ("all", "cross_modal"), "sparse_decoder_inputs": ("all", "own_block"),
+                   "lr_schedule": ("cosine", "plateau")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
@@ -233,6 +245,9 @@ class CRLConfig:
         for name in ("orient_epochs", "orient_steps", "orient_rounds", "orient_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.plateau_factor < 1 or self.plateau_cuts < 0:
+            raise ValueError(f"plateau_factor must be in (0, 1) and plateau_cuts at least 0, got "
+                             f"{self.plateau_factor} and {self.plateau_cuts}")
         if self.orient_learning_rate is not None and not self.orient_learning_rate > 0:
             raise ValueError(f"orient_learning_rate must be positive (or None: the fit's learning_rate), "
                              f"got {self.orient_learning_rate}")

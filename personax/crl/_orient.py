@@ -314,8 +314,9 @@ def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modali
     config = model.config
     options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if f.name not in ("shared_dim", "latent_dims", "measurements", "input_dims", "auxiliary_dim", "seed")}
+    # the training on is a cosine decay from orient_learning_rate whatever the fit's own schedule
     options.update(max_epochs=config.orient_epochs, orient_shared=False, orient_rounds=1, order_search=False,
-                   learning_rate=config.orient_learning_rate or config.learning_rate)
+                   learning_rate=config.orient_learning_rate or config.learning_rate, lr_schedule="cosine")
     tuned = fit(modalities, latent_dims=config.latent_dims, shared_dim=config.shared_dim, seed=config.seed,
                 auxiliary=auxiliary, progress=progress, initial_params=[jax.device_get(model.params), candidate],
                 **options)

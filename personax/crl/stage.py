@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from personax.crl import diagnostics as D
 from personax.crl._auxiliary import auxiliary_design
 from personax.crl._baselines import recovery_with_baselines
-from personax.crl._fit import fit, missing_entries, standardised_edge_effects, usable_rows
+from personax.crl._fit import fit, learning_rate_cuts, missing_entries, standardised_edge_effects, usable_rows
 from personax.crl._orient import fit_stop
 from personax.crl._reference import fit_reference
 from personax import artifacts as A
@@ -307,6 +307,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         ax.plot(epochs, [-h["train_loss"] for h in model.history], label="train (-loss)")
         ax.plot(epochs, [h["val_elbo"] for h in model.history], label="validation ELBO")
         ax.set_ylabel("ELBO per person")
+        for epoch in learning_rate_cuts(model.history):  # lr_schedule: plateau
+            ax.axvline(epoch, color="grey", linestyle=":", linewidth=1)
+        if learning_rate_cuts(model.history):
+            ax.plot([], [], color="grey", linestyle=":", linewidth=1, label="learning rate cut")
     else:  # the reference has no ELBO: its own (gameable) objective
         ax.plot(epochs, [h["train_loss"] for h in model.history], label="train loss")
         ax.plot(epochs, [h["val_loss"] for h in model.history], label="validation loss")
@@ -329,6 +333,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             "stopped": fit_stop(model)[0], "fit_epochs": fit_stop(model)[1],
             # the epochs an interrupted run's checkpoint had done when this run resumed from it (null: not resumed)
             "resumed_at_epoch": model.resumed_at_epoch,
+            # crl.fit.lr_schedule: plateau: the first epoch at each lower learning rate
+            **({"learning_rate_cuts": learning_rate_cuts(model.history)}
+               if model.config.lr_schedule == "plateau" else {}),
             "missing_entries": missing_entries(data),
             # crl.fit.orient_shared: the search of the shared block's axes and its decision
             **({"orientation": _without_matrices(model.orientation)} if model.orientation else {}),

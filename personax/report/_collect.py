@@ -627,7 +627,16 @@ def curves_section(ctx: _Context) -> Section:
     if not ctx.run_dir.exists(A.CRL_CURVE):
         return ctx.absent(section, A.CRL_CURVE)
     _figures(section, ctx, [(A.CRL_CURVE, None, "CRL training loss and validation ELBO per epoch")])
-    resumed = (ctx.value(A.CRL_METRICS) or {}).get("resumed_at_epoch")
+    metrics = ctx.value(A.CRL_METRICS) or {}
+    if metrics.get("stopped") and isinstance(metrics.get("fit_epochs"), int):
+        cuts = metrics.get("learning_rate_cuts")
+        section.blocks.append(Note(
+            f"The fit ended after {metrics['fit_epochs']} epochs: {metrics['stopped']}"
+            + (" (training went on until the validation ELBO stopped rising at the lowest learning rate)"
+               if cuts is not None and metrics["stopped"] != "epoch cap" else "")
+            + (f"; the learning rate was cut at epoch{'s' if len(cuts) > 1 else ''} {', '.join(map(str, cuts))}"
+               if cuts else "") + "."))
+    resumed = metrics.get("resumed_at_epoch")
     if resumed is not None:
         section.blocks.append(Note(f"The fit resumed from the checkpoint an interrupted run left after epoch {resumed}; "
                                    "the curve holds every epoch, the interrupted run's included, and the model is the "

@@ -47,24 +47,32 @@ def bench():
     return make_multimodal_numeric(300, seed=0)
 
 
-@pytest.mark.slow  # ~25 s CPU: four small fits
-def test_a_resumed_fit_returns_the_uninterrupted_fit(bench, tmp_path, monkeypatch):
-    uninterrupted = fit(bench.modalities, **OPTIONS)
+# The plateau schedule carries more from epoch to epoch (each restart's rate and cuts): killed after
+# epoch 4 it has made one cut and waited one epoch at the second rate; it stops after epoch 7.
+PLATEAU = dict(OPTIONS, max_epochs=8, lr_schedule="plateau", patience=2, min_delta=1e9)
+
+
+@pytest.mark.slow  # ~25 s CPU per schedule: four small fits
+@pytest.mark.parametrize("options, killed_after, epochs", [(OPTIONS, 3, 6), (PLATEAU, 4, 7)],
+                         ids=["cosine", "plateau"])
+def test_a_resumed_fit_returns_the_uninterrupted_fit(bench, tmp_path, monkeypatch, options, killed_after, epochs):
+    uninterrupted = fit(bench.modalities, **options)
+    assert len(uninterrupted.history) == epochs
     path = tmp_path / "fit.msgpack"
     with monkeypatch.context() as patch:
-        _dies_after(3, patch)
+        _dies_after(killed_after, patch)
         with pytest.raises(_Killed):
-            fit(bench.modalities, checkpoint=path, **OPTIONS)
+            fit(bench.modalities, checkpoint=path, **options)
     assert path.is_file()
-    resumed = fit(bench.modalities, checkpoint=path, **OPTIONS)
-    assert resumed.resumed_at_epoch == 3 and uninterrupted.resumed_at_epoch is None
-    # every restart's state, keys and early-stopping counters came back: the same model, bit for bit
+    resumed = fit(bench.modalities, checkpoint=path, **options)
+    assert resumed.resumed_at_epoch == killed_after and uninterrupted.resumed_at_epoch is None
+    # every restart's state, keys, early-stopping counters and rate came back: the same model, bit for bit
     assert _same_params(resumed.params, uninterrupted.params)
     assert resumed.history == uninterrupted.history and resumed.best_val_elbo == uninterrupted.best_val_elbo
     assert resumed.stopped == uninterrupted.stopped and resumed.fit_seconds > 0
     # the checkpoint now holds the finished training: another crash (in a later step) skips it
-    again = fit(bench.modalities, checkpoint=path, **OPTIONS)
-    assert again.resumed_at_epoch == 6 and _same_params(again.params, uninterrupted.params)
+    again = fit(bench.modalities, checkpoint=path, **options)
+    assert again.resumed_at_epoch == epochs and _same_params(again.params, uninterrupted.params)
 
 
 def _tiny_state(value: float = 1.0) -> _checkpoint.TrainingState:
@@ -72,7 +80,9 @@ def _tiny_state(value: float = 1.0) -> _checkpoint.TrainingState:
     return _checkpoint.TrainingState(
         epochs_done=1, params=params, opt_state=(params, np.zeros(2, np.int32)), keys=jax.random.split(jax.random.key(0)),
         best_params=params, best=np.array([-3.0, -4.0]), patience_reference=np.array([-3.0, -4.0]),
-        waited=np.array([0, 1]), train_loss=np.ones((1, 2)), val_elbo=np.array([[-3.0, -4.0]]), stopped=None,
+        waited=np.array([0, 1]), lr_scale=np.array([1.0, 0.3]), cuts=np.array([0, 1]),
+        train_loss=np.ones((1, 2)), val_elbo=np.array([[-3.0, -4.0]]),
+        learning_rate=np.array([[2e-3, 6e-4]]), stopped=None,
         elapsed_s=2.5)
 
 
@@ -93,6 +103,7 @@ def test_a_checkpoint_of_other_data_or_settings_is_not_resumed(tmp_path, caplog)
     loaded = _checkpoint.load(path, fingerprint=stamp, template=_tiny_state(0.0))
     assert loaded.epochs_done == 1 and loaded.elapsed_s == 2.5 and loaded.stopped is None
     assert _same_params(loaded.params, _tiny_state().params) and loaded.waited.tolist() == [0, 1]
+    assert loaded.lr_scale.tolist() == [1.0, 0.3] and loaded.cuts.tolist() == [0, 1]
     assert np.array_equal(jax.random.key_data(loaded.keys), jax.random.key_data(_tiny_state().keys))
     with caplog.at_level(logging.INFO, logger="personax.crl._checkpoint"):
         assert _checkpoint.load(path, fingerprint=others[0], template=_tiny_state()) is None

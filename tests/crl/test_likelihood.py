@@ -277,6 +277,27 @@ def test_gains_below_min_delta_do_not_reset_patience(bench):
     assert len(improving.history) > 4
 
 
+@pytest.mark.slow  # ~10-20 s CPU (a small fit and its JIT compile); runs under CI
+def test_the_plateau_schedule_cuts_the_rate_on_each_plateau_and_stops_at_the_last(bench):
+    """Under lr_schedule="plateau" each plateau of `patience` epochs cuts the rate by plateau_factor, at
+    most plateau_cuts times, and the next one ends the training: with a min_delta no epoch can beat,
+    the first epoch sets the reference and every plateau is exactly `patience` epochs long."""
+    model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
+                **{**SMALL, "max_epochs": 50, "patience": 2, "min_delta": 1e9, "lr_schedule": "plateau",
+                   "learning_rate": 1e-3})
+    assert model.stopped == "early stopping on validation"
+    assert [h["learning_rate"] for h in model.history] == pytest.approx([1e-3] * 3 + [3e-4] * 2 + [9e-5] * 2,
+                                                                        rel=1e-6)
+    assert model.best_val_elbo == pytest.approx(max(h["val_elbo"] for h in model.history), abs=1e-9)
+    # the rate in effect is the one recorded: a cut rate trains less far than the full one would have
+    full = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
+               **{**SMALL, "max_epochs": 7, "learning_rate": 1e-3, "lr_schedule": "plateau", "patience": 50})
+    assert [h["learning_rate"] for h in full.history] == pytest.approx([1e-3] * 7, rel=1e-6)
+    assert [h["val_elbo"] for h in full.history[:3]] == pytest.approx([h["val_elbo"] for h in model.history[:3]],
+                                                                      abs=1e-4)
+    assert full.history[3]["val_elbo"] != pytest.approx(model.history[3]["val_elbo"], abs=1e-4)
+
+
 def test_ordered_logistic_logpmf_matches_numpyro_and_stays_exact_in_the_tails():
     """The ordinal likelihood against a float64 difference of sigmoids (absolute 1e-5 in
     log-probability) and numpyro's OrderedLogistic (relative 1e-4: numpyro subtracts float32

@@ -210,7 +210,9 @@ def test_image_modalities_get_conv_nets_and_reload(tmp_path):
     ("shared_posterior", "average", "shared_posterior must be"), ("contrastive_pairs", "within", "contrastive_pairs must be"),
     ("sparse_decoder", {"audio": 0.1}, "sparse_decoder names"), ("ordinal", {"image": 3}, "ordinal names"),
     ("ordinal", {"text": 1}, "at least 2 levels"),
-    ("sparse_decoder_inputs", "shared", "sparse_decoder_inputs must be")])
+    ("sparse_decoder_inputs", "shared", "sparse_decoder_inputs must be"),
+    ("lr_schedule", "linear", "lr_schedule must be"), ("plateau_factor", 1.0, "plateau_factor must be in"),
+    ("plateau_cuts", -1, "plateau_cuts at least 0")])
 def test_a_config_that_names_an_unknown_option_is_refused_when_built(field, value, message):
     """Checked once, in CRLConfig: a model built from a config directly is checked as fit's is
     (an image modality cannot be ordinal; a tabular one needs 2+ levels)."""

@@ -253,6 +253,34 @@ def test_the_training_curves_say_when_the_fit_resumed_from_a_checkpoint(hostile_
     assert said == (resumed is not None)
 
 
+@pytest.mark.parametrize("metrics, expected", [
+    ({"stopped": "epoch cap", "fit_epochs": 300}, "The fit ended after 300 epochs: epoch cap."),
+    ({"stopped": "early stopping on validation", "fit_epochs": 291, "learning_rate_cuts": [190, 241]},
+     "The fit ended after 291 epochs: early stopping on validation (training went on until the validation ELBO "
+     "stopped rising at the lowest learning rate); the learning rate was cut at epochs 190, 241."),
+    ({"stopped": "epoch cap", "fit_epochs": 1000, "learning_rate_cuts": [600]},
+     "The fit ended after 1000 epochs: epoch cap; the learning rate was cut at epoch 600."),
+    ({}, None)])
+def test_the_training_curves_say_how_the_fit_ended(hostile_bios, run_path, metrics, expected):
+    import matplotlib.pyplot as plt
+
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    crl = RunDir(run_path, stage="crl")
+    crl.write(A.CRL_METRICS, {"model": "personax", "people": 10, **metrics})
+    figure = plt.figure()
+    crl.write(A.CRL_CURVE, figure)
+    plt.close(figure)
+    section = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text().split(
+        "## Training curves\n", 1)[1].split("\n## ", 1)[0]
+    if expected is None:
+        assert "The fit ended" not in section
+    else:
+        assert expected in section
+
+
 @pytest.mark.parametrize("graph, expected", [
     # the edge with the smaller |weight| has the larger effect: it is named first, with both numbers
     ({"nodes": ["s1", "t1", "t2"], "adjacency": [[0, 0.04, 0.3], [0, 0, 0], [0, 0, 0]],
