@@ -44,6 +44,8 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert metrics["measurements"]["text"] == [f"trait_scores:trait_{r}_?" for r in ("lexicon", "sima", "simb", "simc")]
     assert metrics["left_out_missing_measurement"] < 15 and sum(metrics["missing_entries"].values()) > 0
     assert metrics["stopped"] in ("epoch cap", "early stopping on validation")
+    # the stage trains to convergence (conf/crl/default.yaml): no plateau in 3 epochs, so no cut yet
+    assert model.config.lr_schedule == "plateau" and metrics["learning_rate_cuts"] == []
     assert metrics["warnings"] == []  # score columns, and the sparse decoder kept the text block in use
     assert metrics["best_val_elbo"] == model.best_val_elbo
     # the stage searched the shared block's axes (its default): the decision, without the turn's matrix
