@@ -1,8 +1,11 @@
-"""Root pytest configuration: the doctests of personax/ (collected with --doctest-modules)."""
+"""Root pytest configuration: XLA's optimisation level for the tests, and the doctests of personax/
+(collected with --doctest-modules)."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -12,8 +15,11 @@ import pytest
 # (experiments/benchmarks/results/test_suite_parallel.md). The operations are the same; only their
 # machine code is less optimised, and every tolerance holds at both levels. Set here, before any
 # JAX backend starts, so pytest-xdist workers and the subprocess tests inherit it; users' runs keep
-# XLA's default. An XLA_FLAGS that already sets the level wins.
-if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+# XLA's default. An XLA_FLAGS that already sets the level wins, and so does a test marked
+# `xla_default_level`, which runs in a child process of its own (below).
+CHILD_AT_XLA_DEFAULT_LEVEL = "PERSONAX_TEST_AT_XLA_DEFAULT_LEVEL"
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "") and not os.environ.get(
+        CHILD_AT_XLA_DEFAULT_LEVEL):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
 
 # Doctests that fit a model (~15 s CPU each): slow, like the tests that fit one (tests/conftest.py
@@ -27,3 +33,24 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.nodeid in SLOW_DOCTESTS:
             item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("xla_default_level") and not os.environ.get(CHILD_AT_XLA_DEFAULT_LEVEL):
+            item.runtest = _in_a_child_at_xla_default_level(item)
+
+
+def _in_a_child_at_xla_default_level(item):
+    """A test that runs one program for thousands of steps (marked `xla_default_level`) is about three
+    times slower at level 0 (experiments/benchmarks/results/test_suite_parallel.md, "The tests that
+    compute"), so it runs in a child pytest whose XLA keeps its default level; the child's output is
+    this test's failure message."""
+
+    def runtest() -> None:
+        flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith("--xla_backend_optimization_level")]
+        env = {**os.environ, "XLA_FLAGS": " ".join(flags), CHILD_AT_XLA_DEFAULT_LEVEL: "1",
+               "PERSONAX_SLOW": "1"}  # it was selected here, so it runs there, slow or not
+        child = subprocess.run([sys.executable, "-m", "pytest", item.nodeid, "-n", "0", "-q", "-p", "no:cacheprovider"],
+                               cwd=item.config.rootpath, env=env, capture_output=True, text=True, timeout=1200)
+        if child.returncode != 0 or "1 passed" not in child.stdout:  # a child that skipped it has not run it
+            pytest.fail(f"in a child process at XLA's default optimisation level:\n{child.stdout[-6000:]}{child.stderr[-3000:]}",
+                        pytrace=False)
+
+    return runtest

@@ -307,9 +307,10 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         ax.plot(epochs, [-h["train_loss"] for h in model.history], label="train (-loss)")
         ax.plot(epochs, [h["val_elbo"] for h in model.history], label="validation ELBO")
         ax.set_ylabel("ELBO per person")
-        for epoch in learning_rate_cuts(model.history):  # lr_schedule: plateau
+        cuts = learning_rate_cuts(model.history)  # lr_schedule: plateau
+        for epoch in cuts:
             ax.axvline(epoch, color="grey", linestyle=":", linewidth=1)
-        if learning_rate_cuts(model.history):
+        if cuts:
             ax.plot([], [], color="grey", linestyle=":", linewidth=1, label="learning rate cut")
     else:  # the reference has no ELBO: its own (gameable) objective
         ax.plot(epochs, [h["train_loss"] for h in model.history], label="train loss")

@@ -234,21 +234,26 @@ def test_the_epoch_cap_warning_reads_the_fit_s_own_stop(hostile_bios, run_path, 
         assert warning in summary
 
 
-@pytest.mark.parametrize("resumed", [None, 120])
-def test_the_training_curves_say_when_the_fit_resumed_from_a_checkpoint(hostile_bios, run_path, resumed):
+def _training_curves_section(bios: Path, run_path: Path, metrics: dict) -> str:
+    """The report's "Training curves" section for a run whose crl stage wrote ``metrics`` and a curve."""
     import matplotlib.pyplot as plt
 
     from personax import artifacts as A
     from personax.pipeline import RunDir
 
-    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    run_pipeline(raw_config(bios, "[ingest]"), run_path)
     crl = RunDir(run_path, stage="crl")
-    crl.write(A.CRL_METRICS, {"model": "personax", "people": 10, "resumed_at_epoch": resumed})
+    crl.write(A.CRL_METRICS, {"model": "personax", "people": 10, **metrics})
     figure = plt.figure()
     crl.write(A.CRL_CURVE, figure)
     plt.close(figure)
-    section = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text().split(
+    return build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text().split(
         "## Training curves\n", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.parametrize("resumed", [None, 120])
+def test_the_training_curves_say_when_the_fit_resumed_from_a_checkpoint(hostile_bios, run_path, resumed):
+    section = _training_curves_section(hostile_bios, run_path, {"resumed_at_epoch": resumed})
     said = "The fit resumed from the checkpoint an interrupted run left after epoch 120" in section
     assert said == (resumed is not None)
 
@@ -262,19 +267,7 @@ def test_the_training_curves_say_when_the_fit_resumed_from_a_checkpoint(hostile_
      "The fit ended after 1000 epochs: epoch cap; the learning rate was cut at epoch 600."),
     ({}, None)])
 def test_the_training_curves_say_how_the_fit_ended(hostile_bios, run_path, metrics, expected):
-    import matplotlib.pyplot as plt
-
-    from personax import artifacts as A
-    from personax.pipeline import RunDir
-
-    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
-    crl = RunDir(run_path, stage="crl")
-    crl.write(A.CRL_METRICS, {"model": "personax", "people": 10, **metrics})
-    figure = plt.figure()
-    crl.write(A.CRL_CURVE, figure)
-    plt.close(figure)
-    section = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text().split(
-        "## Training curves\n", 1)[1].split("\n## ", 1)[0]
+    section = _training_curves_section(hostile_bios, run_path, metrics)
     if expected is None:
         assert "The fit ended" not in section
     else:
