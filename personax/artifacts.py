@@ -233,15 +233,20 @@ class Artifact:
             raise TypeError(f"artifact {self.name!r} ({self.format}) is written by path, not as a value")
         writer(path, value, **options)
 
-    def keys_in(self, run_path: Path) -> list[str]:
-        """The keys of a family's members present in ``run_path`` (sorted)."""
+    def family_folder(self) -> str:
+        """The folder that holds a family's members, relative to the run directory."""
         if not self.is_family:
             raise TypeError(f"artifact {self.name!r} is not a family")
+        folder, _, _ = self.path.split("{key}")[0].rpartition("/")  # not Path(...).parent: "a/b/" is a folder
+        return folder
+
+    def keys_in(self, run_path: Path) -> list[str]:
+        """The keys of a family's members present in ``run_path`` (sorted)."""
+        folder = run_path / self.family_folder()  # a single file has none: TypeError
         prefix, suffix = self.path.split("{key}")
-        folder = run_path / Path(prefix).parent
         if not folder.is_dir():
             return []
-        start = Path(prefix).name
+        start = prefix.rpartition("/")[2]
         keys = []
         for child in folder.iterdir():
             name = child.name
@@ -352,6 +357,10 @@ LEVEL1_SUMMARY = _declare("level1_summary", "level1/summary.md", "independence",
                           "Level I dependent pairs per feature")
 LEVEL1_RECOVERY = _declare("level1_recovery", "level1/recovery.json", "independence", "json",
                            "synthetic cohort: Level I decisions scored against the planted dependencies")
+LEVEL1_CHECKPOINT = _declare("level1_checkpoint", "level1/checkpoint/{key}.parquet", "independence", "parquet",
+                              "one test's finished rows while the stage runs, keyed by the test and a fingerprint "
+                              "of its data and options (removed when the stage finishes): a rerun after a crash "
+                              "keeps the tests that had finished", private=True)
 # crl
 CRL_MODEL = _declare("crl_model", "crl/model", "crl", "folder", "the fitted model (personax.load_pretrained)")
 CRL_LATENTS = _declare("crl_latents", "crl/latents.parquet", "crl", "parquet",

@@ -270,6 +270,23 @@ def test_the_docs_show_the_contract_as_declared():
 def test_no_stage_reads_another_stage_s_private_artifact():
     """A private artifact (a stage's working state, such as the crl fit's checkpoint) has no reader."""
     private = [item for item in artifacts.ARTIFACTS.values() if item.private]
-    assert artifacts.CRL_FIT_CHECKPOINT in private
+    assert artifacts.CRL_FIT_CHECKPOINT in private and artifacts.LEVEL1_CHECKPOINT in private
     for spec in pipeline.STAGES.values():
         assert not [item.name for item in private if item.writer != spec.name and spec.reads(item)], spec.name
+
+
+@pytest.mark.parametrize("item, keys", [
+    (artifacts.TEXT_EMBEDDING, ["bio", "summary"]),  # a file-name prefix: embeddings/text_{key}.npy
+    (artifacts.PRIVATE_EMBEDDING, ["image", "text_bio"]),  # a folder of its own: embeddings/private/{key}.npy
+    (artifacts.REPORT_FIGURE, ["a.png", "b.png"]),  # the whole name: report/figures/{key}
+])
+def test_a_family_s_members_are_found_whether_it_has_a_folder_of_its_own_or_not(run_path, item, keys):
+    writer = RunDir(run_path)
+    for key in keys:
+        path = writer.locate(item, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    (run_path / item.family_folder() / ".hidden_tmp").write_bytes(b"x")  # an atomic write's temporary: not a member
+    assert writer.keys(item) == keys
+    with pytest.raises(TypeError, match="not a family"):
+        PERSONS.family_folder()

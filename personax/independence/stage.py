@@ -13,6 +13,9 @@ information", is missing there), runs :func:`personax.independence.test_matrix` 
 * ``level1_recovery`` — on the synthetic cohort only: precision / recall / F1 of the
   q < alpha decisions against the planted ``marginal_dependence`` matrix, per test and rater.
 
+The tests run one at a time; each finished test's rows are kept in the private
+``level1_checkpoint`` until every output is written, so a rerun after a crash keeps them.
+
 When the person table has no face attributes and the embeddings stage scored them
 zero-shot (``face_attributes``), those are tested too, marked in ``feature_source``.
 
@@ -25,6 +28,8 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from typing import Any, Sequence
@@ -33,6 +38,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from personax import __version__
 from personax import artifacts as A
 from personax.data.schema import FACE_ATTRIBUTES, FEATURE_COLUMNS, ordered_trait_columns, rater_of
 from personax.data.truth import planted_truth
@@ -102,9 +108,8 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
     first = chunk_slice(len(all_features), chunk).start
     log.info("independence: %d features x %d trait columns x %d tests (%s) ...", len(features), len(traits),
              len(tests), ", ".join(tests))
-    table = test_matrix(
-        frame, features, traits, tests=tests, conditioning=conditioning,
-        options={t: _options(cfg, t) for t in tests},
+    arguments = dict(
+        conditioning=conditioning,
         # trait scores (1..3) are always discrete; discrete_features names the discrete features
         discrete=[*cfg.discrete_features, *traits] if cfg.get("discrete_features") is not None else None,
         max_categories=int(cfg.max_categories), min_rows=int(cfg.min_rows), seed=int(cfg.seed),
@@ -113,6 +118,8 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
         approx_threshold_conditional=int(cfg.get("approx_threshold_conditional", 5_000)),
         first_feature_index=first,
     )
+    table, resumed = _tests_with_checkpoints(run_dir, frame, features, traits, tests,
+                                             {t: _options(cfg, t) for t in tests}, arguments)
     table["rater"] = table["trait"].map(rater_of)
     table["feature_source"] = [zero_shot if zero_shot and f in FACE_ATTRIBUTES else FROM_TABLE
                                for f in table["feature"]]
@@ -137,9 +144,55 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
         recovery = score_recovery(table, truth.marginal_dependence, alpha)
         run_dir.write(A.LEVEL1_RECOVERY, recovery)
         summary["recovery_f1"] = {t: recovery["tests"][t]["all"]["f1"] for t in recovery["tests"]}
+    if resumed:
+        summary["resumed_tests"] = resumed
+    # every output is written: nothing to resume (a checkpoint of other data or options included;
+    # the run holds its directory's lock, so no other run is writing one)
+    for key in run_dir.keys(A.LEVEL1_CHECKPOINT):
+        A.remove_with_leftovers(run_dir.locate(A.LEVEL1_CHECKPOINT, key))
+    folder = run_dir.path / A.LEVEL1_CHECKPOINT.family_folder()
+    if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     log.info("independence: %d pairs x %d tests in %.1f s", summary["pairs"], len(tests), summary["seconds"])
     return summary
+
+
+def _tests_with_checkpoints(run_dir, frame: pd.DataFrame, features: list[str], traits: list[str],
+                            tests: list[str], options: dict[str, dict], arguments: dict[str, Any]
+                            ) -> tuple[pd.DataFrame, list[str]]:
+    """The matrix, one test at a time, each test's rows kept as soon as they are done.
+
+    A test's rows do not depend on the other tests (its own q-values, its own random keys), so the
+    tests run one by one, each finished one is saved under a key naming the test and a fingerprint
+    of everything it ran on, and a rerun after a crash takes the finished ones from there.
+
+    Returns:
+        The table, as :func:`test_matrix` gives it for all the tests at once, and the tests taken
+        from an interrupted run's checkpoints.
+    """
+    from tqdm.auto import tqdm
+
+    data = data_digest(frame)
+    parts, resumed = [], []
+    for test in (bar := tqdm(tests, desc="independence", unit="test", leave=False)):
+        bar.set_postfix_str(test)
+        fingerprint = json.dumps({"test": test, "data": data, "features": features, "traits": traits,
+                                  "options": options[test], "version": __version__, **arguments},
+                                 sort_keys=True, default=str)
+        key = f"{test}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:16]}"
+        path = run_dir.locate(A.LEVEL1_CHECKPOINT, key)
+        if path.is_file():
+            part = A.LEVEL1_CHECKPOINT.read(path)
+            resumed.append(test)
+            log.info("independence: %s taken from the checkpoint an interrupted run left (%s)", test,
+                     A.LEVEL1_CHECKPOINT.relpath(key))
+        else:
+            part = test_matrix(frame, features, traits, tests=[test], options={test: options[test]}, **arguments)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            A.LEVEL1_CHECKPOINT.write(path, part)
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True), resumed
 
 
 def _prf(pred: np.ndarray, true: np.ndarray) -> dict[str, Any]:

@@ -147,3 +147,50 @@ def test_a_missing_conditioning_column_is_a_clear_error(run_dir):
 def test_the_stage_cannot_read_undeclared_artifacts(run_dir):
     with pytest.raises(PipelineError, match="without declaring it"):
         RunDir(run_dir, "independence").read(A.CRL_METRICS)
+
+
+def test_a_rerun_after_a_crash_keeps_the_tests_that_had_finished(run_dir, tmp_path_factory, monkeypatch):
+    """The stage killed during its second test (an exception standing in for the crash) keeps the
+    first test's rows; the rerun computes only the second, and its table is the uninterrupted run's.
+    A checkpoint of other options is not used, and every checkpoint goes when the stage finishes."""
+    import shutil
+
+    fresh = tmp_path_factory.mktemp("fresh")
+    shutil.copytree(run_dir, fresh, dirs_exist_ok=True)
+    config = _config(tests=["fisherz", "chisq"])
+    stage.run(config, RunDir(fresh, "independence"))
+    uninterrupted = pd.read_parquet(fresh / "level1" / "pvalues.parquet")
+    assert not (fresh / "level1" / "checkpoint").exists()
+
+    real, ran = stage.test_matrix, []
+
+    def counting(*args, tests, **kwargs):
+        ran.extend(tests)
+        return real(*args, tests=tests, **kwargs)
+
+    def crashing_on_chisq(*args, tests, **kwargs):
+        if tests == ["chisq"]:
+            raise KeyboardInterrupt("killed")
+        return counting(*args, tests=tests, **kwargs)
+
+    monkeypatch.setattr(stage, "test_matrix", crashing_on_chisq)
+    with pytest.raises(KeyboardInterrupt):
+        stage.run(config, RunDir(run_dir, "independence"))
+    assert [key.split("-")[0] for key in RunDir(run_dir).keys(A.LEVEL1_CHECKPOINT)] == ["fisherz"]
+
+    ran.clear()
+    monkeypatch.setattr(stage, "test_matrix", counting)
+    summary = stage.run(config, RunDir(run_dir, "independence"))
+    assert ran == ["chisq"] and summary["resumed_tests"] == ["fisherz"]
+    pd.testing.assert_frame_equal(pd.read_parquet(run_dir / "level1" / "pvalues.parquet"), uninterrupted)
+    assert not (run_dir / "level1" / "checkpoint").exists()
+
+    ran.clear()  # the same crash, then a rerun with other options: the first test's rows are not reused
+    monkeypatch.setattr(stage, "test_matrix", crashing_on_chisq)
+    with pytest.raises(KeyboardInterrupt):
+        stage.run(config, RunDir(run_dir, "independence"))
+    monkeypatch.setattr(stage, "test_matrix", counting)
+    ran.clear()
+    summary = stage.run(_config(tests=["fisherz", "chisq"], min_rows=20), RunDir(run_dir, "independence"))
+    assert ran == ["fisherz", "chisq"] and "resumed_tests" not in summary
+    assert not (run_dir / "level1" / "checkpoint").exists()  # the unused one is gone too
