@@ -173,6 +173,8 @@ def _tests_with_checkpoints(run_dir, frame: pd.DataFrame, features: list[str], t
     """
     from tqdm.auto import tqdm
 
+    if not tests:  # nothing to keep: the empty table, as before
+        return test_matrix(frame, features, traits, tests=[], options={}, **arguments), []
     data = data_digest(frame)
     parts, resumed = [], []
     for test in (bar := tqdm(tests, desc="independence", unit="test", leave=False)):

@@ -194,3 +194,5 @@ def test_a_rerun_after_a_crash_keeps_the_tests_that_had_finished(run_dir, tmp_pa
     summary = stage.run(_config(tests=["fisherz", "chisq"], min_rows=20), RunDir(run_dir, "independence"))
     assert ran == ["fisherz", "chisq"] and "resumed_tests" not in summary
     assert not (run_dir / "level1" / "checkpoint").exists()  # the unused one is gone too
+    summary = stage.run(_config(tests=[]), RunDir(run_dir, "independence"))  # no test: an empty table, no checkpoint
+    assert summary["tests"] == {} and pd.read_parquet(run_dir / "level1" / "pvalues.parquet").empty
