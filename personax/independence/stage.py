@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import time
 from typing import Any, Sequence
 
@@ -146,13 +147,10 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
         summary["recovery_f1"] = {t: recovery["tests"][t]["all"]["f1"] for t in recovery["tests"]}
     if resumed:
         summary["resumed_tests"] = resumed
-    # every output is written: nothing to resume (a checkpoint of other data or options included;
-    # the run holds its directory's lock, so no other run is writing one)
-    for key in run_dir.keys(A.LEVEL1_CHECKPOINT):
-        A.remove_with_leftovers(run_dir.locate(A.LEVEL1_CHECKPOINT, key))
-    folder = run_dir.path / A.LEVEL1_CHECKPOINT.family_folder()
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    # every output is written: nothing to resume. The folder is the checkpoints' own, so it goes whole:
+    # a checkpoint of other data or options, and the hidden temporary of a write a kill interrupted
+    # (the run holds its directory's lock, so no other run is writing there)
+    shutil.rmtree(run_dir.path / A.LEVEL1_CHECKPOINT.family_folder(), ignore_errors=True)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     log.info("independence: %d pairs x %d tests in %.1f s", summary["pairs"], len(tests), summary["seconds"])
     return summary

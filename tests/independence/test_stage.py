@@ -190,10 +190,13 @@ def test_a_rerun_after_a_crash_keeps_the_tests_that_had_finished(run_dir, tmp_pa
     monkeypatch.setattr(stage, "test_matrix", crashing_on_chisq)
     with pytest.raises(KeyboardInterrupt):
         stage.run(config, RunDir(run_dir, "independence"))
+    # what a kill -9 in the middle of writing chisq's checkpoint leaves: atomic_path's hidden temporary
+    interrupted = RunDir(run_dir).locate(A.LEVEL1_CHECKPOINT, "chisq-0123456789abcdef")
+    interrupted.with_name(f".{interrupted.stem}.tmp-99999{interrupted.suffix}").write_bytes(b"half a parquet")
     monkeypatch.setattr(stage, "test_matrix", counting)
     ran.clear()
     summary = stage.run(_config(tests=["fisherz", "chisq"], min_rows=20), RunDir(run_dir, "independence"))
     assert ran == ["fisherz", "chisq"] and "resumed_tests" not in summary
-    assert not (run_dir / "level1" / "checkpoint").exists()  # the unused one is gone too
+    assert not (run_dir / "level1" / "checkpoint").exists()  # the unused one is gone too, and the leftover
     summary = stage.run(_config(tests=[]), RunDir(run_dir, "independence"))  # no test: an empty table, no checkpoint
     assert summary["tests"] == {} and pd.read_parquet(run_dir / "level1" / "pvalues.parquet").empty
