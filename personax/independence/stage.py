@@ -28,11 +28,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import shutil
 import time
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -156,6 +158,20 @@ def run(config: DictConfig, run_dir) -> dict[str, Any]:
     return summary
 
 
+@functools.cache
+def _code_digest() -> str:
+    """What computes the tests' numbers: this package's source files and the versions of the packages
+    they compute with (the package's own version stays 0.1.0 between commits that change numbers)."""
+    import jax
+    import scipy
+
+    digest = hashlib.sha256(json.dumps({"personax": __version__, "jax": jax.__version__, "numpy": np.__version__,
+                                        "scipy": scipy.__version__}, sort_keys=True).encode())
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.name.encode() + b"\0" + source.read_bytes())
+    return digest.hexdigest()
+
+
 def _tests_with_checkpoints(run_dir, frame: pd.DataFrame, features: list[str], traits: list[str],
                             tests: list[str], options: dict[str, dict], arguments: dict[str, Any]
                             ) -> tuple[pd.DataFrame, list[str]]:
@@ -178,7 +194,7 @@ def _tests_with_checkpoints(run_dir, frame: pd.DataFrame, features: list[str], t
     for test in (bar := tqdm(tests, desc="independence", unit="test", leave=False)):
         bar.set_postfix_str(test)
         fingerprint = json.dumps({"test": test, "data": data, "features": features, "traits": traits,
-                                  "options": options[test], "version": __version__, **arguments},
+                                  "options": options[test], "code": _code_digest(), **arguments},
                                  sort_keys=True, default=str)
         key = f"{test}-{hashlib.sha256(fingerprint.encode()).hexdigest()[:16]}"
         path = run_dir.locate(A.LEVEL1_CHECKPOINT, key)

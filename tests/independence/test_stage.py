@@ -152,7 +152,8 @@ def test_the_stage_cannot_read_undeclared_artifacts(run_dir):
 def test_a_rerun_after_a_crash_keeps_the_tests_that_had_finished(run_dir, tmp_path_factory, monkeypatch):
     """The stage killed during its second test (an exception standing in for the crash) keeps the
     first test's rows; the rerun computes only the second, and its table is the uninterrupted run's.
-    A checkpoint of other options is not used, and every checkpoint goes when the stage finishes."""
+    A checkpoint of other options or other code is not used, and every checkpoint goes when the stage
+    finishes."""
     import shutil
 
     fresh = tmp_path_factory.mktemp("fresh")
@@ -198,5 +199,15 @@ def test_a_rerun_after_a_crash_keeps_the_tests_that_had_finished(run_dir, tmp_pa
     summary = stage.run(_config(tests=["fisherz", "chisq"], min_rows=20), RunDir(run_dir, "independence"))
     assert ran == ["fisherz", "chisq"] and "resumed_tests" not in summary
     assert not (run_dir / "level1" / "checkpoint").exists()  # the unused one is gone too, and the leftover
+
+    ran.clear()  # the same crash, then a rerun under other code (a changed test): nothing is reused
+    monkeypatch.setattr(stage, "test_matrix", crashing_on_chisq)
+    with pytest.raises(KeyboardInterrupt):
+        stage.run(config, RunDir(run_dir, "independence"))
+    monkeypatch.setattr(stage, "test_matrix", counting)
+    monkeypatch.setattr(stage, "_code_digest", lambda: "the code of another commit")
+    ran.clear()
+    summary = stage.run(config, RunDir(run_dir, "independence"))
+    assert ran == ["fisherz", "chisq"] and "resumed_tests" not in summary
     summary = stage.run(_config(tests=[]), RunDir(run_dir, "independence"))  # no test: an empty table, no checkpoint
     assert summary["tests"] == {} and pd.read_parquet(run_dir / "level1" / "pvalues.parquet").empty
