@@ -73,6 +73,13 @@ def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
                       "orient_steps": library.orient_steps, "orient_rounds": library.orient_rounds,
                       "orient_rows": library.orient_rows, "orient_learning_rate": library.orient_learning_rate}
     assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**variant, "orient_shared": True}
+    # ... with the cosine schedule of the recorded runs; "personax-stage-converged" trains to convergence as
+    # the stage does (run with --epochs at the stage's cap)
+    assert benchmark.MODEL_VARIANTS["personax-stage-converged"] == {**variant, "orient_shared": True,
+                                                                     "lr_schedule": stage_fit.lr_schedule}
+    assert stage_fit.lr_schedule == "plateau" and library.lr_schedule == "cosine"
+    assert (stage_fit.patience, stage_fit.batch_size, tuple(stage_fit.hidden)) == (
+        library.patience, library.batch_size, library.hidden)
 
 
 def test_the_pipeline_digits_experiment_runs_the_recorded_digits_setting(benchmark):

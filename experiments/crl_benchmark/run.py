@@ -46,7 +46,7 @@ from personax.crl._fit import _split, standardised_edge_effects
 from personax.crl._model import CRLConfig
 from personax.crl._orient import fit_stop
 from personax.data.synthetic import make_multimodal_numeric, make_variant_digits
-from personax.crl.stage import default_objective
+from personax.crl.stage import OBJECTIVE_FIELDS, default_objective
 
 RESULTS = Path(__file__).parent / "results"
 # the crl stage's objective, from its config (auxiliary_in_decoders acts only where covariates are given:
@@ -70,6 +70,9 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   # the same, training on from the rate the fit's schedule ended at (a tenth of learning_rate)
                   # instead of restarting at learning_rate
                   "personax-stage-oriented-gentle": {**STAGE, "orient_shared": True, "orient_learning_rate": 2e-4},
+                  # the crl stage's fit as it runs by default (since 2026-12-05 it trains to convergence:
+                  # lr_schedule plateau; run it with --epochs 1000, the stage's safety cap)
+                  "personax-stage-converged": default_objective((*OBJECTIVE_FIELDS, "orient_shared", "lr_schedule")),
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   # (and, through STAGE's auxiliary_in_decoders, in the stage objective's decoders)
                   "personax-auxiliary": {},
