@@ -15,6 +15,8 @@ and training with a standard-normal prior, beta = 1); ``personax-contrastive`` (
 multiview InfoNCE term, weight 1); ``personax-stage`` (the crl stage's default objective, read
 from conf/crl/default.yaml); ``personax-stage-oriented`` (the same, then the shared block's axes
 searched by the prior's fit and kept if the validation ELBO says so: ``orient_shared``);
+``personax-stage-converged`` (the crl stage's fit as it runs since 2026-12-05: the same, trained to
+convergence, ``lr_schedule: plateau``; run it with ``--epochs 1000``, the stage's cap);
 ``personax-stage-ordered`` (the same, then each modality block's within-block order searched the
 same way: ``order_search``);
 ``personax-stage-oriented-rounds2`` (the same, searching again once from a kept turn: ``orient_rounds: 2``); ``personax-auxiliary`` and ``personax-stage-auxiliary`` (the same,
@@ -107,6 +109,13 @@ def _score(latents: dict[str, np.ndarray], bench, splits, blocks, graph=None,
     train, test = splits["train"], splits["test"]
     result = D.mcc(learned[train], true[train], learned[test], true[test])
     row = {"mcc": result["mcc"]}
+    # each planted block's share of it (the mean matched correlation of its latents; runs from 2026-12-05 on)
+    start = 0
+    for block in order:
+        width = bench.latents[block].shape[1]
+        if width:
+            row[f"mcc_{block}"] = float(np.mean(result["per_latent"][start:start + width]))
+        start += width
     for block in order:
         if bench.latents[block].shape[1] == 0:
             continue
