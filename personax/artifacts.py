@@ -359,7 +359,7 @@ LEVEL1_RECOVERY = _declare("level1_recovery", "level1/recovery.json", "independe
                            "synthetic cohort: Level I decisions scored against the planted dependencies")
 LEVEL1_CHECKPOINT = _declare("level1_checkpoint", "level1/checkpoint/{key}.parquet", "independence", "parquet",
                               "one test's finished rows while the stage runs, keyed by the test and a fingerprint "
-                              "of its data and options (removed when the stage finishes): a rerun after a crash "
+                              "of its data, options and code (removed when the stage finishes): a rerun after a crash "
                               "keeps the tests that had finished", private=True)
 # crl
 CRL_MODEL = _declare("crl_model", "crl/model", "crl", "folder", "the fitted model (personax.load_pretrained)")
