@@ -143,6 +143,24 @@ def test_the_benchmark_counts_both_shds_from_the_learned_graph(benchmark):
     assert row["_graphs"]["effects"][0][3] == 0.05  # the matched graphs, for the run's graphs.jsonl
 
 
+def test_each_block_s_part_of_the_mcc_is_its_own_latents_matched_correlation(benchmark):
+    """mcc_<block> is the mean of its planted latents' matched correlations: turning one block's axes
+    lowers its own part only, and the parts average to the MCC."""
+    from personax.data.synthetic import make_multimodal_numeric
+
+    bench = make_multimodal_numeric(600, seed=0)
+    splits = {"train": np.arange(400), "test": np.arange(400, 600)}
+    latents = {block: values.copy() for block, values in bench.latents.items()}
+    turn = np.deg2rad(35.0)
+    latents["text"] = latents["text"] @ np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+    row = benchmark._score(latents, bench, splits, ["image", "text"])
+    assert row["mcc_shared"] == pytest.approx(1.0) and row["mcc_image"] == pytest.approx(1.0)
+    assert row["mcc_text"] < 0.9
+    widths = [bench.latents[block].shape[1] for block in ("shared", "image", "text")]
+    parts = [row[f"mcc_{block}"] for block in ("shared", "image", "text")]
+    assert row["mcc"] == pytest.approx(np.average(parts, weights=widths))
+
+
 def test_the_effect_threshold_table_recounts_the_shd_from_the_recorded_graphs(benchmark, tmp_path):
     import json
 
