@@ -205,8 +205,7 @@ def _tests_with_checkpoints(run_dir, frame: pd.DataFrame, features: list[str], t
                      A.LEVEL1_CHECKPOINT.relpath(key))
         else:
             part = test_matrix(frame, features, traits, tests=[test], options={test: options[test]}, **arguments)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            A.LEVEL1_CHECKPOINT.write(path, part)
+            A.LEVEL1_CHECKPOINT.write(path, part)  # atomically, its folder made as needed
         parts.append(part)
     return pd.concat(parts, ignore_index=True), resumed
 
