@@ -247,6 +247,12 @@ def _found(ctx: _Context) -> list[Finding]:
     return items
 
 
+def _latents_with_parents(graph: Mapping[str, Any]) -> list[str]:
+    """The latents of graph.json with at least one incoming edge (a nonzero weight), in its order."""
+    nodes, weights = graph.get("nodes") or [], graph.get("adjacency") or []
+    return [node for j, node in enumerate(nodes) if any(row[j] for row in weights if j < len(row))]
+
+
 def _graph_not_recovered(values: Mapping[str, Any]) -> bool:
     """Whether recovery.json's "all" entry says the learned graph is not the planted one (run
     directories written before ``graph_verdict`` existed: any SHD above 0)."""
@@ -308,6 +314,14 @@ def _unreliable(ctx: _Context) -> list[Finding]:
         blocks = "; ".join(f"{block} ({diagnosis})" if diagnosis else block for block, diagnosis in below.items())
         items.append(Finding(f"CRL blocks not recovered (MCC below 0.8 or below the best baseline): {blocks}.",
                              _anchor(CRL_TITLE), "warning"))
+    children = _latents_with_parents(ctx.value(A.CRL_GRAPH) or {})
+    if children:
+        items.append(Finding(
+            f"CRL latents with parents in the learned graph ({', '.join(children)}) are identified at best up to "
+            "adding a multiple of their parents: a causal prior with learned mechanisms fits z + c·parent as well "
+            "as z, and the decoders absorb the difference (the transitivity indeterminacy, Liu et al. 2022; "
+            "docs/crl.md). Read each as its own variation mixed with some of its parents'.",
+            _anchor("Latent graphs"), "warning"))
     overall = crl.get("all")
     if isinstance(overall, Mapping) and "shd_learned_graph" in overall and _graph_not_recovered(overall):
         judged = [v for block, v in crl.items() if block != "all" and isinstance(v, Mapping) and "verdict" in v]

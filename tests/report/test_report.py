@@ -416,3 +416,22 @@ def test_summary_flags_failed_raters_zero_shot_attributes_and_failed_stages(full
     assert "- Warning: CRL: the sparse decoder's L1 set every weight of the text block's latents to zero." in summary
     crl_section = (run / "report/report.md").read_text().split("\n## Level II", 1)[1]
     assert "Warning: the sparse decoder's L1 set every weight" in crl_section
+
+
+@pytest.mark.parametrize("edges", [True, False])
+def test_the_summary_says_that_latents_with_parents_are_identified_only_up_to_their_parents(hostile_bios, run_path,
+                                                                                             edges):
+    """Every latent with an incoming edge gets the transitivity caveat (z + c·parent fits as well);
+    roots do not, and a graph without edges gives none."""
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    weights = [[0.0, 0.0, 0.4 * edges, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, -0.7 * edges], [0.0] * 4]
+    RunDir(run_path, stage="crl").write(A.CRL_GRAPH, {"nodes": ["s1", "s2", "image1", "text1"], "adjacency": weights})
+    summary = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+    summary = summary.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    caveat = ("CRL latents with parents in the learned graph (image1, text1) are identified at best up to adding a "
+              "multiple of their parents")
+    assert (caveat in summary) == edges
+    assert ("transitivity indeterminacy" in summary) == edges
