@@ -371,17 +371,22 @@ def test_the_transitivity_likelihood_shears_every_modality_latent_along_each_pla
 
 
 @pytest.mark.slow  # a two-epoch fit with the stage's options (the search of the shared axes included); runs under CI
-def test_the_transitivity_fits_command_records_every_modality_latent(monkeypatch, tmp_path):
-    """``transitivity.py fits``, the command its docstring shows, run tiny: one record per seed, one
+@pytest.mark.parametrize("options, record_name", [
+    ([], "transitivity_fits.jsonl"),
+    (["--dataset", "numeric-auxiliary", "--method", "personax-auxiliary", "--tag", "auxiliary"],
+     "transitivity_fits_auxiliary.jsonl")])
+def test_the_transitivity_fits_command_records_every_modality_latent(monkeypatch, tmp_path, options, record_name):
+    """``transitivity.py fits``, the commands its docstring shows, run tiny: one record per seed, one
     entry per planted modality latent, each matched to a learned latent, with coefficients on every
     planted latent."""
     import json
 
     script = _transitivity_script()
     monkeypatch.setattr(script, "RESULTS", tmp_path)
-    monkeypatch.setattr("sys.argv", ["transitivity.py", "fits", "--seeds", "0", "--n", "300", "--epochs", "2"])
+    monkeypatch.setattr("sys.argv", ["transitivity.py", "fits", "--seeds", "0", "--n", "300", "--epochs", "2", *options])
     script.main()
-    (record,) = [json.loads(line) for line in (tmp_path / "transitivity_fits.jsonl").read_text().splitlines()]
+    (record,) = [json.loads(line) for line in (tmp_path / record_name).read_text().splitlines()]
+    assert record["method"] == (options[3] if options else "personax-stage-converged")
     assert [entry["latent"] for entry in record["latents"]] == ["image1", "image2", "text1", "text2"]
     for entry in record["latents"]:
         assert entry["matched_to"].startswith("learned ") and len(entry["coefficients"]) == len(record["planted"]) == 6

@@ -81,6 +81,17 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   "personax-stage-auxiliary": STAGE}
 
 
+def fit_options(method: str, bench) -> dict:
+    """The fit options of one of MODEL_VARIANTS on a benchmark: the "-auxiliary" methods get its
+    observed groups, one-hot."""
+    extra = dict(MODEL_VARIANTS[method])
+    if method.endswith("-auxiliary"):
+        if bench.auxiliary is None:
+            raise SystemExit(f"{method} needs a benchmark with observed groups (--dataset numeric-auxiliary)")
+        extra["auxiliary"] = np.eye(int(bench.auxiliary.max()) + 1, dtype=np.float32)[bench.auxiliary]
+    return extra
+
+
 def _data(dataset: str, n: int, seed: int, image_size: int):
     """The benchmark, its block sizes and shared size, and model settings specific to it."""
     if dataset in ("numeric", "numeric-auxiliary"):
@@ -188,11 +199,7 @@ def main() -> None:
             start = time.perf_counter()
             splits = _split(len(bench.latents["shared"]), CRLConfig(0, {}, {}, {}, seed=seed))  # the models' splits
             if method in MODEL_VARIANTS:
-                extra = dict(MODEL_VARIANTS[method])
-                if method.endswith("-auxiliary"):
-                    if bench.auxiliary is None:
-                        raise SystemExit(f"{method} needs a benchmark with observed groups (--dataset numeric-auxiliary)")
-                    extra["auxiliary"] = np.eye(int(bench.auxiliary.max()) + 1, dtype=np.float32)[bench.auxiliary]
+                extra = fit_options(method, bench)
                 model = fit(bench.modalities, latent_dims=dims, shared_dim=shared, seed=seed,
                             max_epochs=args.epochs, restarts=args.restarts, **{**settings, **extra})
                 latents, splits = model.encode(bench.modalities), model.splits

@@ -16,7 +16,8 @@ change with an observed variable, which this benchmark does not plant. Two measu
   re-standardisation's log|det| (the change of the ELBO's entropy term). Reported: the held-out
   log-likelihood per person against the planted latent's (c = 0) and the sheared latent's
   correlation with the planted one.
-* ``fits``: the crl stage's fit (``personax-stage-converged``, 1000-epoch cap, 1 restart), matched to
+* ``fits``: the crl stage's fit (``personax-stage-converged``, 1000-epoch cap, 1 restart; or another
+  of ``run.py``'s methods with ``--method``, on ``--dataset numeric-auxiliary``), matched to
   the planted latents as the benchmark matches them; for each planted modality latent, the held-out
   linear R² of its matched learned latent from the planted latent alone (its squared correlation),
   from the planted latent and its planted parents, and from every planted latent (least squares on
@@ -25,11 +26,14 @@ change with an observed variable, which this benchmark does not plant. Two measu
   parents: a transitivity move, not information lost.
 
     .venv/bin/python experiments/crl_benchmark/transitivity.py likelihood --seeds 0 1021
-    .venv/bin/python experiments/crl_benchmark/transitivity.py fits --seeds 1021 1023 1027
+    .venv/bin/python experiments/crl_benchmark/transitivity.py fits --seeds 1021 1027 1025 1023
+    .venv/bin/python experiments/crl_benchmark/transitivity.py fits --dataset numeric-auxiliary \
+        --method personax-auxiliary --epochs 150 --seeds 1000 1001 --tag auxiliary
 
 Appends one JSON line per latent (``likelihood``) or per seed (``fits``) to
-``results/transitivity_<part>.jsonl``. The seeds: development seed 0 and fresh seeds of the third
-set (1020-1029), which were scored on 2026-12-05 and are spent; nothing here tunes the model.
+``results/transitivity_<part>[_<tag>].jsonl``. The seeds: development seed 0, fresh seeds of the
+third set (1020-1029), scored on 2026-12-05, and of ``numeric-auxiliary``'s set (1000-1009), scored
+on 2026-12-02: all spent. Nothing here tunes the model.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from personax.crl import fit
 from personax.crl._fit import _split
 from personax.crl._model import CRLConfig
 from orientation_likelihood import fit_prior  # this folder
-from run import MODEL_VARIANTS, RESULTS, _data  # this folder
+from run import MODEL_VARIANTS, RESULTS, _data, fit_options  # this folder
 
 SHEARS = (0.0, -0.6, -0.3, 0.3, 0.6)  # c, in units of the parent's standard deviation (both are standardised)
 
@@ -110,11 +114,13 @@ def decompose(found: np.ndarray, planted: np.ndarray, child: int, parents: list[
             "coefficients": [round(float(c), 3) for c in coefficients]}
 
 
-def fits(seed: int, *, n: int = 5000, epochs: int = 1000) -> dict:
-    """The stage's converged fit on one seed, each modality latent's miss split into parents and the rest."""
-    bench, dims, shared_dim, settings = _data("numeric", n, seed, image_size=0)
+def fits(seed: int, *, n: int = 5000, epochs: int = 1000, dataset: str = "numeric",
+         method: str = "personax-stage-converged") -> dict:
+    """One fit (a benchmark method, 1 restart) on one seed, each modality latent's miss split into
+    parents and the rest."""
+    bench, dims, shared_dim, settings = _data(dataset, n, seed, image_size=0)
     model = fit(bench.modalities, latent_dims=dims, shared_dim=shared_dim, seed=seed, max_epochs=epochs, restarts=1,
-                **{**settings, **MODEL_VARIANTS["personax-stage-converged"]})
+                **{**settings, **fit_options(method, bench)})
     encoded = model.encode(bench.modalities)
     order = ["shared", *dims]
     planted = np.concatenate([bench.latents[b] for b in order], axis=1)
@@ -123,7 +129,7 @@ def fits(seed: int, *, n: int = 5000, epochs: int = 1000) -> dict:
     matched = D.mcc(learned[train], planted[train], learned[test], planted[test])
     names, weights = list(bench.graph.index), bench.graph.to_numpy()
     learned_names = [f"learned {block}{i + 1}" for block in order for i in range(encoded[block].shape[1])]
-    row: dict = {"seed": seed, "n": n, "method": "personax-stage-converged", "epochs": len(model.history),
+    row: dict = {"dataset": dataset, "seed": seed, "n": n, "method": method, "epochs": len(model.history),
                  "mcc": round(matched["mcc"], 4), "planted": names, "latents": []}
     for child in range(shared_dim, len(names)):
         parents = [int(p) for p in np.flatnonzero(weights[:, child])]
@@ -143,12 +149,15 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--steps", type=int, default=1500, help="likelihood: optimiser steps of each prior fit")
     parser.add_argument("--epochs", type=int, default=1000, help="fits: the epoch cap (the stage's)")
+    parser.add_argument("--dataset", choices=["numeric", "numeric-auxiliary"], default="numeric", help="fits")
+    parser.add_argument("--method", choices=list(MODEL_VARIANTS), default="personax-stage-converged", help="fits")
+    parser.add_argument("--tag", default="", help="suffix of the record's name")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / f"transitivity_{args.part}.jsonl", "a") as out:
+    with open(RESULTS / f"transitivity_{args.part}{'_' + args.tag if args.tag else ''}.jsonl", "a") as out:
         for seed in args.seeds:
             records = (likelihood(seed, n=args.n, steps=args.steps) if args.part == "likelihood"
-                       else [fits(seed, n=args.n, epochs=args.epochs)])
+                       else [fits(seed, n=args.n, epochs=args.epochs, dataset=args.dataset, method=args.method)])
             for record in records:
                 print(json.dumps(record), flush=True)
                 out.write(json.dumps(record) + "\n")
