@@ -318,7 +318,7 @@ def _unreliable(ctx: _Context) -> list[Finding]:
     if children:
         items.append(Finding(
             f"CRL latents with parents in the learned graph ({', '.join(children)}) are identified at best up to "
-            "adding a multiple of their parents: a causal prior with learned mechanisms fits z + c·parent as well "
+            "adding a multiple of their parents: a causal prior with learned mechanisms fits z + c·parent about as well "
             "as z, and the decoders absorb the difference (the transitivity indeterminacy, Liu et al. 2022; "
             "docs/crl.md). Read each as its own variation mixed with some of its parents'.",
             _anchor("Latent graphs"), "warning"))
