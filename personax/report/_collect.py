@@ -631,8 +631,16 @@ def graphs_section(ctx: _Context) -> Section:
     section = Section("Latent graphs")
     if not ctx.run_dir.exists(A.CRL_GRAPH_FIGURE):
         return ctx.absent(section, A.CRL_GRAPH_FIGURE)
-    _figures(section, ctx, [(A.CRL_GRAPH_FIGURE, None, "Learned latent DAG (edge width ~ |weight|, red: negative)"),
+    graph = ctx.value(A.CRL_GRAPH) or {}
+    # the figure's widths are the standardised effects where graph.json has them (runs from 2026-12-04 on)
+    width = "standardised effect" if graph.get("effects") else "|weight|"
+    _figures(section, ctx, [(A.CRL_GRAPH_FIGURE, None, f"Learned latent DAG (edge width ~ {width}, red: negative weight)"),
                             (A.CRL_PC_GRAPH_FIGURE, None, "PC (causal-learn) on the learned latents")])
+    children = _latents_with_parents(graph)
+    if children:  # said next to the graph, as in the summary
+        section.blocks.append(Note(f"{', '.join(children)}: each is identified at best up to adding a multiple of its "
+                                   "parents in this graph (the transitivity indeterminacy, Liu et al. 2022; docs/crl.md, "
+                                   "\"What the numeric benchmark identifies inside a modality block\")."))
     return section
 
 

@@ -426,12 +426,20 @@ def test_the_summary_says_that_latents_with_parents_are_identified_only_up_to_th
     from personax import artifacts as A
     from personax.pipeline import RunDir
 
+    from PIL import Image
+
     run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
     weights = [[0.0, 0.0, 0.4 * edges, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, -0.7 * edges], [0.0] * 4]
-    RunDir(run_path, stage="crl").write(A.CRL_GRAPH, {"nodes": ["s1", "s2", "image1", "text1"], "adjacency": weights})
-    summary = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
-    summary = summary.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    run_dir = RunDir(run_path, stage="crl")
+    run_dir.write(A.CRL_GRAPH, {"nodes": ["s1", "s2", "image1", "text1"], "adjacency": weights,
+                                "effects": [[0.0, 0.0, 0.3 * edges, 0.0], [0.0] * 4, [0.0, 0.0, 0.0, 0.5 * edges], [0.0] * 4]})
+    Image.new("RGB", (4, 4)).save(run_dir.output_path(A.CRL_GRAPH_FIGURE))  # the section shows the figure
+    markdown = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+    summary = markdown.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
     caveat = ("CRL latents with parents in the learned graph (image1, text1) are identified at best up to adding a "
               "multiple of their parents")
     assert (caveat in summary) == edges
     assert ("transitivity indeterminacy" in summary) == edges
+    graphs = markdown.split("## Latent graphs\n", 1)[1].split("\n## ", 1)[0]  # and next to the graph
+    assert ("image1, text1: each is identified at best up to adding a multiple of its parents" in graphs) == edges
+    assert "edge width ~ standardised effect" in graphs  # what the figure's widths are, since graph.json has effects
