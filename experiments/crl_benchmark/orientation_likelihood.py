@@ -62,24 +62,42 @@ def fit_prior(config: CRLConfig, train: jnp.ndarray, test: jnp.ndarray, *, steps
     return objective, log_lik(test)
 
 
-def diagnose(seed: int, *, n: int = 5000, steps: int = 1500, inits: int = 2, train_rows: int = 2000) -> dict:
+def planted_setting(seed: int, *, n: int, train_rows: int):
+    """The numeric benchmark for prior-only fits: the benchmark, a config of its latent blocks, its
+    planted latents [s, z(1), ...] (float32), at most ``train_rows`` training rows (a subsample keeps
+    the fits affordable on a CPU) and the test rows."""
     bench, dims, shared_dim, _ = _data("numeric", n, seed, image_size=0)
     config = CRLConfig(shared_dim, dict(dims), {m: 1 for m in dims}, {m: 1 for m in dims}, seed=seed)
     planted = np.concatenate([bench.latents[b] for b in ("shared", *dims)], axis=1).astype(np.float32)
     splits = _split(n, config)
-    splits["train"] = splits["train"][:train_rows]  # a subsample keeps the 2 x 6 x inits fits affordable on a CPU
-    row: dict = {"seed": seed, "n": n, "train_rows": train_rows, "steps": steps, "inits": inits}
+    return bench, config, planted, splits["train"][:train_rows], splits["test"]
+
+
+def best_start_scorer(config: CRLConfig, *, steps: int, inits: int, seed: int):
+    """One compiled scorer of variants of the latents (variants x rows x latents): each variant's
+    prior fitted from ``inits`` fresh starts on the training rows, and the held-out log-likelihood
+    per person of the start with the best training objective (model selection on the training
+    objective, as restarts do on ELBO)."""
     fitted = jax.jit(jax.vmap(jax.vmap(lambda tr, te, k: fit_prior(config, tr, te, steps=steps, key=k),
                                        in_axes=(None, None, 0)), in_axes=(0, 0, None)))
     keys = jax.random.split(jax.random.key(seed), inits)
+
+    def score(variants: np.ndarray, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        objective, held_out = (np.asarray(v) for v in fitted(jnp.asarray(variants[:, train]),
+                                                              jnp.asarray(variants[:, test]), keys))
+        return held_out[np.arange(len(variants)), objective.argmax(axis=1)]
+    return score
+
+
+def diagnose(seed: int, *, n: int = 5000, steps: int = 1500, inits: int = 2, train_rows: int = 2000) -> dict:
+    _, config, planted, train, test = planted_setting(seed, n=n, train_rows=train_rows)
+    row: dict = {"seed": seed, "n": n, "train_rows": train_rows, "steps": steps, "inits": inits}
+    score = best_start_scorer(config, steps=steps, inits=inits, seed=seed)
     for block, where in config.block_slices().items():
         if block == "shared":
             continue
         variants = np.stack([turned(planted, where, a) for a in ANGLES])
-        objective, held_out = (np.asarray(v) for v in fitted(jnp.asarray(variants[:, splits["train"]]),
-                                                              jnp.asarray(variants[:, splits["test"]]), keys))
-        best = objective.argmax(axis=1)  # model selection on the training objective, as restarts do on ELBO
-        chosen = held_out[np.arange(len(ANGLES)), best]
+        chosen = score(variants, train, test)
         row[block] = {
             "angles": list(ANGLES),
             "mcc": [round(D.mcc(v[:, where], planted[:, where])["mcc"], 3) for v in variants],

@@ -41,15 +41,11 @@ from __future__ import annotations
 import argparse
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from personax.crl import diagnostics as D
 from personax.crl import fit
-from personax.crl._fit import _split
-from personax.crl._model import CRLConfig
-from orientation_likelihood import fit_prior  # this folder
+from orientation_likelihood import best_start_scorer, planted_setting  # this folder
 from run import MODEL_VARIANTS, RESULTS, _data, fit_options  # this folder
 
 SHEARS = (0.0, -0.6, -0.3, 0.3, 0.6)  # c, in units of the parent's standard deviation (both are standardised)
@@ -57,17 +53,11 @@ SHEARS = (0.0, -0.6, -0.3, 0.3, 0.6)  # c, in units of the parent's standard dev
 
 def likelihood(seed: int, *, n: int = 5000, steps: int = 1500, inits: int = 2, train_rows: int = 2000) -> list[dict]:
     """One record per (modality latent, planted parent): the prior's held-out preference for each shear."""
-    bench, dims, shared_dim, _ = _data("numeric", n, seed, image_size=0)
-    config = CRLConfig(shared_dim, dict(dims), {m: 1 for m in dims}, {m: 1 for m in dims}, seed=seed)
-    planted = np.concatenate([bench.latents[b] for b in ("shared", *dims)], axis=1).astype(np.float32)
+    bench, config, planted, train, test = planted_setting(seed, n=n, train_rows=train_rows)
     names, weights = list(bench.graph.index), bench.graph.to_numpy()
-    splits = _split(n, config)
-    train, test = splits["train"][:train_rows], splits["test"]  # a subsample keeps the fits affordable on a CPU
-    fitted = jax.jit(jax.vmap(jax.vmap(lambda tr, te, k: fit_prior(config, tr, te, steps=steps, key=k),
-                                       in_axes=(None, None, 0)), in_axes=(0, 0, None)))
-    keys = jax.random.split(jax.random.key(seed), inits)
+    score = best_start_scorer(config, steps=steps, inits=inits, seed=seed)
     records = []
-    for child in range(shared_dim, len(names)):
+    for child in range(config.shared_dim, len(names)):
         for parent in np.flatnonzero(weights[:, child]):
             variants, log_det = [], []
             for c in SHEARS:
@@ -78,9 +68,7 @@ def likelihood(seed: int, *, n: int = 5000, steps: int = 1500, inits: int = 2, t
                 variants.append(variant)
                 log_det.append(-np.log(scale))
             variants = np.stack(variants)
-            objective, held_out = (np.asarray(v) for v in fitted(jnp.asarray(variants[:, train]),
-                                                                  jnp.asarray(variants[:, test]), keys))
-            chosen = held_out[np.arange(len(SHEARS)), objective.argmax(axis=1)] + np.asarray(log_det)
+            chosen = score(variants, train, test) + np.asarray(log_det)
             records.append({
                 "seed": seed, "n": n, "child": names[child], "parent": names[parent],
                 "planted_weight": round(float(weights[parent, child]), 3), "shear": list(SHEARS),

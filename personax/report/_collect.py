@@ -247,6 +247,11 @@ def _found(ctx: _Context) -> list[Finding]:
     return items
 
 
+# where the summary and the "Latent graphs" section send a reader for why a latent with parents is not unique
+TRANSITIVITY = ('the transitivity indeterminacy, Liu et al. 2022; docs/crl.md, "What the numeric benchmark '
+                'identifies inside a modality block"')
+
+
 def _latents_with_parents(graph: Mapping[str, Any]) -> list[str]:
     """The latents of graph.json with at least one incoming edge (a nonzero weight), in its order."""
     nodes, weights = graph.get("nodes") or [], graph.get("adjacency") or []
@@ -319,8 +324,8 @@ def _unreliable(ctx: _Context) -> list[Finding]:
         items.append(Finding(
             f"CRL latents with parents in the learned graph ({', '.join(children)}) are identified at best up to "
             "adding a multiple of their parents: a causal prior with learned mechanisms fits z + c·parent about as well "
-            "as z, and the decoders absorb the difference (the transitivity indeterminacy, Liu et al. 2022; "
-            "docs/crl.md). Read each as its own variation mixed with some of its parents'.",
+            f"as z, and the decoders absorb the difference ({TRANSITIVITY}). Read each as its own variation mixed "
+            "with some of its parents'.",
             _anchor("Latent graphs"), "warning"))
     overall = crl.get("all")
     if isinstance(overall, Mapping) and "shd_learned_graph" in overall and _graph_not_recovered(overall):
@@ -639,8 +644,7 @@ def graphs_section(ctx: _Context) -> Section:
     children = _latents_with_parents(graph)
     if children:  # said next to the graph, as in the summary
         section.blocks.append(Note(f"{', '.join(children)}: each is identified at best up to adding a multiple of its "
-                                   "parents in this graph (the transitivity indeterminacy, Liu et al. 2022; docs/crl.md, "
-                                   "\"What the numeric benchmark identifies inside a modality block\")."))
+                                   f"parents in this graph ({TRANSITIVITY})."))
     return section
 
 
