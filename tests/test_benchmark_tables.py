@@ -24,6 +24,17 @@ def _load_script(script: str):
     return module
 
 
+def _load_benchmark_script(name: str):
+    """A script of experiments/crl_benchmark that imports its neighbours (as when run there), imported."""
+    import sys
+
+    sys.path.insert(0, str(EXPERIMENTS / "crl_benchmark"))
+    try:
+        return _load_script(f"crl_benchmark/{name}")
+    finally:
+        sys.path.remove(str(EXPERIMENTS / "crl_benchmark"))
+
+
 @pytest.fixture(scope="module")
 def benchmark():
     return _load_script("crl_benchmark/run.py")
@@ -280,13 +291,7 @@ def test_every_demo_command_the_docs_show_parses_and_composes(compose_cfg):
 def test_the_axes_search_offers_keeping_the_block_and_maps_it_exactly():
     """The diagnostic's candidates include the fitted axes (0 and 90 degrees: the block unchanged)
     and every other unordered pair of distinct grid directions once."""
-    import sys
-
-    sys.path.insert(0, str(EXPERIMENTS / "crl_benchmark"))  # it imports its neighbours, as when run there
-    try:
-        search = _load_script("crl_benchmark/axes_search.py")
-    finally:
-        sys.path.remove(str(EXPERIMENTS / "crl_benchmark"))
+    search = _load_benchmark_script("axes_search.py")
     pairs = search.direction_pairs()
     grid = len(search.GRID_DEGREES)
     assert len(pairs) == grid * (grid - 1) // 2 and len(set(pairs)) == len(pairs)
@@ -327,13 +332,7 @@ def test_the_demo_record_says_what_the_order_search_decided_and_the_strong_edge_
 
 
 def _transitivity_script():
-    import sys
-
-    sys.path.insert(0, str(EXPERIMENTS / "crl_benchmark"))  # it imports its neighbours, as when run there
-    try:
-        return _load_script("crl_benchmark/transitivity.py")
-    finally:
-        sys.path.remove(str(EXPERIMENTS / "crl_benchmark"))
+    return _load_benchmark_script("transitivity.py")
 
 
 def test_the_transitivity_split_tells_a_latent_mixed_with_its_parent_from_one_that_lost_information():
