@@ -159,6 +159,45 @@ def _training_effects(model, latents: dict[str, np.ndarray], train: np.ndarray) 
     return standardised_edge_effects(model.params, model.adjacency(), ordered)
 
 
+def fit_and_encode(dataset: str, n: int, seed: int, *, epochs: int, method: str):
+    """One fit of ``method`` (1 restart) for this folder's diagnostics: the benchmark, the model, its
+    encoded blocks, and the planted and learned latents stacked [s, z(1), ...]."""
+    bench, dims, shared_dim, settings = _data(dataset, n, seed, image_size=0)
+    model = fit(bench.modalities, latent_dims=dims, shared_dim=shared_dim, seed=seed, max_epochs=epochs, restarts=1,
+                **{**settings, **fit_options(method, bench)})
+    encoded = model.encode(bench.modalities)
+    order = ["shared", *dims]
+    planted = np.concatenate([bench.latents[b] for b in order], axis=1)
+    learned = np.concatenate([encoded[b] for b in order], axis=1)
+    return bench, model, encoded, planted, learned
+
+
+def diagnostic_parser(description: str, parts: list[str]) -> argparse.ArgumentParser:
+    """The command line of this folder's diagnostics of fits (``transitivity.py``,
+    ``mechanism_sparsity.py``): a part, the seeds, the benchmark's size, the fit's epoch cap and
+    method, and a tag for the record's name."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("part", choices=parts)
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--epochs", type=int, default=1000, help="fits: the epoch cap (the stage's)")
+    parser.add_argument("--method", choices=list(MODEL_VARIANTS), default="personax-stage-converged", help="fits")
+    parser.add_argument("--tag", default="", help="suffix of the record's name")
+    return parser
+
+
+def append_records(name: str, args: argparse.Namespace, records_of_seed) -> None:
+    """Appends ``records_of_seed(seed)``'s records, one JSON line each, to
+    ``results/<name>_<part>[_<tag>].jsonl`` as each seed finishes (and prints them)."""
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / f"{name}_{args.part}{'_' + args.tag if args.tag else ''}.jsonl", "a") as out:
+        for seed in args.seeds:
+            for record in records_of_seed(seed):
+                print(json.dumps(record), flush=True)
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+
+
 def argument_parser() -> argparse.ArgumentParser:
     """The command line (a test parses every command the docs show with it)."""
     parser = argparse.ArgumentParser()

@@ -38,15 +38,11 @@ on 2026-12-02: all spent. Nothing here tunes the model.
 
 from __future__ import annotations
 
-import argparse
-import json
-
 import numpy as np
 
 from personax.crl import diagnostics as D
-from personax.crl import fit
 from orientation_likelihood import best_start_scorer, planted_setting  # this folder
-from run import MODEL_VARIANTS, RESULTS, _data, fit_options  # this folder
+from run import append_records, diagnostic_parser, fit_and_encode  # this folder
 
 SHEARS = (0.0, -0.6, -0.3, 0.3, 0.6)  # c, in units of the parent's standard deviation (both are standardised)
 
@@ -106,13 +102,8 @@ def fits(seed: int, *, n: int = 5000, epochs: int = 1000, dataset: str = "numeri
          method: str = "personax-stage-converged") -> dict:
     """One fit (a benchmark method, 1 restart) on one seed, each modality latent's miss split into
     parents and the rest."""
-    bench, dims, shared_dim, settings = _data(dataset, n, seed, image_size=0)
-    model = fit(bench.modalities, latent_dims=dims, shared_dim=shared_dim, seed=seed, max_epochs=epochs, restarts=1,
-                **{**settings, **fit_options(method, bench)})
-    encoded = model.encode(bench.modalities)
-    order = ["shared", *dims]
-    planted = np.concatenate([bench.latents[b] for b in order], axis=1)
-    learned = np.concatenate([encoded[b] for b in order], axis=1)
+    bench, model, encoded, planted, learned = fit_and_encode(dataset, n, seed, epochs=epochs, method=method)
+    order, shared_dim = ["shared", *model.config.latent_dims], model.config.shared_dim
     train, test = model.splits["train"], model.splits["test"]
     matched = D.mcc(learned[train], planted[train], learned[test], planted[test])
     names, weights = list(bench.graph.index), bench.graph.to_numpy()
@@ -131,25 +122,13 @@ def fits(seed: int, *, n: int = 5000, epochs: int = 1000, dataset: str = "numeri
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("part", choices=["likelihood", "fits"])
-    parser.add_argument("--seeds", type=int, nargs="+", required=True)
-    parser.add_argument("--n", type=int, default=5000)
+    parser = diagnostic_parser(__doc__.splitlines()[0], ["likelihood", "fits"])
     parser.add_argument("--steps", type=int, default=1500, help="likelihood: optimiser steps of each prior fit")
-    parser.add_argument("--epochs", type=int, default=1000, help="fits: the epoch cap (the stage's)")
     parser.add_argument("--dataset", choices=["numeric", "numeric-auxiliary"], default="numeric", help="fits")
-    parser.add_argument("--method", choices=list(MODEL_VARIANTS), default="personax-stage-converged", help="fits")
-    parser.add_argument("--tag", default="", help="suffix of the record's name")
     args = parser.parse_args()
-    RESULTS.mkdir(exist_ok=True)
-    with open(RESULTS / f"transitivity_{args.part}{'_' + args.tag if args.tag else ''}.jsonl", "a") as out:
-        for seed in args.seeds:
-            records = (likelihood(seed, n=args.n, steps=args.steps) if args.part == "likelihood"
-                       else [fits(seed, n=args.n, epochs=args.epochs, dataset=args.dataset, method=args.method)])
-            for record in records:
-                print(json.dumps(record), flush=True)
-                out.write(json.dumps(record) + "\n")
-                out.flush()
+    append_records("transitivity", args, lambda seed: (
+        likelihood(seed, n=args.n, steps=args.steps) if args.part == "likelihood"
+        else [fits(seed, n=args.n, epochs=args.epochs, dataset=args.dataset, method=args.method)]))
 
 
 if __name__ == "__main__":
