@@ -418,7 +418,7 @@ def test_parent_relations_are_named_from_the_graph():
     assert relation(g, 2, 3) == "partial"
 
 
-def test_the_sparsest_turn_finds_planted_axes_only_where_the_parent_sets_are_not_nested():
+def test_the_sparsest_turn_finds_the_planted_axes_with_disjoint_parents_and_turned_ones_with_equal_parents():
     """Seed 1026 of the numeric benchmark plants a text block with disjoint parents (s1; s2) and an
     image block whose two latents have the same parent (s2). Both blocks turned by 30 degrees and
     stretched: the sparsest turn brings the text block back to its planted axes (block MCC within

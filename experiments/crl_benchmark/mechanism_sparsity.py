@@ -7,9 +7,9 @@ Gaussians and the mechanisms additive (each turned latent's mechanism is a combi
 and ``g``), and the decoders absorb the linear map: the likelihood cannot tell the planted axes
 from turned ones. Only the sparse graph can (mechanism sparsity, Lachapelle et al. 2022,
 "Disentanglement via Mechanism Sparsity Regularization", arXiv:2107.10098), and only where the
-planted axes are the sparsest: if ``Pa(a)`` is a subset of ``Pa(b)``, a turn can cancel the
-shared parents' terms (every planted mechanism is ``w * tanh(parent)``), and a turned pair has
-fewer or weaker edges than the planted one.
+planted axes are the sparsest. Where the two share a parent, a turn can weaken or cancel that
+parent's terms (every planted mechanism is ``w * tanh(parent)``), so that a turned pair has fewer
+or weaker edges than the planted one; most of all where ``Pa(a)`` is a subset of ``Pa(b)``.
 
 The *sparsest turn* of a two-latent block, written by hand for this check: the block is
 regressed on its candidate parents (every latent of the blocks before it, each through an
@@ -33,7 +33,7 @@ standard deviation of that parent's term: the L1 norm of the standardised effect
   record: the rule was set after seeing seeds 1020-1022 of the first ``fits`` run, where 4 of
   the 5 blocks with a strong learned edge inside lost, and the one block without gained).
 
-    .venv/bin/python experiments/crl_benchmark/mechanism_sparsity.py planted --seeds $(seq 1000 1029)
+    .venv/bin/python experiments/crl_benchmark/mechanism_sparsity.py planted --seeds $(seq 1000 1039)
     .venv/bin/python experiments/crl_benchmark/mechanism_sparsity.py fits --seeds $(seq 1020 1029)
     .venv/bin/python experiments/crl_benchmark/mechanism_sparsity.py fits --seeds $(seq 1030 1039) --tag fresh
 
