@@ -423,7 +423,8 @@ def test_the_sparsest_turn_finds_the_planted_axes_with_disjoint_parents_and_turn
     image block whose two latents have the same parent (s2). Both blocks turned by 30 degrees and
     stretched: the sparsest turn brings the text block back to its planted axes (block MCC within
     0.005 of 1), and takes the image block to axes other than the planted ones (block MCC below
-    0.9), since a combination of two w * tanh(s2) mechanisms can cancel s2. Deterministic: no
+    0.9, where the median over every turn is above it), since a combination of two w * tanh(s2)
+    mechanisms can cancel s2. Deterministic: no
     random draw besides the benchmark's seed; 3,500 rows fit, 1,500 scored."""
     from personax.data.synthetic import make_multimodal_numeric
 
@@ -443,8 +444,9 @@ def test_the_sparsest_turn_finds_the_planted_axes_with_disjoint_parents_and_turn
         assert found["l1_turned"] <= found["l1_whitened"]
         if recovered:
             assert script.block_mcc(turned[test], planted[test]) == pytest.approx(1.0, abs=0.005)
-        else:
-            assert script.block_mcc(turned[test], planted[test]) < 0.9
+        else:  # below what a turn drawn at random scores on average (a flat likelihood's fit)
+            assert script.block_mcc(turned[test], planted[test]) < 0.9 < script.any_turn_mcc(
+                mixed, latents[:, :columns[0]], train, test)
 
 
 def test_the_mechanism_sparsity_planted_command_records_every_modality_block(monkeypatch, tmp_path):
@@ -461,7 +463,7 @@ def test_the_mechanism_sparsity_planted_command_records_every_modality_block(mon
     for record in records:
         assert [b["block"] for b in record["blocks"]] == ["image", "text"]
         for block in record["blocks"]:
-            assert ("mcc_at_sparsest" in block) == (block["relation"] != "edge")
+            assert ("mcc_at_sparsest" in block) == ("mcc_any_turn_median" in block) == (block["relation"] != "edge")
     assert records[1]["blocks"][0]["relation"] == "edge"  # 1021: image1 -> image2
 
 
