@@ -113,7 +113,8 @@ def any_turn_mcc(block: np.ndarray, parents: np.ndarray, train: np.ndarray, test
 
 
 def block_mcc(found: np.ndarray, planted: np.ndarray) -> float:
-    """MCC of a learned block against its planted block, matched within the block."""
+    """MCC of a learned block against its planted block, matched within the block on the rows it
+    scores (for two latents the matching is one of two pairings)."""
     k = planted.shape[1]
     correlation = np.abs(np.corrcoef(np.column_stack([found, planted]).T)[:k, k:])
     rows, cols = linear_sum_assignment(-correlation)
