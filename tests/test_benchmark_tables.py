@@ -465,6 +465,14 @@ def test_the_mechanism_sparsity_planted_command_records_every_modality_block(mon
         for block in record["blocks"]:
             assert ("mcc_at_sparsest" in block) == ("mcc_any_turn_median" in block) == (block["relation"] != "edge")
     assert records[1]["blocks"][0]["relation"] == "edge"  # 1021: image1 -> image2
+    from personax.data.synthetic import make_multimodal_numeric
+
+    for record in records:  # each latent's children outside its block, as planted (the graph depends on n)
+        graph = make_multimodal_numeric(1000, seed=record["seed"]).graph
+        for block, names in zip(record["blocks"], (["image1", "image2"], ["text1", "text2"])):
+            for name, children in zip(names, block["children"]):
+                assert children == [c for c in graph.columns if graph.loc[name, c] != 0 and c not in names]
+        assert record["blocks"][1]["children"] == [[], []]  # the last block causes nothing
 
 
 @pytest.mark.slow  # a two-epoch fit with the stage's options (the search of the shared axes included); runs under CI
@@ -480,8 +488,9 @@ def test_the_mechanism_sparsity_fits_command_scores_each_block_before_and_after_
     script.main()
     (record,) = [json.loads(line) for line in (tmp_path / "mechanism_sparsity_fits.jsonl").read_text().splitlines()]
     assert record["method"] == "personax-stage-converged" and 0 < record["mcc"] <= 1
-    assert 0 < record["mcc_turned"] <= 1 and 0 < record["mcc_turned_where_weak"] <= 1
+    assert all(0 < record[k] <= 1 for k in ("mcc_turned", "mcc_turned_where_weak", "mcc_turned_where_free"))
     assert [b["block"] for b in record["blocks"]] == ["image", "text"]
     for block in record["blocks"]:
         assert 0 <= block["block_mcc"] <= 1 and 0 <= block["block_mcc_turned"] <= 1
         assert block["learned_effect_inside"] >= 0 and 0 <= block["degrees"] < 90
+        assert block["learned_strong_children"] >= 0 if block["block"] == "image" else block["learned_strong_children"] == 0
