@@ -53,7 +53,6 @@ the three spent fresh sets (1000-1029), and a fourth and a fifth set (1030-1039,
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from personax.crl import diagnostics as D
 from run import _data, _training_effects, append_records, diagnostic_parser, fit_and_encode  # this folder
@@ -121,10 +120,7 @@ def any_turn_mcc(block: np.ndarray, parents: np.ndarray, train: np.ndarray, test
 def block_mcc(found: np.ndarray, planted: np.ndarray) -> float:
     """MCC of a learned block against its planted block, matched within the block on the rows it
     scores (for two latents the matching is one of two pairings)."""
-    k = planted.shape[1]
-    correlation = np.abs(np.corrcoef(np.column_stack([found, planted]).T)[:k, k:])
-    rows, cols = linear_sum_assignment(-correlation)
-    return float(correlation[rows, cols].mean())
+    return D.mcc(found, planted)["mcc"]
 
 
 def _blocks(dims: dict[str, int], shared_dim: int) -> list[tuple[str, list[int], list[int]]]:

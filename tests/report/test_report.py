@@ -423,10 +423,10 @@ def test_the_summary_says_that_latents_with_parents_are_identified_only_up_to_th
                                                                                              edges):
     """Every latent with an incoming edge gets the transitivity caveat (z + c·parent fits as well);
     roots do not, and a graph without edges gives none."""
+    from PIL import Image
+
     from personax import artifacts as A
     from personax.pipeline import RunDir
-
-    from PIL import Image
 
     run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
     weights = [[0.0, 0.0, 0.4 * edges, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, -0.7 * edges], [0.0] * 4]
