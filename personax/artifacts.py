@@ -370,8 +370,9 @@ CRL_GRAPH_FIGURE = _declare("crl_graph_figure", "crl/graph.png", "crl", "png", "
 CRL_PC_GRAPH = _declare("crl_pc_graph", "crl/pc_graph.json", "crl", "json", "PC (causal-learn) on the latents")
 CRL_PC_GRAPH_FIGURE = _declare("crl_pc_graph_figure", "crl/pc_graph.png", "crl", "png", "the PC graph, drawn")
 CRL_FIT_CHECKPOINT = _declare("crl_fit_checkpoint", "crl/fit_checkpoint.msgpack", "crl", "msgpack",
-                               "the fit's training state while the stage runs, saved every 30 s (removed when the "
-                               "stage finishes): a rerun after a crash resumes the fit from it", private=True)
+                               "the fit's training state while the stage runs, and its training on's after the "
+                               "searches, saved every 30 s (removed when the stage finishes): a rerun after a crash "
+                               "resumes from it", private=True)
 CRL_CURVE = _declare("crl_training_curve", "crl/training_curve.png", "crl", "png", "training / validation curves")
 CRL_METRICS = _declare("crl_metrics", "crl/metrics.json", "crl", "json",
                        "fit summary: people, measurements used, ELBOs, edges, warnings, recovery")

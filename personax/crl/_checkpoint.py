@@ -8,11 +8,18 @@ starts from that state instead of from scratch. Each epoch is a deterministic fu
 that state, so on the same machine the resumed fit returns the same model as one that was
 never interrupted.
 
-A checkpoint is used only when its fingerprint matches: the model configuration, the
-training and validation arrays, the number of restarts and of devices, and the versions of
-JAX and personax. Anything else is ignored with a log line (and overwritten by the next save),
-never half-used. Files are written atomically and in msgpack through
-``flax.serialization``, the format of saved models; nothing is ever unpickled.
+The training on after a fit's searches (``orient_shared``, ``order_search``: warm starts,
+``initial_params``) checkpoints too, into the same file: the file holds one state per training
+loop, keyed by its fingerprint. A fit from a random start writes its own state alone (whatever
+the file held before belongs to another fit); a warm start adds its state beside the others. So
+after a crash in the training on, the rerun takes the ended fit from the file, runs the search
+again (seconds, and the same turn on the same machine) and resumes the training on.
+
+A state is used only when its fingerprint matches: the model configuration, the training and
+validation arrays, the number of restarts and of devices, the versions of JAX and personax, and
+for a warm start the parameters it started from. Anything else is ignored with a log line (and
+overwritten by the next save), never half-used. Files are written atomically and in msgpack
+through ``flax.serialization``, the format of saved models; nothing is ever unpickled.
 
 Example:
     >>> import tempfile, pathlib
@@ -50,7 +57,7 @@ log = logging.getLogger(__name__)
 
 # Seconds of training between two checkpoints: a crash loses at most this much (plus one epoch).
 CHECKPOINT_EVERY_S = 30.0
-_FORMAT = "personax-crl-fit-checkpoint-v2"
+_FORMAT = "personax-crl-fit-checkpoint-v3"  # v3: one state per training loop
 
 
 @dataclasses.dataclass
@@ -93,7 +100,8 @@ class TrainingState:
     elapsed_s: float
 
 
-def fingerprint(config: Any, arrays: Mapping[str, Mapping[str, Any]], restarts: int) -> str:
+def fingerprint(config: Any, arrays: Mapping[str, Mapping[str, Any]], restarts: int, *,
+                initial_params: Any = None) -> str:
     """What a checkpoint must match to be resumed: the configuration, the data and the setting.
 
     Args:
@@ -101,6 +109,7 @@ def fingerprint(config: Any, arrays: Mapping[str, Mapping[str, Any]], restarts: 
         arrays: split name -> measurement key -> array (the standardised training and
             validation data the loop reads).
         restarts: Number of restarts trained side by side.
+        initial_params: A warm start's parameters (any tree of arrays), or None for a random start.
     """
     from personax import __version__
 
@@ -110,18 +119,34 @@ def fingerprint(config: Any, arrays: Mapping[str, Mapping[str, Any]], restarts: 
     digest.update(json.dumps(setting, sort_keys=True, default=str).encode())
     for split in sorted(arrays):
         for key in sorted(arrays[split]):
-            value = np.ascontiguousarray(np.asarray(arrays[split][key]))
-            digest.update(f"{split}/{key}/{value.dtype}/{value.shape}".encode())
-            digest.update(value.tobytes())
+            _update(digest, f"{split}/{key}", arrays[split][key])
+    if initial_params is not None:
+        for where, leaf in jax.tree_util.tree_leaves_with_path(jax.device_get(initial_params)):
+            _update(digest, "initial" + jax.tree_util.keystr(where), leaf)
     return digest.hexdigest()
 
 
-def save(path: str | os.PathLike[str], state: TrainingState, *, fingerprint: str) -> None:
-    """Writes ``state`` to ``path`` atomically (a crash mid-write keeps the previous checkpoint)."""
+def _update(digest: Any, name: str, array: Any) -> None:
+    value = np.ascontiguousarray(np.asarray(array))
+    digest.update(f"{name}/{value.dtype}/{value.shape}".encode())
+    digest.update(value.tobytes())
+
+
+def save(path: str | os.PathLike[str], state: TrainingState, *, fingerprint: str, beside: bool = False) -> None:
+    """Writes ``state`` to ``path`` atomically (a crash mid-write keeps the previous checkpoint).
+
+    Args:
+        path: The checkpoint file.
+        state: The training loop's state.
+        fingerprint: What the state was computed from (:func:`fingerprint`); it replaces any
+            state of the same fingerprint.
+        beside: Keep the file's other states (a warm start's training on, whose fit's ended state
+            must survive it); by default the file holds this state alone.
+    """
     trees = {"params": state.params, "opt_state": state.opt_state, "best_params": state.best_params,
              "keys": jax.random.key_data(state.keys)}
     payload = {
-        "format": _FORMAT, "fingerprint": fingerprint, "epochs_done": int(state.epochs_done),
+        "epochs_done": int(state.epochs_done),
         "stopped": "" if state.stopped is None else state.stopped, "elapsed_s": float(state.elapsed_s),
         "best": np.asarray(state.best), "patience_reference": np.asarray(state.patience_reference),
         "waited": np.asarray(state.waited), "lr_scale": np.asarray(state.lr_scale),
@@ -129,8 +154,26 @@ def save(path: str | os.PathLike[str], state: TrainingState, *, fingerprint: str
         "val_elbo": np.asarray(state.val_elbo), "learning_rate": np.asarray(state.learning_rate),
         "trees": serialization.to_state_dict(jax.device_get(trees)),
     }
+    states = _read_states_or_none(Path(path)) if beside else {}
+    states[fingerprint] = payload
     with atomic_path(path) as tmp:
-        tmp.write_bytes(serialization.msgpack_serialize(payload))
+        tmp.write_bytes(serialization.msgpack_serialize({"format": _FORMAT, "states": states}))
+
+
+def _read_states(path: Path) -> dict[str, Any]:
+    """The states in a checkpoint file (raises when it is not one of this format)."""
+    file = serialization.msgpack_restore(path.read_bytes())
+    if not isinstance(file, dict) or file.get("format") != _FORMAT:
+        found = file.get("format") if isinstance(file, dict) else type(file).__name__
+        raise ValueError(f"format {found!r}, expected {_FORMAT!r}")
+    return dict(file["states"])
+
+
+def _read_states_or_none(path: Path) -> dict[str, Any]:
+    try:
+        return _read_states(path) if path.is_file() else {}
+    except Exception:  # an unreadable file holds nothing to keep
+        return {}
 
 
 def load(path: str | os.PathLike[str], *, fingerprint: str, template: TrainingState) -> TrainingState | None:
@@ -151,12 +194,10 @@ def load(path: str | os.PathLike[str], *, fingerprint: str, template: TrainingSt
     if not path.is_file():
         return None
     try:
-        payload = serialization.msgpack_restore(path.read_bytes())
-        if payload.get("format") != _FORMAT:
-            raise ValueError(f"format {payload.get('format')!r}, expected {_FORMAT!r}")
-        if payload["fingerprint"] != fingerprint:
-            log.info("crl: ignoring the fit checkpoint %s: it was written for another configuration or other data",
-                     path)
+        payload = _read_states(path).get(fingerprint)
+        if payload is None:
+            log.info("crl: ignoring the fit checkpoint %s: it was written for another configuration, other data "
+                     "or another warm start", path)
             return None
         expected = {"params": template.params, "opt_state": template.opt_state,
                     "best_params": template.best_params, "keys": jax.random.key_data(template.keys)}

@@ -544,8 +544,10 @@ def fit(
             ends; a fit given a checkpoint of the same configuration and data resumes from it
             and returns the model an uninterrupted fit on this machine would
             (:mod:`personax.crl._checkpoint`).
-            The searches after the training (``orient_shared``, ``order_search``) run again.
-            Ignored with ``initial_params``. The caller removes the file when done with it.
+            The searches after the training (``orient_shared``, ``order_search``) run again, and
+            the training on after them resumes from its own state in the same file; a warm
+            start (``initial_params``) adds its state there beside the others. The caller
+            removes the file when done with it.
         **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).
 
     Measurements may contain NaN for missing entries (e.g. a rater's "insufficient
@@ -705,12 +707,14 @@ def fit(
             val_elbo=np.zeros((0, restarts)), learning_rate=np.zeros((0, restarts)), stopped=None, elapsed_s=0.0)
 
     resumed = None
-    checkpointing = checkpoint is not None and initial_params is None
-    if checkpointing:
-        checkpoint_print = _checkpoint.fingerprint(config, {"train": train, "val": val}, restarts)
+    checkpointing = checkpoint is not None
+    if checkpointing:  # a warm start's state is keyed by where it starts too
+        checkpoint_print = _checkpoint.fingerprint(config, {"train": train, "val": val}, restarts,
+                                                   initial_params=initial_params)
         resumed = _checkpoint.load(checkpoint, fingerprint=checkpoint_print, template=fresh(param_shapes, state_shapes))
     if resumed is not None:
-        log.info("crl: resuming the fit from its checkpoint %s after epoch %d of %d%s", checkpoint,
+        log.info("crl: resuming the %s from its checkpoint %s after epoch %d of %d%s",
+                 "fit" if initial_params is None else "training on from a warm start", checkpoint,
                  resumed.epochs_done, config.max_epochs,
                  f" (training had ended: {resumed.stopped})" if resumed.stopped else "")
         arrays = (resumed.params, resumed.opt_state, resumed.best_params)
@@ -755,7 +759,7 @@ def fit(
             train_loss=np.asarray([c[0] for c in curves]).reshape(-1, restarts),
             val_elbo=np.asarray([c[1] for c in curves]).reshape(-1, restarts),
             learning_rate=np.asarray([c[2] for c in curves]).reshape(-1, restarts), stopped=stopped,
-            elapsed_s=time.perf_counter() - start), fingerprint=checkpoint_print)
+            elapsed_s=time.perf_counter() - start), fingerprint=checkpoint_print, beside=initial_params is not None)
         return time.perf_counter()
 
     bar.set_description("crl")
@@ -808,12 +812,14 @@ def fit(
     if config.orient_shared and initial_params is None:
         from personax.crl._orient import orient_shared  # it trains on through fit
 
-        model = orient_shared(model, modalities, auxiliary=auxiliary, key=jax.random.fold_in(key, 1), progress=progress)
+        model = orient_shared(model, modalities, auxiliary=auxiliary, key=jax.random.fold_in(key, 1), progress=progress,
+                              checkpoint=checkpoint)
         model.fit_seconds = time.perf_counter() - start
     if config.order_search and initial_params is None:
         from personax.crl._order import order_blocks  # it trains on through fit
 
-        model = order_blocks(model, modalities, auxiliary=auxiliary, key=jax.random.fold_in(key, 2), progress=progress)
+        model = order_blocks(model, modalities, auxiliary=auxiliary, key=jax.random.fold_in(key, 2), progress=progress,
+                             checkpoint=checkpoint)
         model.fit_seconds = time.perf_counter() - start
     model.resumed_at_epoch = None if resumed is None else resumed.epochs_done
     return model

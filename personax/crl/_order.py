@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import os
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -119,7 +120,7 @@ def search_block_orders(config: CRLConfig, potentials: np.ndarray, train: np.nda
 
 def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], *,
                  auxiliary: np.ndarray | None = None, steps: int | None = None, key: jax.Array,
-                 progress: bool = False) -> FittedCRL:
+                 progress: bool = False, checkpoint: str | os.PathLike[str] | None = None) -> FittedCRL:
     """The model with each modality block in the within-block order its prior fits best, if that
     scores a better validation ELBO than the same extra training without the change. See the
     module docstring.
@@ -136,6 +137,8 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
             test's planted orders came out reversed, with 1,200 right by 0.4 nats per person).
         key: PRNG key of the search's prior fits.
         progress: Show the training-on's progress bar.
+        checkpoint: A fit's checkpoint file (``fit(..., checkpoint=path)``): the training on
+            saves its state there too and resumes from it after a crash.
 
     Returns:
         A model whose ``reordering`` says what was tried and chosen: ``decision`` ``"kept"`` (the
@@ -181,9 +184,11 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                                          jnp.asarray(raw[rows], jnp.float32), steps=4 * config.orient_steps,
                                          auxiliary=None if aux is None else jnp.asarray(aux[rows]),
                                          held=("order_potential",)))
-    tuned, best = train_on_side_by_side(model, candidate, modalities, auxiliary=aux, progress=progress)
+    tuned, best = train_on_side_by_side(model, candidate, modalities, auxiliary=aux, progress=progress,
+                                        checkpoint=checkpoint)
     record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "reordered": round(float(best[1]), 4)},
                   epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
+                  trained_on_resumed_at_epoch=tuned.resumed_at_epoch,
                   returned_orders={block: [config.latent_names[i] for i in
                                            block_order(config, tuned.params["order_potential"], block)]
                                    for block in blocks})

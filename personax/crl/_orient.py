@@ -26,6 +26,7 @@ better. So, after the fit:
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -202,7 +203,8 @@ def orientable(config: CRLConfig) -> str:
 
 def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], *,
                   auxiliary: np.ndarray | None = None, steps: int | None = None, rounds: int | None = None,
-                  key: jax.Array, progress: bool = False) -> FittedCRL:
+                  key: jax.Array, progress: bool = False,
+                  checkpoint: str | os.PathLike[str] | None = None) -> FittedCRL:
     """The model with its shared block turned to the axes its prior fits best, if that scores a
     better validation ELBO than the same extra training without the turn. See the module docstring.
 
@@ -220,6 +222,8 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
             the axes they were fitted with; a second search starts from the turned fit.
         key: PRNG key of the search's prior fits (round ``r`` > 0 uses ``fold_in(key, r)``).
         progress: Show the training-on's progress bar.
+        checkpoint: A fit's checkpoint file (``fit(..., checkpoint=path)``): the training on
+            saves its state there too and resumes from it after a crash.
 
     Returns:
         A model whose ``orientation`` says what was tried and chosen: ``decision`` ``"kept"`` (the
@@ -248,7 +252,7 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
     records = []
     for index in range(rounds):
         model = _orient_once(model, modalities, auxiliary=auxiliary, steps=steps, progress=progress,
-                             key=key if index == 0 else jax.random.fold_in(key, index))
+                             key=key if index == 0 else jax.random.fold_in(key, index), checkpoint=checkpoint)
         records.append(model.orientation)
         if model.orientation["decision"] != "kept":
             break
@@ -263,7 +267,8 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
 
 
 def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], *,
-                 auxiliary: np.ndarray | None, steps: int, key: jax.Array, progress: bool) -> FittedCRL:
+                 auxiliary: np.ndarray | None, steps: int, key: jax.Array, progress: bool,
+                 checkpoint: str | os.PathLike[str] | None = None) -> FittedCRL:
     """One search and paired training on: ``orient_shared`` with one round."""
     config = model.config
     reason = orientable(config)
@@ -294,9 +299,11 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     new_latents = _stacked_latents(turned, modalities)
     params = jax.device_get(fit_prior(config, params, jnp.asarray(new_latents[fitted], jnp.float32),
                                       steps=4 * steps, auxiliary=None if aux is None else jnp.asarray(aux[fitted])))
-    tuned, best = train_on_side_by_side(model, params, modalities, auxiliary=aux, progress=progress)
+    tuned, best = train_on_side_by_side(model, params, modalities, auxiliary=aux, progress=progress,
+                                        checkpoint=checkpoint)
     record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "turned": round(float(best[1]), 4)},
-                  epochs=len(tuned.history), trained_on_stopped=tuned.stopped, matrix=np.round(matrix, 6).tolist())
+                  epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
+                  trained_on_resumed_at_epoch=tuned.resumed_at_epoch, matrix=np.round(matrix, 6).tolist())
     if best[1] > best[0]:
         record["decision"] = "kept"
     else:
@@ -306,11 +313,13 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
 
 
 def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modalities: Mapping[str, Sequence[np.ndarray]],
-                          *, auxiliary: np.ndarray | None, progress: bool) -> tuple[FittedCRL, np.ndarray]:
+                          *, auxiliary: np.ndarray | None, progress: bool,
+                          checkpoint: str | os.PathLike[str] | None = None) -> tuple[FittedCRL, np.ndarray]:
     """The given model and a candidate (parameters of the same model) trained on side by side for
     ``orient_epochs`` (early stopping applies), as two warm-started restarts that share one random
     stream: a paired comparison. Returns the better one, trained on, and both best validation ELBOs
-    (given, candidate); the returned parameters are the ones that scored the higher."""
+    (given, candidate); the returned parameters are the ones that scored the higher. With a
+    ``checkpoint`` file the training on saves its state there, beside the fit's, and resumes from it."""
     config = model.config
     options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if f.name not in ("shared_dim", "latent_dims", "measurements", "input_dims", "auxiliary_dim", "seed")}
@@ -319,7 +328,7 @@ def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modali
                    learning_rate=config.orient_learning_rate or config.learning_rate, lr_schedule="cosine")
     tuned = fit(modalities, latent_dims=config.latent_dims, shared_dim=config.shared_dim, seed=config.seed,
                 auxiliary=auxiliary, progress=progress, initial_params=[jax.device_get(model.params), candidate],
-                **options)
+                checkpoint=checkpoint, **options)
     return tuned, np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
 
 

@@ -24,13 +24,14 @@ class _Killed(Exception):
     """Stands in for a kill: raised right after a checkpoint reached the disk."""
 
 
-def _dies_after(epochs: int, monkeypatch):
-    """Checkpoints after every epoch, and the process "dies" once the one after ``epochs`` is saved."""
+def _dies_after(epochs: int, monkeypatch, *, warm_start: bool = False):
+    """Checkpoints after every epoch, and the process "dies" once the one after ``epochs`` is saved
+    (with ``warm_start``: the one of a warm start's training on, which saves beside the fit's)."""
     real = _checkpoint.save
 
-    def save(path, state, *, fingerprint):
-        real(path, state, fingerprint=fingerprint)
-        if state.epochs_done == epochs:
+    def save(path, state, *, fingerprint, beside=False):
+        real(path, state, fingerprint=fingerprint, beside=beside)
+        if state.epochs_done == epochs and beside == warm_start:
             raise _Killed
 
     monkeypatch.setattr(_checkpoint, "CHECKPOINT_EVERY_S", 0.0)
@@ -89,8 +90,7 @@ def _tiny_state(value: float = 1.0) -> _checkpoint.TrainingState:
 def test_a_checkpoint_of_other_data_or_settings_is_not_resumed(tmp_path, caplog):
     from personax.crl import CRLConfig
 
-    config = CRLConfig(shared_dim=2, latent_dims={"image": 2}, measurements={"image": 1}, input_dims={"image": 3})
-    data = {"train": {"image_0": np.zeros((4, 3), np.float32)}, "val": {"image_0": np.ones((2, 3), np.float32)}}
+    config, data = _tiny_config_and_data()
     stamp = _checkpoint.fingerprint(config, data, restarts=2)
     assert stamp == _checkpoint.fingerprint(config, {k: dict(v) for k, v in data.items()}, restarts=2)
     others = [_checkpoint.fingerprint(config, {**data, "val": {"image_0": np.zeros((2, 3), np.float32)}}, restarts=2),
@@ -107,7 +107,7 @@ def test_a_checkpoint_of_other_data_or_settings_is_not_resumed(tmp_path, caplog)
     assert np.array_equal(jax.random.key_data(loaded.keys), jax.random.key_data(_tiny_state().keys))
     with caplog.at_level(logging.INFO, logger="personax.crl._checkpoint"):
         assert _checkpoint.load(path, fingerprint=others[0], template=_tiny_state()) is None
-    assert "written for another configuration or other data" in caplog.text
+    assert "written for another configuration, other data or another warm start" in caplog.text
     wider = {"layer": {"kernel": np.zeros((2, 4), np.float32)}}  # a model of another shape, same fingerprint
     with caplog.at_level(logging.WARNING, logger="personax.crl._checkpoint"):
         assert _checkpoint.load(path, fingerprint=stamp, template=dataclasses.replace(_tiny_state(), params=wider)) is None
@@ -119,12 +119,55 @@ def test_a_checkpoint_of_other_data_or_settings_is_not_resumed(tmp_path, caplog)
     assert _checkpoint.load(tmp_path / "absent.msgpack", fingerprint=stamp, template=_tiny_state()) is None
 
 
-@pytest.mark.slow  # ~10 s CPU: two small fits
-def test_warm_starts_do_not_checkpoint(bench, tmp_path):
-    first = fit(bench.modalities, **{**OPTIONS, "restarts": 1})
+def test_a_warm_start_keeps_its_state_beside_the_fits(tmp_path):
     path = tmp_path / "fit.msgpack"
-    fit(bench.modalities, initial_params=first.params, checkpoint=path, **{**OPTIONS, "restarts": 1})
-    assert not path.exists()
+    fitted, warm, other = _tiny_state(1.0), _tiny_state(2.0), _tiny_state(3.0)
+    _checkpoint.save(path, fitted, fingerprint="fit")
+    _checkpoint.save(path, warm, fingerprint="warm", beside=True)
+    _checkpoint.save(path, dataclasses.replace(warm, epochs_done=2), fingerprint="warm", beside=True)  # replaced
+    for stamp, state, epochs in (("fit", fitted, 1), ("warm", warm, 2)):
+        loaded = _checkpoint.load(path, fingerprint=stamp, template=_tiny_state(0.0))
+        assert _same_params(loaded.params, state.params) and loaded.epochs_done == epochs
+    _checkpoint.save(path, other, fingerprint="another fit")  # a fit from a random start: the file is its own
+    assert _checkpoint.load(path, fingerprint="fit", template=_tiny_state()) is None
+    assert _checkpoint.load(path, fingerprint="warm", template=_tiny_state()) is None
+    assert _same_params(_checkpoint.load(path, fingerprint="another fit", template=_tiny_state()).params, other.params)
+    params = {"w": np.zeros(3, np.float32)}  # a warm start's parameters are part of its fingerprint
+    config, data = _tiny_config_and_data()
+    stamps = {_checkpoint.fingerprint(config, data, 2, initial_params=p)
+              for p in (None, params, {"w": np.ones(3, np.float32)}, [params, params])}
+    assert len(stamps) == 4
+    assert _checkpoint.fingerprint(config, data, 2, initial_params={"w": np.zeros(3, np.float32)}) in stamps
+
+
+def _tiny_config_and_data():
+    from personax.crl import CRLConfig
+
+    config = CRLConfig(shared_dim=2, latent_dims={"image": 2}, measurements={"image": 1}, input_dims={"image": 3})
+    return config, {"train": {"image_0": np.zeros((4, 3), np.float32)}, "val": {"image_0": np.ones((2, 3), np.float32)}}
+
+
+@pytest.mark.slow  # ~40 s CPU: three small fits, each with its training on
+def test_a_killed_training_on_after_the_search_resumes(bench, tmp_path, monkeypatch):
+    from personax.crl import _orient
+
+    # the search turns the shared block by 40 degrees, whatever the prior says: the training on always runs
+    monkeypatch.setattr(_orient, "search_shared_axes", lambda config, *a, **k: (
+        _orient._givens(config.shared_dim, 0, 1, 40.0), [{"axes": [0, 1], "chosen": 40.0}]))
+    options = dict(OPTIONS, restarts=1, orient_shared=True, orient_epochs=5, orient_steps=10)
+    uninterrupted = fit(bench.modalities, **options)
+    assert uninterrupted.orientation["epochs"] == 5 and uninterrupted.orientation["trained_on_resumed_at_epoch"] is None
+    path = tmp_path / "fit.msgpack"
+    with monkeypatch.context() as patch:
+        _dies_after(3, patch, warm_start=True)
+        with pytest.raises(_Killed):
+            fit(bench.modalities, checkpoint=path, **options)
+    resumed = fit(bench.modalities, checkpoint=path, **options)
+    # the fit came from its ended state, the training on from the state it was killed in
+    assert resumed.resumed_at_epoch == 6 and resumed.orientation["trained_on_resumed_at_epoch"] == 3
+    assert _same_params(resumed.params, uninterrupted.params)
+    assert resumed.history == uninterrupted.history and resumed.best_val_elbo == uninterrupted.best_val_elbo
+    assert resumed.orientation["trained_on_val_elbo"] == uninterrupted.orientation["trained_on_val_elbo"]
 
 
 @pytest.mark.slow  # ~90 s CPU: the upstream stages once, then three crl stages

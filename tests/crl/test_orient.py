@@ -136,7 +136,7 @@ def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(
     calls = []
 
     def one_round(decisions):
-        def fake(given, modalities, *, auxiliary, steps, key, progress):
+        def fake(given, modalities, *, auxiliary, steps, key, progress, checkpoint):
             calls.append((given, key))
             decision = decisions[len(calls) - 1]
             record = decision if isinstance(decision, dict) else {"decision": decision}
