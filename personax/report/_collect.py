@@ -667,6 +667,12 @@ def curves_section(ctx: _Context) -> Section:
         section.blocks.append(Note(f"The fit resumed from the checkpoint an interrupted run left after epoch {resumed}; "
                                    "the curve holds every epoch, the interrupted run's included, and the model is the "
                                    "one an uninterrupted fit on the same machine returns."))
+    for record, search in (("orientation", "search of the shared axes"), ("reordering", "search of the block orders")):
+        resumed = (metrics.get(record) or {}).get("trained_on_resumed_at_epoch")
+        if resumed is not None:
+            section.blocks.append(Note(f"The training on after the {search} resumed from the checkpoint an "
+                                       f"interrupted run left after its epoch {resumed}; the model is the one an "
+                                       "uninterrupted run on the same machine returns."))
     return section
 
 

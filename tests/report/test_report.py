@@ -258,6 +258,15 @@ def test_the_training_curves_say_when_the_fit_resumed_from_a_checkpoint(hostile_
     assert said == (resumed is not None)
 
 
+@pytest.mark.parametrize("record, resumed", [("orientation", 7), ("reordering", 7), ("orientation", None)])
+def test_the_training_curves_say_when_the_training_on_resumed(hostile_bios, run_path, record, resumed):
+    section = _training_curves_section(hostile_bios, run_path, {record: {"decision": "kept",
+                                                                         "trained_on_resumed_at_epoch": resumed}})
+    said = "resumed from the checkpoint an interrupted run left after its epoch 7" in section
+    assert said == (resumed is not None)
+    assert ("shared axes" in section) == (said and record == "orientation")
+
+
 @pytest.mark.parametrize("metrics, expected", [
     ({"stopped": "epoch cap", "fit_epochs": 300}, "The fit ended after 300 epochs: epoch cap."),
     ({"stopped": "early stopping on validation", "fit_epochs": 291, "learning_rate_cuts": [190, 241]},
