@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -96,7 +96,7 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
                 min_rows: int = C.MIN_ROWS, seed: int = 0, key=None, block_size: int = 16,
                 approx: str = "auto", approx_threshold: int = AUTO_THRESHOLD,
                 approx_threshold_conditional: int = AUTO_THRESHOLD_CONDITIONAL,
-                first_feature_index: int = 0) -> pd.DataFrame:
+                first_feature_index: int = 0, progress: Callable[[int], Any] | None = None) -> pd.DataFrame:
     """Run independence tests on every (feature, trait) pair of a data frame.
 
     Per pair, rows missing in the feature, the trait or any conditioning column are dropped.
@@ -134,6 +134,9 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
         first_feature_index: Position of ``features[0]`` in a longer feature list this call
             is a slice of (``independence.chunk``), so that randomised tests draw the same
             per-pair keys as the whole matrix would.
+        progress: Called with a number of pairs each time that many are done, e.g. a tqdm
+            bar's ``update``: per test, first the pairs that cannot run (their status says why),
+            then each group of pairs with the same complete rows as it finishes.
 
     Returns:
         Tidy DataFrame with columns feature, trait, test, n, statistic, p_value, q_value
@@ -192,8 +195,10 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
         masks[k] = mask
 
     results: dict[tuple[str, int, int], TestResult] = {}
+    done = progress or (lambda pairs: None)
     for test in tests:
         opts = options.get(test, {})
+        done(len(status))
         for gk, gpairs in groups.items():
             mask = masks[gk]
             m = int(mask.sum())
@@ -209,6 +214,7 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
                     else:
                         run_pairs.append((i, j))
             if not run_pairs:
+                done(len(gpairs))
                 continue
             try:
                 with C.float64():
@@ -219,6 +225,7 @@ def test_matrix(df: pd.DataFrame, features: Sequence[str], traits: Sequence[str]
                 out = [TestResult.skipped(test, m, f"failed: {type(err).__name__}: {err}") for _ in run_pairs]
             for (i, j), r in zip(run_pairs, out):
                 results[(test, i, j)] = r.checked()
+            done(len(gpairs))
 
     rows = []
     for test in tests:

@@ -191,7 +191,10 @@ def _tests_with_checkpoints(run_dir, frame: pd.DataFrame, features: list[str], t
         return test_matrix(frame, features, traits, tests=[], options={}, **arguments), []
     data = data_digest(frame)
     parts, resumed = [], []
-    for test in (bar := tqdm(tests, desc="independence", unit="test", leave=False)):
+    pairs = len(features) * len(traits)
+    # counts pairs, not tests: the bar moves as each group of pairs with the same complete rows finishes
+    bar = tqdm(total=pairs * len(tests), desc="independence", unit="pair", leave=False)
+    for test in tests:
         bar.set_postfix_str(test)
         fingerprint = json.dumps({"test": test, "data": data, "features": features, "traits": traits,
                                   "options": options[test], "code": _code_digest(), **arguments},
@@ -200,13 +203,16 @@ def _tests_with_checkpoints(run_dir, frame: pd.DataFrame, features: list[str], t
         path = run_dir.locate(A.LEVEL1_CHECKPOINT, key)
         if path.is_file():
             part = A.LEVEL1_CHECKPOINT.read(path)
+            bar.update(pairs)
             resumed.append(test)
             log.info("independence: %s taken from the checkpoint an interrupted run left (%s)", test,
                      A.LEVEL1_CHECKPOINT.relpath(key))
         else:
-            part = test_matrix(frame, features, traits, tests=[test], options={test: options[test]}, **arguments)
+            part = test_matrix(frame, features, traits, tests=[test], options={test: options[test]},
+                               progress=bar.update, **arguments)
             A.LEVEL1_CHECKPOINT.write(path, part)  # atomically, its folder made as needed
         parts.append(part)
+    bar.close()
     return pd.concat(parts, ignore_index=True), resumed
 
 

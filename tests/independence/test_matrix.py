@@ -95,3 +95,17 @@ def test_conditioning(frame):
     # the conditional matrix entry equals the single conditional test
     single = test_pair(df.face, df.trait, df[["gender", "occupation"]], test="kci")
     assert cond.loc["kci", "p_value"] == pytest.approx(single.p_value, rel=1e-7)
+
+
+def test_progress_counts_every_pair_once_as_its_group_finishes(frame):
+    """``progress`` gets each test's pairs: those that cannot run at once, then each group of pairs with
+    the same complete rows (here four: height's and t_b's missing rows split them) as it finishes."""
+    frame = frame.assign(empty=np.nan)
+    feats, traits, tests = ["height", "month", "gender", "empty"], ["t_a", "t_b", "t_c"], ["kci", "chisq"]
+    calls: list[int] = []
+    out = test_matrix(frame, feats, traits, tests=tests, progress=calls.append)
+    assert sum(calls) == len(out) == len(feats) * len(traits) * len(tests)
+    skipped_at_once = len(traits)  # the empty feature's pairs: nothing to test
+    groups = 4  # complete rows of: neither missing, height missing, t_b missing, both
+    assert calls == [skipped_at_once, *[c for c in calls[1:1 + groups]]] * len(tests)
+    assert len(calls) == (1 + groups) * len(tests) and all(c > 0 for c in calls[1:1 + groups])
