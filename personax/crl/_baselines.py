@@ -241,5 +241,8 @@ def _diagnosis(matched_r2: float, *, r2_own_block: float, r2_all_latents: float,
         findings.append("other learned blocks predict part of it that this block does not")
     # Aligned, each planted latent is predicted about as well by its one matched latent as by the whole block.
     if r2_own_block - matched_r2 > _R2_MARGIN:
-        findings.append("this block holds more of it than its MCC shows: its axes are turned")
+        # a turn or shear inside a block can leave the likelihood flat (docs/crl.md, "What the numeric benchmark
+        # identifies inside a modality block"): more training need not undo it
+        findings.append("this block holds more of it than its MCC shows: its axes are turned, "
+                        "possibly by a move its likelihood cannot see")
     return " and ".join(findings) or "no one cause stands out"
