@@ -13,7 +13,7 @@ The training on after a fit's searches (``orient_shared``, ``order_search``: war
 loop, keyed by its fingerprint. A fit from a random start writes its own state alone (whatever
 the file held before belongs to another fit); a warm start adds its state beside the others. So
 after a crash in the training on, the rerun takes the ended fit from the file, runs the search
-again (seconds, and the same turn on the same machine) and resumes the training on.
+again (to the same turn, on the same machine) and resumes the training on.
 
 A state is used only when its fingerprint matches: the model configuration, the training and
 validation arrays, the number of restarts and of devices, the versions of JAX and personax, and
