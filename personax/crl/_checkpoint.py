@@ -154,7 +154,7 @@ def save(path: str | os.PathLike[str], state: TrainingState, *, fingerprint: str
         "val_elbo": np.asarray(state.val_elbo), "learning_rate": np.asarray(state.learning_rate),
         "trees": serialization.to_state_dict(jax.device_get(trees)),
     }
-    states = _read_states_or_none(Path(path)) if beside else {}
+    states = _states_to_keep(Path(path)) if beside else {}
     states[fingerprint] = payload
     with atomic_path(path) as tmp:
         tmp.write_bytes(serialization.msgpack_serialize({"format": _FORMAT, "states": states}))
@@ -169,7 +169,8 @@ def _read_states(path: Path) -> dict[str, Any]:
     return dict(file["states"])
 
 
-def _read_states_or_none(path: Path) -> dict[str, Any]:
+def _states_to_keep(path: Path) -> dict[str, Any]:
+    """The file's states, or none when there is no file or it cannot be read."""
     try:
         return _read_states(path) if path.is_file() else {}
     except Exception:  # an unreadable file holds nothing to keep
