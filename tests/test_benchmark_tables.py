@@ -79,15 +79,22 @@ def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
     # the stage turns s after the fit at CRLConfig's budgets: "personax-stage-oriented" is what the stage fits
     library = CRLConfig(shared_dim=2, latent_dims={"a": 1}, measurements={"a": 1}, input_dims={"a": 1})
     search = {key: stage_fit.get(key, getattr(library, key)) for key in
-              ("orient_shared", "orient_epochs", "orient_steps", "orient_rounds", "orient_rows", "orient_learning_rate")}
+              ("orient_shared", "orient_epochs", "orient_steps", "orient_rounds", "orient_rows", "orient_learning_rate",
+               "orient_tolerance")}
     assert search == {"orient_shared": True, "orient_epochs": library.orient_epochs,
                       "orient_steps": library.orient_steps, "orient_rounds": library.orient_rounds,
-                      "orient_rows": library.orient_rows, "orient_learning_rate": library.orient_learning_rate}
-    assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**variant, "orient_shared": True}
+                      "orient_rows": library.orient_rows, "orient_learning_rate": library.orient_learning_rate,
+                      "orient_tolerance": library.orient_tolerance}
+    # the recorded "-oriented" runs' gate: the higher validation ELBO after the training on wins
+    assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**variant, "orient_shared": True, "orient_tolerance": 0.0}
     # ... with the cosine schedule of the recorded runs; "personax-stage-converged" trains to convergence as
-    # the stage does (run with --epochs at the stage's cap)
-    assert benchmark.MODEL_VARIANTS["personax-stage-converged"] == {**variant, "orient_shared": True,
-                                                                     "lr_schedule": stage_fit.lr_schedule}
+    # the stage does (run with --epochs at the stage's cap), with the stage's gate; "-strict" with the gate of
+    # the records before 2026-12-05 evening
+    converged = {**variant, "orient_shared": True, "lr_schedule": stage_fit.lr_schedule}
+    assert benchmark.MODEL_VARIANTS["personax-stage-converged"] == {**converged,
+                                                                     "orient_tolerance": stage_fit.orient_tolerance}
+    assert benchmark.MODEL_VARIANTS["personax-stage-converged-strict"] == {**converged, "orient_tolerance": 0.0}
+    assert stage_fit.orient_tolerance > 0
     assert stage_fit.lr_schedule == "plateau" and library.lr_schedule == "cosine"
     assert (stage_fit.patience, stage_fit.batch_size, tuple(stage_fit.hidden)) == (
         library.patience, library.batch_size, library.hidden)
@@ -253,6 +260,9 @@ def test_the_demo_record_says_what_the_search_of_the_shared_axes_decided():
                           "epochs": 360, "stopped": "epoch cap", "overrides": "+crl.fit.orient_shared=true",
                           "faces": "drawn", "shared_axes": ["kept", "rejected"]})
     assert "Shared axes turned after the fit (`orient_shared`): seed 1000 kept, seed 1001 rejected." in demo.summarise(frame)
+    margins = demo.summarise(frame.assign(shared_axes_margin=[-0.04, -0.62]))  # records from 2026-12-05 evening on
+    assert ("Shared axes turned after the fit (`orient_shared`): seed 1000 kept (turned minus given after the "
+            "training on: -0.040), seed 1001 rejected (turned minus given after the training on: -0.620).") in margins
     assert "orient_shared" not in demo.summarise(frame.drop(columns=["shared_axes", "overrides"]).assign(overrides=""))
     # the fit's own stop and epochs, apart from the training on after the search (records from 2026-12-04 on)
     staged = frame.assign(stopped=["epoch cap", "early stopping on validation"], fit_epochs=[300, 240], epochs=[360, 300])
@@ -261,16 +271,17 @@ def test_the_demo_record_says_what_the_search_of_the_shared_axes_decided():
 
 
 def test_the_benchmark_s_oriented_method_is_the_stage_objective_plus_the_search(benchmark):
-    assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**benchmark.STAGE, "orient_shared": True}
+    old_gate = {"orient_tolerance": 0.0}  # as recorded: the higher validation ELBO after the training on wins
+    assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**benchmark.STAGE, "orient_shared": True, **old_gate}
     assert benchmark.MODEL_VARIANTS["personax-stage-ordered"] == {**benchmark.STAGE, "orient_shared": True,
-                                                                  "order_search": True}
+                                                                  "order_search": True, **old_gate}
     assert benchmark.MODEL_VARIANTS["personax-stage-oriented-rounds2"] == {**benchmark.STAGE, "orient_shared": True,
-                                                                           "orient_rounds": 2}
+                                                                           "orient_rounds": 2, **old_gate}
     from personax.crl._model import CRLConfig
 
     # the ablation of the training on's starting rate: a tenth of the benchmark's learning rate, where the fit ended
     gentle = benchmark.MODEL_VARIANTS["personax-stage-oriented-gentle"]
-    assert gentle == {**benchmark.STAGE, "orient_shared": True, "orient_learning_rate": 2e-4}
+    assert gentle == {**benchmark.STAGE, "orient_shared": True, "orient_learning_rate": 2e-4, **old_gate}
     assert gentle["orient_learning_rate"] == pytest.approx(0.1 * CRLConfig(0, {}, {}, {}).learning_rate)
 
 
@@ -494,3 +505,24 @@ def test_the_mechanism_sparsity_fits_command_scores_each_block_before_and_after_
         assert 0 <= block["block_mcc"] <= 1 and 0 <= block["block_mcc_turned"] <= 1
         assert block["learned_effect_inside"] >= 0 and 0 <= block["degrees"] < 90
         assert block["learned_strong_children"] >= 0 if block["block"] == "image" else block["learned_strong_children"] == 0
+
+
+@pytest.mark.slow  # a two-epoch fit, then the search and its training on twice; runs under CI
+def test_the_gate_noise_command_records_one_line_per_stream(monkeypatch, tmp_path):
+    """``gate_noise.py``, run tiny: the two streams search the same fit with the same key (the same
+    chosen angle); each records both branches' scores after the training on, their difference and
+    the decision of the gate the records before 2026-12-05 evening used (the higher wins)."""
+    import json
+
+    script = _load_benchmark_script("gate_noise.py")
+    monkeypatch.setitem(script.main.__globals__, "RESULTS", tmp_path)
+    script.main(["--seeds", "0", "--streams", "0", "1", "--n", "300", "--epochs", "2", "--tag", "t"])
+    first, second = [json.loads(line) for line in (tmp_path / "gate_noise_t.jsonl").read_text().splitlines()]
+    assert (first["stream"], second["stream"]) == (0, 1) and first["chosen"] == second["chosen"]
+    assert first["given_mcc_shared"] == second["given_mcc_shared"]  # one fit, two streams
+    for record in (first, second):
+        if record["tov"] is not None:  # the search turned s: the paired training on ran
+            difference = record["tov"]["turned"] - record["tov"]["given"]
+            assert record["turned_minus_given"] == pytest.approx(difference, abs=1e-4)
+            assert record["decision"] == ("kept" if difference > 0 else "rejected")
+            assert record["candidate_mcc_shared"] is not None

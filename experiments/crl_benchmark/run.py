@@ -63,18 +63,26 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   "personax-stage-crossmodal": {**STAGE, "contrastive_pairs": "cross_modal"},
                   # the stage's objective, then the shared block turned to the axes its prior fits best
                   # (CRLConfig.orient_shared, personax/crl/_orient.py)
-                  "personax-stage-oriented": {**STAGE, "orient_shared": True},
+                  # (the "-oriented" variants keep the gate they were recorded with: the higher ELBO wins,
+                  # orient_tolerance 0; the stage's tolerance came later)
+                  "personax-stage-oriented": {**STAGE, "orient_shared": True, "orient_tolerance": 0.0},
                   # the same, searching again from a kept turn (at most two rounds: orient_rounds)
                   # the same, then each modality block's within-block order searched by the prior's fit and
                   # kept if the validation ELBO says so (CRLConfig.order_search, personax/crl/_order.py)
-                  "personax-stage-ordered": {**STAGE, "orient_shared": True, "order_search": True},
-                  "personax-stage-oriented-rounds2": {**STAGE, "orient_shared": True, "orient_rounds": 2},
+                  "personax-stage-ordered": {**STAGE, "orient_shared": True, "order_search": True, "orient_tolerance": 0.0},
+                  "personax-stage-oriented-rounds2": {**STAGE, "orient_shared": True, "orient_rounds": 2, "orient_tolerance": 0.0},
                   # the same, training on from the rate the fit's schedule ended at (a tenth of learning_rate)
                   # instead of restarting at learning_rate
-                  "personax-stage-oriented-gentle": {**STAGE, "orient_shared": True, "orient_learning_rate": 2e-4},
+                  "personax-stage-oriented-gentle": {**STAGE, "orient_shared": True, "orient_learning_rate": 2e-4,
+                                                     "orient_tolerance": 0.0},
                   # the crl stage's fit as it runs by default (since 2026-12-05 it trains to convergence:
                   # lr_schedule plateau; run it with --epochs 1000, the stage's safety cap)
-                  "personax-stage-converged": default_objective((*OBJECTIVE_FIELDS, "orient_shared", "lr_schedule")),
+                  "personax-stage-converged": default_objective((*OBJECTIVE_FIELDS, "orient_shared", "lr_schedule",
+                                                                 "orient_tolerance")),
+                  # the same with the gate of the shared axes' turn it was recorded with until 2026-12-05
+                  # evening: the higher validation ELBO after the training on wins (orient_tolerance 0)
+                  "personax-stage-converged-strict": {**default_objective((*OBJECTIVE_FIELDS, "orient_shared",
+                                                                           "lr_schedule")), "orient_tolerance": 0.0},
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   # (and, through STAGE's auxiliary_in_decoders, in the stage objective's decoders)
                   "personax-auxiliary": {},
@@ -110,6 +118,13 @@ SHD_THRESHOLD = 0.05  # the `shd` column: a learned edge counts where |weight| e
 # Declared before any seed was scored with it (personax.crl.diagnostics.STRONG_EFFECT); the .md's
 # sensitivity table gives the SHD at other thresholds (results/numeric_dev_effects.md: development seeds).
 EFFECT_THRESHOLD = D.STRONG_EFFECT
+
+
+def _without_matrices(record):
+    """A search record without its turn matrices (every round's), for the graphs' JSON lines."""
+    if not record:
+        return record
+    return {k: ([_without_matrices(r) for r in v] if k == "rounds" else v) for k, v in record.items() if k != "matrix"}
 
 
 def _score(latents: dict[str, np.ndarray], bench, splits, blocks, graph=None,
@@ -274,7 +289,10 @@ def main() -> None:
             graphs = row.pop("_graphs", None)
             if graphs is not None:  # every learned graph, matched: SHD at any threshold without refitting
                 with open(RESULTS / f"{name}_graphs.jsonl", "a") as handle:
-                    searches = {k: v for k, v in (("reordering", getattr(model, "reordering", None)),) if v}
+                    # what the searches after the fit decided (runs from 2026-12-05 evening on record the
+                    # orientation too: the paired training on's scores decide its gate)
+                    searches = {k: v for k, v in (("orientation", _without_matrices(getattr(model, "orientation", None))),
+                                                  ("reordering", getattr(model, "reordering", None))) if v}
                     handle.write(json.dumps({"seed": seed, "method": method, **graphs, **searches}) + "\n")
             rows.append(row)
             print(row, flush=True)

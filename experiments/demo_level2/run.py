@@ -61,6 +61,10 @@ def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict
                      **({"fit_epochs": metrics["fit_epochs"]} if "fit_epochs" in metrics else {}),
                      # crl.fit.orient_shared: whether the turned shared block was kept
                      **({"shared_axes": metrics["orientation"]["decision"]} if "orientation" in metrics else {}),
+                     # ... and the paired training on's best validation ELBOs, turned minus given (2026-12-05
+                     # evening on): the margin the gate (crl.fit.orient_tolerance) decided by
+                     **({"shared_axes_margin": round(scores["turned"] - scores["given"], 4)}
+                        if (scores := (metrics.get("orientation") or {}).get("trained_on_val_elbo")) else {}),
                      # crl.fit.order_search: whether the reordered within-block orders were kept
                      **({"block_orders": metrics["reordering"]["decision"]} if "reordering" in metrics else {}),
                      # crl.fit.lr_schedule: plateau (the stage's default since 2026-12-05): the epochs that
@@ -129,8 +133,11 @@ def summarise(frame: pd.DataFrame) -> str:
                       f"{len(stops)} runs (epochs: {', '.join(str(e) for e in stops.epochs)}; after a search of the "
                       "shared axes, the stop of the training on that followed it)."]
     if "shared_axes" in stops:  # crl.fit.orient_shared
+        margins = stops.shared_axes_margin if "shared_axes_margin" in stops else [None] * len(stops)
         lines += ["", "Shared axes turned after the fit (`orient_shared`): "
-                      + ", ".join(f"seed {seed} {decision}" for seed, decision in zip(stops.seed, stops.shared_axes)) + "."]
+                      + ", ".join(f"seed {seed} {decision}" + ("" if margin is None or pd.isna(margin) else
+                                                               f" (turned minus given after the training on: {margin:+.3f})")
+                                  for seed, decision, margin in zip(stops.seed, stops.shared_axes, margins)) + "."]
     if "block_orders" in stops and stops.block_orders.notna().all():  # crl.fit.order_search
         lines += ["", "Within-block orders changed after the fit (`order_search`): "
                       + ", ".join(f"seed {seed} {decision}" for seed, decision in zip(stops.seed, stops.block_orders))

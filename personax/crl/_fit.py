@@ -522,6 +522,7 @@ def fit(
     progress: bool = False,
     initial_params: Any = None,
     checkpoint: str | os.PathLike[str] | None = None,
+    restart_preference: Sequence[float] | None = None,
     **overrides: Any,
 ) -> FittedCRL:
     """Fits the causal multimodal VAE.
@@ -548,6 +549,10 @@ def fit(
             the training on after them resumes from its own state in the same file; a warm
             start (``initial_params``) adds its state there beside the others. The caller
             removes the file when done with it.
+        restart_preference: Nats per person added to each restart's best validation ELBO when
+            choosing the one returned (default: none; the best is returned). With warm starts
+            this keeps a candidate unless another beats it by more than its preference.
+            The returned ``best_val_elbo`` is the chosen restart's own.
         **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).
 
     Measurements may contain NaN for missing entries (e.g. a rater's "insufficient
@@ -612,6 +617,8 @@ def fit(
     if isinstance(initial_params, Mapping):
         initial_params = [initial_params]
     restarts = len(initial_params) if initial_params is not None else max(1, int(config.restarts))
+    if restart_preference is not None and np.shape(restart_preference) != (restarts,):
+        raise ValueError(f"restart_preference has {np.size(restart_preference)} entries for {restarts} restarts")
     if initial_params is not None:  # warm starts: the given parameters, one restart each
         warm = jax.tree_util.tree_map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *initial_params)
         init = jax.jit(lambda keys: warm)
@@ -796,7 +803,7 @@ def fit(
     stopped = stopped or "epoch cap"
     if checkpointing and training_left:  # training ended in this process: a crash from here skips it
         save_checkpoint(len(curves), stopped)
-    chosen = int(np.argmax(best))
+    chosen = int(np.argmax(best + (0.0 if restart_preference is None else np.asarray(restart_preference))))
     history = [{"epoch": i + 1, "train_loss": float(loss[chosen]), "val_elbo": float(elbo[chosen])}
                for i, (loss, elbo, _) in enumerate(curves)]
     if plateau:  # where the cuts fell, for the training curves

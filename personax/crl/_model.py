@@ -41,6 +41,10 @@ import scipy.stats
 
 LOG_2PI = float(np.log(2 * np.pi))
 # Standard-normal quantiles: where the additive edge functions are normalised.
+# orient_shared keeps the searched turn unless the turned model, trained on, scores a validation ELBO
+# lower by more than this (nats per person): about twice the spread of that paired difference over
+# random streams on spent numeric seeds (docs/crl.md, "The gate of the shared axes' turn")
+ORIENT_TOLERANCE = 0.5
 NORMAL_GRID = scipy.stats.norm.ppf((np.arange(32) + 0.5) / 32).astype(np.float32)
 
 
@@ -154,8 +158,9 @@ class CRLConfig:
         orient_shared: After the fit, search the axes of the shared block ``s`` that the
             causal prior fits best, turn the model's ``s`` to them, and train the turned
             model and the original on side by side for ``orient_epochs`` epochs with the
-            same batches and sampling noise (a paired comparison), keeping the better
-            validation ELBO (``personax.crl._orient``; ``FittedCRL.orientation``
+            same batches and sampling noise (a paired comparison), keeping the turned one
+            unless its validation ELBO is lower by more than ``orient_tolerance``
+            (``personax.crl._orient``; ``FittedCRL.orientation``
             records the search and the decision). Independent roots with near-Gaussian
             noise leave ``s`` free to turn during the fit; the children's additive
             mechanisms and the sparse graph tell the axes apart afterwards.
@@ -175,6 +180,12 @@ class CRLConfig:
         orient_rows: The search's prior fits, and the turned model's prior refit, use at most
             this many training rows (a fixed random subset, the same for every angle): their
             cost grows with the rows, full batch. Fits with fewer training rows use them all.
+        orient_tolerance: Nats per person by which the turned model's validation ELBO after the
+            training on may fall short of the given model's and still be kept. The turn is the
+            search's finding, scored with the data fit held exactly; the training on guards
+            against a turn that breaks the fit. Its paired difference moves by a few tenths of
+            a nat with the random stream alone (docs/crl.md), so 0 would decide near ties by
+            that noise.
         orient_learning_rate: The learning rate the training on starts from (its cosine
             schedule decays to a tenth of it over ``orient_epochs``). None: the fit's
             ``learning_rate``, ten times the rate the fit's own schedule ended at.
@@ -224,6 +235,7 @@ class CRLConfig:
     orient_rounds: int = 1
     orient_rows: int = 4000
     orient_learning_rate: float | None = None
+    orient_tolerance: float = ORIENT_TOLERANCE
     seed: int = 0
 
     def __post_init__(self):
@@ -248,6 +260,8 @@ class CRLConfig:
         if not 0 < self.plateau_factor < 1 or self.plateau_cuts < 0:
             raise ValueError(f"plateau_factor must be in (0, 1) and plateau_cuts at least 0, got "
                              f"{self.plateau_factor} and {self.plateau_cuts}")
+        if not self.orient_tolerance >= 0:
+            raise ValueError(f"orient_tolerance must be at least 0 (nats per person), got {self.orient_tolerance}")
         if self.orient_learning_rate is not None and not self.orient_learning_rate > 0:
             raise ValueError(f"orient_learning_rate must be positive (or None: the fit's learning_rate), "
                              f"got {self.orient_learning_rate}")

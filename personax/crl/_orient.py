@@ -17,10 +17,11 @@ better. So, after the fit:
    posterior log-variances; the prior is refitted to the new latents;
 4. the turned model and the given one are both trained on from there, side by side for the
    same epochs with the same batches and sampling noise (warm starts share one random stream,
-   so the comparison is paired; early stopping on validation), and the better validation ELBO is
-   returned: the turn is kept only if it beats the same extra training without it, by the
-   model's own criterion on the validation split, and the returned parameters are the ones
-   that scored it.
+   so the comparison is paired; early stopping on validation). The turned model is returned
+   unless the given one's validation ELBO is higher by more than ``orient_tolerance`` nats per
+   person: the training on is a guard against a turn that breaks the fit, not the judge of a
+   near tie, which the random stream alone decides (docs/crl.md). The returned parameters are
+   the ones that scored their branch's best validation ELBO.
 """
 
 from __future__ import annotations
@@ -205,8 +206,9 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
                   auxiliary: np.ndarray | None = None, steps: int | None = None, rounds: int | None = None,
                   key: jax.Array, progress: bool = False,
                   checkpoint: str | os.PathLike[str] | None = None) -> FittedCRL:
-    """The model with its shared block turned to the axes its prior fits best, if that scores a
-    better validation ELBO than the same extra training without the turn. See the module docstring.
+    """The model with its shared block turned to the axes its prior fits best, unless the same
+    extra training without the turn scores a validation ELBO higher by more than
+    ``orient_tolerance``. See the module docstring.
 
     ``fit(..., orient_shared=True)`` calls this after training; call it directly to orient a model
     fitted without it.
@@ -228,7 +230,7 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
     Returns:
         A model whose ``orientation`` says what was tried and chosen: ``decision`` ``"kept"`` (the
         turned model, trained on), ``"rejected"`` (the given model, trained on for the same epochs,
-        scored higher; or the search kept the given axes, and the given model is returned as it
+        scored higher by more than ``tolerance``; or the search kept the given axes, and the given model is returned as it
         is) or ``"skipped"`` (the given model; ``reason`` says why). Its ``history`` is the given
         model's followed by the training on's epochs, its ``best_val_elbo`` that of the returned
         parameters. With more than one round, the record is the last round's plus ``rounds``
@@ -300,25 +302,29 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     params = jax.device_get(fit_prior(config, params, jnp.asarray(new_latents[fitted], jnp.float32),
                                       steps=4 * steps, auxiliary=None if aux is None else jnp.asarray(aux[fitted])))
     tuned, best = train_on_side_by_side(model, params, modalities, auxiliary=aux, progress=progress,
-                                        checkpoint=checkpoint)
+                                        checkpoint=checkpoint, candidate_preference=config.orient_tolerance)
     record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "turned": round(float(best[1]), 4)},
                   epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
                   trained_on_resumed_at_epoch=tuned.resumed_at_epoch, matrix=np.round(matrix, 6).tolist())
-    if best[1] > best[0]:
+    record["tolerance"] = config.orient_tolerance
+    if best[1] + config.orient_tolerance > best[0]:  # the rule fit(..., restart_preference) chose by
         record["decision"] = "kept"
     else:
-        record.update(decision="rejected", reason="the given axes, trained on, score a higher validation ELBO")
+        record.update(decision="rejected", reason=f"the given axes, trained on, score a validation ELBO higher "
+                                                  f"by more than the tolerance ({config.orient_tolerance} nats per person)")
     return dataclasses.replace(tuned, config=config, history=continued_history(model, tuned), orientation=record,
                                reordering=model.reordering)
 
 
 def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modalities: Mapping[str, Sequence[np.ndarray]],
                           *, auxiliary: np.ndarray | None, progress: bool,
-                          checkpoint: str | os.PathLike[str] | None = None) -> tuple[FittedCRL, np.ndarray]:
+                          checkpoint: str | os.PathLike[str] | None = None,
+                          candidate_preference: float = 0.0) -> tuple[FittedCRL, np.ndarray]:
     """The given model and a candidate (parameters of the same model) trained on side by side for
     ``orient_epochs`` (early stopping applies), as two warm-started restarts that share one random
     stream: a paired comparison. Returns the better one, trained on, and both best validation ELBOs
-    (given, candidate); the returned parameters are the ones that scored the higher. With a
+    (given, candidate); the candidate counts as better unless the given one beats it by more than
+    ``candidate_preference`` (nats per person; 0: the higher wins). With a
     ``checkpoint`` file the training on saves its state there, beside the fit's, and resumes from it."""
     config = model.config
     options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
@@ -328,7 +334,7 @@ def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modali
                    learning_rate=config.orient_learning_rate or config.learning_rate, lr_schedule="cosine")
     tuned = fit(modalities, latent_dims=config.latent_dims, shared_dim=config.shared_dim, seed=config.seed,
                 auxiliary=auxiliary, progress=progress, initial_params=[jax.device_get(model.params), candidate],
-                checkpoint=checkpoint, **options)
+                checkpoint=checkpoint, restart_preference=[0.0, candidate_preference], **options)
     return tuned, np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
 
 

@@ -583,9 +583,14 @@ def orientation_sentence(record: Mapping[str, Any] | None) -> str:
         if kept:  # several rounds: the last kept turn's comparison (a later round may have rejected its own)
             scores = kept[-1].get("trained_on_val_elbo") or {}
         times = f" ({len(kept)} of {len(rounds)} searches kept a turn)" if rounds else ""
+        turned, given = scores.get("turned"), scores.get("given")
+        within = ""
+        if isinstance(turned, (int, float)) and isinstance(given, (int, float)) and turned < given:
+            within = (f"; lower, but by less than the tolerance of {(kept[-1] if kept else record).get('tolerance')} "
+                      f"nats per person, within which the random stream alone decides such a comparison (docs/crl.md)")
         return (f"Shared block's axes: turned after the fit to the axes the causal prior fits best{times}; the "
-                f"turned model, trained on, scored validation ELBO {scores.get('turned')} against "
-                f"{scores.get('given')} for the same training without the turn (metrics.json orientation).")
+                f"turned model, trained on, scored validation ELBO {turned} against "
+                f"{given} for the same training without the turn{within} (metrics.json orientation).")
     why = record.get("reason", "")
     return f"Shared block's axes: kept as fitted after the search ({why})." if why else \
         "Shared block's axes: kept as fitted after the search."

@@ -74,12 +74,15 @@ def test_the_search_undoes_a_planted_turn_of_s():
 
 
 @pytest.mark.slow  # ~40 s CPU (two fits' compiles and the search); runs under CI
-def test_an_oriented_fit_returns_the_parameters_its_validation_elbo_scored(tmp_path):
+@pytest.mark.parametrize("tolerance", [0.0, 1e6])
+def test_an_oriented_fit_returns_the_parameters_its_validation_elbo_scored(tmp_path, tolerance):
     """Whatever the search decides, ``best_val_elbo`` is the returned model's validation ELBO, the
-    history runs on through the training on, and the record survives saving."""
+    history runs on through the training on, and the record survives saving. The turned branch is
+    returned unless the given one scores higher by more than ``orient_tolerance``: with 0 the higher
+    wins, with a huge tolerance a searched turn is always kept."""
     bench = make_multimodal_numeric(600, seed=3)
     model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=3, max_epochs=4,
-                orient_shared=True, orient_epochs=3)
+                orient_shared=True, orient_epochs=3, orient_tolerance=tolerance)
     record = model.orientation
     assert record["decision"] in ("kept", "rejected")
     assert len(record["search"]) == 1 and len(record["search"][0]["val_prior_log_lik"]) == 6
@@ -88,7 +91,13 @@ def test_an_oriented_fit_returns_the_parameters_its_validation_elbo_scored(tmp_p
     assert model.config.max_epochs == 4 and model.config.orient_shared  # the config asked for, not the training on's
     if "trained_on_val_elbo" in record:
         assert len(model.history) == 4 + record["epochs"]
-        assert max(record["trained_on_val_elbo"].values()) == pytest.approx(model.best_val_elbo, abs=1e-3)
+        scores = record["trained_on_val_elbo"]
+        assert record["tolerance"] == tolerance
+        assert record["decision"] == ("kept" if scores["turned"] + tolerance > scores["given"] else "rejected")
+        returned = "turned" if record["decision"] == "kept" else "given"
+        assert scores[returned] == pytest.approx(model.best_val_elbo, abs=1e-3)
+        if tolerance == 0.0:
+            assert scores[returned] == max(scores.values())
     assert load_pretrained(model.save_pretrained(tmp_path / "m")).orientation == json_round_trip(record)
 
 
@@ -122,6 +131,27 @@ def test_warm_starts_share_one_random_stream():
     for entry in warm.history:
         first, second = entry["val_elbo_restarts"]
         assert second == pytest.approx(first, rel=1e-5)
+
+
+def test_a_restart_preference_returns_the_preferred_warm_start():
+    """``fit(..., restart_preference=...)`` adds nats per person to each restart's best validation
+    ELBO when choosing: a random start preferred by far more than it trails a trained one is
+    returned, with its own score; without a preference the trained one is."""
+    bench = make_multimodal_numeric(300, seed=0)
+    options = dict(latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=2, batch_size=64, hidden=(16,))
+    config = CRLConfig(measurements={"image": 3, "text": 3}, input_dims={"image": 10, "text": 10}, **options)
+    random_start = jax.device_get(_init_params(config, jax.random.key(0)))
+    trained = jax.device_get(fit(bench.modalities, **{**options, "max_epochs": 10}).params)
+    plain = fit(bench.modalities, initial_params=[trained, random_start], **options)
+    preferred = fit(bench.modalities, initial_params=[trained, random_start], restart_preference=[0.0, 1e6], **options)
+    best_of = np.max([entry["val_elbo_restarts"] for entry in plain.history], axis=0)
+    assert best_of[0] > best_of[1]  # the trained start is ahead, so the preference decides
+    assert plain.best_val_elbo == pytest.approx(best_of[0])
+    assert preferred.best_val_elbo == pytest.approx(best_of[1])
+    validation = {m: [x[preferred.splits["val"]] for x in xs] for m, xs in bench.modalities.items()}
+    assert preferred.elbo(validation) == pytest.approx(preferred.best_val_elbo, abs=1e-4)
+    with pytest.raises(ValueError, match="restart_preference has 1 entries for 2 restarts"):
+        fit(bench.modalities, initial_params=[trained, random_start], restart_preference=[0.0], **options)
 
 
 def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(monkeypatch):
