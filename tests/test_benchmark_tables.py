@@ -196,13 +196,14 @@ def test_the_effect_threshold_table_recounts_the_shd_from_the_recorded_graphs(be
     assert benchmark.effect_threshold_table(tmp_path / "absent.jsonl") == ""
 
 
-def _shown_commands(script: str) -> list[tuple[str, argparse.Namespace]]:
+def _shown_commands(script: str, minimum: int = 4) -> list[tuple[str, argparse.Namespace]]:
     """(file name, parsed arguments) of each ``python experiments/<script>`` command in the README,
     docs and experiments' notes, parsed by that script's own ``argument_parser``."""
     import re
     import shlex
 
-    parser = _load_script(script).argument_parser()
+    crl_benchmark = script.startswith("crl_benchmark/")  # its scripts import their neighbours
+    parser = (_load_benchmark_script(script.split("/", 1)[1]) if crl_benchmark else _load_script(script)).argument_parser()
     root = EXPERIMENTS.parent
     shown = []
     for path in [root / "README.md", *sorted((root / "docs").rglob("*.md")), *sorted((root / "experiments").rglob("*.md"))]:
@@ -214,7 +215,7 @@ def _shown_commands(script: str) -> list[tuple[str, argparse.Namespace]]:
                     shown.append((path.name, parser.parse_args(words)))
                 except SystemExit:
                     pytest.fail(f"{path.name}: the command `{script} {' '.join(words)}` does not parse")
-    assert len(shown) >= 4
+    assert len(shown) >= minimum
     return shown
 
 
@@ -526,3 +527,10 @@ def test_the_gate_noise_command_records_one_line_per_stream(monkeypatch, tmp_pat
             assert record["turned_minus_given"] == pytest.approx(difference, abs=1e-4)
             assert record["decision"] == ("kept" if difference > 0 else "rejected")
             assert record["candidate_mcc_shared"] is not None
+
+
+def test_every_gate_noise_command_the_docs_show_parses():
+    """Each ``crl_benchmark/gate_noise.py`` command the docs show parses (its records took minutes per
+    stream: parsed, not run); the recorded one names the three spent seeds whose turn was rejected."""
+    shown = _shown_commands("crl_benchmark/gate_noise.py", minimum=1)
+    assert any(args.seeds == [1030, 1046, 1049] and args.streams == [0, 1, 2] for _, args in shown)

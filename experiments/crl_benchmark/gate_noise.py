@@ -73,14 +73,19 @@ def records_of_seed(seed: int, streams: list[int], *, n: int, epochs: int):
                "candidate_mcc_shared": shared_mcc(candidates.pop(), bench) if candidates else None}
 
 
-def main(argv=None) -> None:
+def argument_parser() -> argparse.ArgumentParser:
+    """The command line (a test parses every command the docs show with it)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--streams", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=1000, help="the fit's epoch cap (the stage's)")
     parser.add_argument("--tag", default="spent", help="suffix of the record's name")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = argument_parser().parse_args(argv)
     RESULTS.mkdir(exist_ok=True)
     with open(RESULTS / f"gate_noise_{args.tag}.jsonl", "a") as out:
         for seed in args.seeds:

@@ -42,8 +42,8 @@ import scipy.stats
 LOG_2PI = float(np.log(2 * np.pi))
 # Standard-normal quantiles: where the additive edge functions are normalised.
 # orient_shared keeps the searched turn unless the turned model, trained on, scores a validation ELBO
-# lower by more than this (nats per person): about twice the spread of that paired difference over
-# random streams on spent numeric seeds (docs/crl.md, "The gate of the shared axes' turn")
+# lower by more than this (nats per person): about three standard deviations (0.15-0.17) of that paired
+# difference over random streams on spent numeric seeds (docs/crl.md, "The gate of the shared axes' turn")
 ORIENT_TOLERANCE = 0.5
 NORMAL_GRID = scipy.stats.norm.ppf((np.arange(32) + 0.5) / 32).astype(np.float32)
 
