@@ -40,11 +40,11 @@ import numpy as np
 import scipy.stats
 
 LOG_2PI = float(np.log(2 * np.pi))
-# Standard-normal quantiles: where the additive edge functions are normalised.
 # orient_shared keeps the searched turn unless the turned model, trained on, scores a validation ELBO
 # lower by more than this (nats per person): about three standard deviations (0.15-0.17) of that paired
 # difference over random streams on spent numeric seeds (docs/crl.md, "The gate of the shared axes' turn")
 ORIENT_TOLERANCE = 0.5
+# Standard-normal quantiles: where the additive edge functions are normalised.
 NORMAL_GRID = scipy.stats.norm.ppf((np.arange(32) + 0.5) / 32).astype(np.float32)
 
 
@@ -183,9 +183,9 @@ class CRLConfig:
         orient_tolerance: Nats per person by which the turned model's validation ELBO after the
             training on may fall short of the given model's and still be kept. The turn is the
             search's finding, scored with the data fit held exactly; the training on guards
-            against a turn that breaks the fit. Its paired difference moves by a few tenths of
-            a nat with the random stream alone (docs/crl.md), so 0 would decide near ties by
-            that noise.
+            against a turn that breaks the fit. Its paired difference moves with the random
+            stream alone (standard deviation 0.15-0.17 nats per person on the numeric
+            benchmark, docs/crl.md), so 0 would decide near ties by that noise.
         orient_learning_rate: The learning rate the training on starts from (its cosine
             schedule decays to a tenth of it over ``orient_epochs``). None: the fit's
             ``learning_rate``, ten times the rate the fit's own schedule ended at.

@@ -230,8 +230,8 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
     Returns:
         A model whose ``orientation`` says what was tried and chosen: ``decision`` ``"kept"`` (the
         turned model, trained on), ``"rejected"`` (the given model, trained on for the same epochs,
-        scored higher by more than ``tolerance``; or the search kept the given axes, and the given model is returned as it
-        is) or ``"skipped"`` (the given model; ``reason`` says why). Its ``history`` is the given
+        scored higher by more than ``tolerance``; or the search kept the given axes, and the given
+        model is returned as it is) or ``"skipped"`` (the given model; ``reason`` says why). Its ``history`` is the given
         model's followed by the training on's epochs, its ``best_val_elbo`` that of the returned
         parameters. With more than one round, the record is the last round's plus ``rounds``
         (every round's record, in order), and ``decision`` is ``"kept"`` (without the last
@@ -311,7 +311,7 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
         record["decision"] = "kept"
     else:
         record.update(decision="rejected", reason=f"the given axes, trained on, score a validation ELBO higher "
-                                                  f"by more than the tolerance ({config.orient_tolerance} nats per person)")
+                                                  f"by more than the tolerance, {config.orient_tolerance} nats per person")
     return dataclasses.replace(tuned, config=config, history=continued_history(model, tuned), orientation=record,
                                reordering=model.reordering)
 

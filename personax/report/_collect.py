@@ -587,7 +587,7 @@ def orientation_sentence(record: Mapping[str, Any] | None) -> str:
         within = ""
         if isinstance(turned, (int, float)) and isinstance(given, (int, float)) and turned < given:
             within = (f"; lower, but by less than the tolerance of {(kept[-1] if kept else record).get('tolerance')} "
-                      f"nats per person, within which the random stream alone decides such a comparison (docs/crl.md)")
+                      "nats per person, so the search's turn was kept (docs/crl.md, \"The gate of the shared axes' turn\")")
         return (f"Shared block's axes: turned after the fit to the axes the causal prior fits best{times}; the "
                 f"turned model, trained on, scored validation ELBO {turned} against "
                 f"{given} for the same training without the turn{within} (metrics.json orientation).")
