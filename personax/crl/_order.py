@@ -35,7 +35,8 @@ import numpy as np
 
 from personax.crl._fit import FittedCRL, _init_params
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
-from personax.crl._orient import _stacked_latents, continued_history, fit_prior, search_rows, train_on_side_by_side
+from personax.crl._orient import (_stacked_latents, continued_history, fit_prior, fitted_splits, search_rows,
+                                  train_on_side_by_side)
 
 MAX_SEARCHED_BLOCK = 5  # a block of k latents has k! orders: 120 prior fits at most per block
 ORDER_GAP = 2.0  # potentials written for a chosen order are this far apart (4 sigmoid temperatures at 0.5)
@@ -166,8 +167,9 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                   "the within-block order is fixed (within_block_order: fixed)" if config.within_block_order != "learned"
                   else f"no modality block has 2 to {MAX_SEARCHED_BLOCK} latents")
         return dataclasses.replace(model, reordering={"decision": "skipped", "reason": reason})
+    splits = fitted_splits(model, "order_blocks")  # before encoding: a clear error first
     raw = _stacked_latents(model, modalities)  # encoded once: standardised for the search, raw for the refit
-    train, val, rows = model.splits["train"], model.splits["val"], search_rows(model)
+    train, val, rows = splits["train"], splits["val"], search_rows(model)
     latents = raw.astype(np.float64)
     latents = (latents - latents[train].mean(0)) / latents[train].std(0)
     aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(raw), -1)

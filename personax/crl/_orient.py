@@ -166,9 +166,19 @@ def _stacked_latents(model: FittedCRL, modalities) -> np.ndarray:
     return np.concatenate([encoded["shared"], *(encoded[m] for m in model.config.latent_dims)], axis=1)
 
 
+def fitted_splits(model: FittedCRL, search: str) -> dict[str, np.ndarray]:
+    """The model's train / val / test rows, which a search after the fit reuses; a clear error for
+    a model that has none (``load_pretrained`` keeps no splits: they belong to the data it saw)."""
+    if not all(name in model.splits for name in ("train", "val")):
+        raise ValueError(f"{search} needs the rows the model was fitted on (its train and val splits); this model "
+                         "has none, as a model reloaded with load_pretrained has none: search right after fit, "
+                         "or fit with orient_shared / order_search on")
+    return model.splits
+
+
 def search_rows(model: FittedCRL) -> np.ndarray:
     """The training rows of a search's full-batch prior fits: at most ``orient_rows``, a fixed random subset."""
-    train, config = model.splits["train"], model.config
+    train, config = fitted_splits(model, "a search after the fit")["train"], model.config
     if len(train) <= config.orient_rows:
         return train
     return np.sort(np.random.default_rng(config.seed).choice(train, config.orient_rows, replace=False))
@@ -277,8 +287,9 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     if reason:
         return dataclasses.replace(model, orientation={"decision": "skipped", "reason": reason})
     ds = config.shared_dim
+    splits = fitted_splits(model, "orient_shared")  # before encoding: a clear error first
     latents = _stacked_latents(model, modalities).astype(np.float64)
-    train, val = model.splits["train"], model.splits["val"]
+    train, val = splits["train"], splits["val"]
     shared = latents[train, :ds]
     centre, covariance = shared.mean(0), np.cov(shared.T)
     values, vectors = np.linalg.eigh(covariance)

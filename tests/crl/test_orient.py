@@ -118,6 +118,20 @@ def test_models_whose_s_cannot_be_turned_are_returned_as_they_are():
     assert orientable(dataclasses.replace(config, prior="gaussian")) == "no causal prior"
 
 
+def test_a_reloaded_model_is_refused_with_a_clear_error_not_a_key_error(tmp_path):
+    """``load_pretrained`` keeps no splits (they belong to the data the model saw), and both
+    searches after the fit need them: each says so by name instead of failing on a missing key."""
+    from personax.crl import order_blocks
+
+    bench = make_multimodal_numeric(300, seed=4)
+    model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=4, max_epochs=1)
+    reloaded = load_pretrained(model.save_pretrained(tmp_path / "m"))
+    with pytest.raises(ValueError, match="orient_shared needs the rows the model was fitted on"):
+        orient_shared(reloaded, bench.modalities, key=jax.random.key(0))
+    with pytest.raises(ValueError, match="order_blocks needs the rows the model was fitted on"):
+        order_blocks(reloaded, bench.modalities, key=jax.random.key(0))
+
+
 def test_warm_starts_share_one_random_stream():
     """Two identical warm starts trained side by side follow the same batches and sampling noise,
     so their validation ELBOs agree at every epoch: the restarts of a warm-started fit differ only
