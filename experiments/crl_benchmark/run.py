@@ -54,6 +54,9 @@ RESULTS = Path(__file__).parent / "results"
 # the crl stage's objective, from its config (auxiliary_in_decoders acts only where covariates are given:
 # on the "-auxiliary" methods)
 STAGE = default_objective()
+# the crl stage's fit as it runs by default (since 2026-12-05 it trains to convergence: lr_schedule plateau;
+# run it with --epochs 1000, the stage's safety cap), with the stage's gate of the shared axes' turn
+CONVERGED = default_objective((*OBJECTIVE_FIELDS, "orient_shared", "lr_schedule", "orient_tolerance"))
 # personax and its ablations: method -> fit options on top of the defaults
 MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0},
                   "gaussian-beta1": {"prior": "gaussian", "beta": 1.0},
@@ -75,14 +78,11 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   # instead of restarting at learning_rate
                   "personax-stage-oriented-gentle": {**STAGE, "orient_shared": True, "orient_learning_rate": 2e-4,
                                                      "orient_tolerance": 0.0},
-                  # the crl stage's fit as it runs by default (since 2026-12-05 it trains to convergence:
-                  # lr_schedule plateau; run it with --epochs 1000, the stage's safety cap)
-                  "personax-stage-converged": default_objective((*OBJECTIVE_FIELDS, "orient_shared", "lr_schedule",
-                                                                 "orient_tolerance")),
+                  # the crl stage's fit as it runs by default (CONVERGED, above)
+                  "personax-stage-converged": CONVERGED,
                   # the same with the gate of the shared axes' turn it was recorded with until 2026-12-05
                   # evening: the higher validation ELBO after the training on wins (orient_tolerance 0)
-                  "personax-stage-converged-strict": {**default_objective((*OBJECTIVE_FIELDS, "orient_shared",
-                                                                           "lr_schedule")), "orient_tolerance": 0.0},
+                  "personax-stage-converged-strict": {**CONVERGED, "orient_tolerance": 0.0},
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   # (and, through STAGE's auxiliary_in_decoders, in the stage objective's decoders)
                   "personax-auxiliary": {},
