@@ -218,6 +218,8 @@ class FittedCRL:
         resumed_at_epoch: When :func:`fit` resumed from a checkpoint, the epochs that
             checkpoint had done (0 to ``max_epochs``); else None. Like ``fit_seconds`` it
             describes this process's fit and is not saved with the model.
+        start_val_elbo: After a warm start (``fit(..., initial_params=...)``): each restart's
+            validation ELBO where it started, before any epoch; else None. Not saved either.
     """
 
     config: CRLConfig
@@ -231,6 +233,7 @@ class FittedCRL:
     orientation: dict[str, Any] = dataclasses.field(default_factory=dict)
     reordering: dict[str, Any] = dataclasses.field(default_factory=dict)
     resumed_at_epoch: int | None = None
+    start_val_elbo: list[float] | None = None
     _encode_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
     _elbo_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -561,7 +564,9 @@ def fit(
     Returns:
         The model with the parameters of the best validation ELBO (early stopping on
         the validation split only; the test split is never looked at). The returned
-        parameters are exactly the ones that scored ``best_val_elbo``.
+        parameters are exactly the ones that scored ``best_val_elbo``. A warm start's own
+        parameters are scored before the first epoch and count among them, so training
+        on from a model never returns one that scores below where it started.
     """
     latent_dims = dict(latent_dims)
     n, fields = _data_fields(modalities, latent_dims, shared_dim, seed)
@@ -751,6 +756,18 @@ def fit(
     def validation_elbo(params, key):
         return validation_program(params, key, val)
 
+    start_val_elbo = None
+    if initial_params is not None:
+        # A warm start's parameters are a candidate too: scored once before the first epoch (with
+        # the same fixed key), so the training on keeps them unless an epoch scores higher. The
+        # patience is left alone: the epochs run as before, only the choice at the end can differ.
+        score = validation_program if training_left else validation_fn
+        start_params = init(init_keys)
+        if sharding is not None:
+            start_params = jax.device_put(start_params, replicated)
+        start_val_elbo = np.asarray(score(start_params, val_key, val), dtype=np.float64)
+        if resumed is None:
+            state = dataclasses.replace(state, best=np.nan_to_num(start_val_elbo, nan=-np.inf))
     params, opt_state, keys, best_params = state.params, state.opt_state, state.keys, state.best_params
     best, patience_reference, waited = state.best, state.patience_reference, state.waited
     lr_scale, cuts = state.lr_scale.astype(np.float32), state.cuts
@@ -829,4 +846,6 @@ def fit(
                              checkpoint=checkpoint)
         model.fit_seconds = time.perf_counter() - start
     model.resumed_at_epoch = None if resumed is None else resumed.epochs_done
+    if start_val_elbo is not None:
+        model.start_val_elbo = [float(v) for v in start_val_elbo]
     return model

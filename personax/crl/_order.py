@@ -36,7 +36,7 @@ import numpy as np
 from personax.crl._fit import FittedCRL, _init_params
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
 from personax.crl._orient import (_stacked_latents, continued_history, fit_prior, fitted_splits, search_rows,
-                                  train_on_side_by_side)
+                                  start_scores, train_on_side_by_side)
 
 MAX_SEARCHED_BLOCK = 5  # a block of k latents has k! orders: 120 prior fits at most per block
 ORDER_GAP = 2.0  # potentials written for a chosen order are this far apart (4 sigmoid temperatures at 0.5)
@@ -190,13 +190,14 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                                         checkpoint=checkpoint)
     record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "reordered": round(float(best[1]), 4)},
                   epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
-                  trained_on_resumed_at_epoch=tuned.resumed_at_epoch,
+                  trained_on_resumed_at_epoch=tuned.resumed_at_epoch, **start_scores(tuned, ("given", "reordered")),
                   returned_orders={block: [config.latent_names[i] for i in
                                            block_order(config, tuned.params["order_potential"], block)]
                                    for block in blocks})
     if best[1] > best[0]:
         record["decision"] = "kept"
     else:
-        record.update(decision="rejected", reason="the given orders, trained on, score a higher validation ELBO")
+        how = "as fitted (no epoch of the training on beat them)" if "given" in record["best_at_start"] else "trained on"
+        record.update(decision="rejected", reason=f"the given orders, {how}, score a higher validation ELBO")
     return dataclasses.replace(tuned, config=config, history=continued_history(model, tuned),
                                orientation=model.orientation, reordering=record)

@@ -316,12 +316,14 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                                         checkpoint=checkpoint, candidate_preference=config.orient_tolerance)
     record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "turned": round(float(best[1]), 4)},
                   epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
-                  trained_on_resumed_at_epoch=tuned.resumed_at_epoch, matrix=np.round(matrix, 6).tolist())
+                  trained_on_resumed_at_epoch=tuned.resumed_at_epoch, matrix=np.round(matrix, 6).tolist(),
+                  **start_scores(tuned, ("given", "turned")))
     record["tolerance"] = config.orient_tolerance
     if best[1] + config.orient_tolerance > best[0]:  # the rule fit(..., restart_preference) chose by
         record["decision"] = "kept"
     else:
-        record.update(decision="rejected", reason=f"the given axes, trained on, score a validation ELBO higher "
+        how = "as fitted (no epoch of the training on beat them)" if "given" in record["best_at_start"] else "trained on"
+        record.update(decision="rejected", reason=f"the given axes, {how}, score a validation ELBO higher "
                                                   f"by more than the tolerance, {config.orient_tolerance} nats per person")
     return dataclasses.replace(tuned, config=config, history=continued_history(model, tuned), orientation=record,
                                reordering=model.reordering)
@@ -334,9 +336,11 @@ def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modali
     """The given model and a candidate (parameters of the same model) trained on side by side for
     ``orient_epochs`` (early stopping applies), as two warm-started restarts that share one random
     stream: a paired comparison. Returns the better one, trained on, and both best validation ELBOs
-    (given, candidate); the candidate counts as better unless the given one beats it by more than
-    ``candidate_preference`` (nats per person; 0: the higher wins). With a
-    ``checkpoint`` file the training on saves its state there, beside the fit's, and resumes from it."""
+    (given, candidate), each over its start and the training on's epochs (where it started counts:
+    a training on that only loses returns the start); the candidate counts as better unless the
+    given one beats it by more than ``candidate_preference`` (nats per person; 0: the higher wins).
+    With a ``checkpoint`` file the training on saves its state there, beside the fit's, and resumes
+    from it."""
     config = model.config
     options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if f.name not in ("shared_dim", "latent_dims", "measurements", "input_dims", "auxiliary_dim", "seed")}
@@ -346,7 +350,17 @@ def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modali
     tuned = fit(modalities, latent_dims=config.latent_dims, shared_dim=config.shared_dim, seed=config.seed,
                 auxiliary=auxiliary, progress=progress, initial_params=[jax.device_get(model.params), candidate],
                 checkpoint=checkpoint, restart_preference=[0.0, candidate_preference], **options)
-    return tuned, np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
+    trained = np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
+    return tuned, np.maximum(trained, tuned.start_val_elbo)
+
+
+def start_scores(tuned: FittedCRL, names: Sequence[str]) -> dict[str, Any]:
+    """The record of a training on's starts: each candidate's validation ELBO before the first epoch,
+    and the candidates whose best is that start (no epoch of the training on beat it)."""
+    trained = np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
+    start = np.asarray(tuned.start_val_elbo)
+    return {"start_val_elbo": {name: round(float(v), 4) for name, v in zip(names, start)},
+            "best_at_start": [name for name, s, t in zip(names, start, trained) if s >= t]}
 
 
 def continued_history(model: FittedCRL, tuned: FittedCRL) -> list[dict]:

@@ -570,6 +570,11 @@ def independence_section(ctx: _Context) -> Section:
     return section
 
 
+def _at_start(best_at_start: bool) -> str:
+    """A score's qualifier when no epoch of the training on beat where that candidate started."""
+    return " (where it started: no epoch of the training on beat it)" if best_at_start else ""
+
+
 def orientation_sentence(record: Mapping[str, Any] | None) -> str:
     """What ``crl.fit.orient_shared`` did to the shared block, in a sentence ("" if it did not run)."""
     if not isinstance(record, Mapping) or "decision" not in record:
@@ -584,13 +589,15 @@ def orientation_sentence(record: Mapping[str, Any] | None) -> str:
             scores = kept[-1].get("trained_on_val_elbo") or {}
         times = f" ({len(kept)} of {len(rounds)} searches kept a turn)" if rounds else ""
         turned, given = scores.get("turned"), scores.get("given")
+        at_start = (kept[-1] if kept else record).get("best_at_start") or []
         within = ""
         if isinstance(turned, (int, float)) and isinstance(given, (int, float)) and turned < given:
             within = (f"; lower, but by less than the tolerance of {(kept[-1] if kept else record).get('tolerance')} "
                       "nats per person, so the search's turn was kept (docs/crl.md, \"The gate of the shared axes' turn\")")
         return (f"Shared block's axes: turned after the fit to the axes the causal prior fits best{times}; the "
-                f"turned model, trained on, scored validation ELBO {turned} against "
-                f"{given} for the same training without the turn{within} (metrics.json orientation).")
+                f"turned model, trained on, scored validation ELBO {turned}{_at_start('turned' in at_start)} against "
+                f"{given}{_at_start('given' in at_start)} for the same training without the turn{within} "
+                "(metrics.json orientation).")
     why = record.get("reason", "")
     return f"Shared block's axes: kept as fitted after the search ({why})." if why else \
         "Shared block's axes: kept as fitted after the search."
@@ -605,9 +612,11 @@ def reordering_sentence(record: Mapping[str, Any] | None) -> str:
         return f"Within-block orders: not searched ({record.get('reason', 'no reason given')})."
     if decision == "kept":
         orders = "; ".join(f"{block}: {' < '.join(order)}" for block, order in (record.get("returned_orders") or {}).items())
+        at_start = record.get("best_at_start") or []
         return (f"Within-block orders: changed after the fit to the orders the causal prior fits best ({orders}); "
-                f"the reordered model, trained on, scored validation ELBO {scores.get('reordered')} against "
-                f"{scores.get('given')} for the same training without the change (metrics.json reordering).")
+                f"the reordered model, trained on, scored validation ELBO {scores.get('reordered')}"
+                f"{_at_start('reordered' in at_start)} against {scores.get('given')}{_at_start('given' in at_start)} "
+                "for the same training without the change (metrics.json reordering).")
     why = record.get("reason", "")
     return f"Within-block orders: kept as fitted after the search ({why})." if why else \
         "Within-block orders: kept as fitted after the search."

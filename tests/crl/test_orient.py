@@ -158,7 +158,7 @@ def test_a_restart_preference_returns_the_preferred_warm_start():
     trained = jax.device_get(fit(bench.modalities, **{**options, "max_epochs": 10}).params)
     plain = fit(bench.modalities, initial_params=[trained, random_start], **options)
     preferred = fit(bench.modalities, initial_params=[trained, random_start], restart_preference=[0.0, 1e6], **options)
-    best_of = np.max([entry["val_elbo_restarts"] for entry in plain.history], axis=0)
+    best_of = np.maximum(np.max([entry["val_elbo_restarts"] for entry in plain.history], axis=0), plain.start_val_elbo)
     assert best_of[0] > best_of[1]  # the trained start is ahead, so the preference decides
     assert plain.best_val_elbo == pytest.approx(best_of[0])
     assert preferred.best_val_elbo == pytest.approx(best_of[1])
@@ -166,6 +166,22 @@ def test_a_restart_preference_returns_the_preferred_warm_start():
     assert preferred.elbo(validation) == pytest.approx(preferred.best_val_elbo, abs=1e-4)
     with pytest.raises(ValueError, match="restart_preference has 1 entries for 2 restarts"):
         fit(bench.modalities, initial_params=[trained, random_start], restart_preference=[0.0], **options)
+
+
+def test_a_warm_start_that_training_on_only_worsens_is_returned_as_it_started():
+    """A warm start is scored before the first epoch and counts as a candidate: training on at a
+    learning rate that wrecks every epoch returns the start's parameters exactly, with the start's
+    score, which is the given model's own validation ELBO (same fixed key; 1e-5 relative)."""
+    bench = make_multimodal_numeric(300, seed=0)
+    options = dict(latent_dims={"image": 2, "text": 2}, shared_dim=2, batch_size=64, hidden=(16,))
+    given = fit(bench.modalities, max_epochs=10, **options)
+    wrecked = fit(bench.modalities, initial_params=[given.params], max_epochs=2, learning_rate=1.0, **options)
+    assert wrecked.start_val_elbo[0] == pytest.approx(given.best_val_elbo, rel=1e-5)
+    assert max(entry["val_elbo"] for entry in wrecked.history) < wrecked.start_val_elbo[0]  # every epoch lost
+    assert wrecked.best_val_elbo == wrecked.start_val_elbo[0]
+    for returned, start in zip(jax.tree_util.tree_leaves(wrecked.params), jax.tree_util.tree_leaves(given.params)):
+        np.testing.assert_array_equal(returned, start)
+    assert given.start_val_elbo is None  # a fit from a random initialisation has no start to report
 
 
 def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(monkeypatch):
