@@ -28,11 +28,12 @@ RESULTS = Path(__file__).parent / "results"
 TARGET_MCC = 0.8  # issue 12: every block >= 0.8 and above every baseline on the same split
 
 
-def run_pipeline(seed: int, overrides: list[str], workdir: Path, faces: str = "drawn") -> Path:
-    """Runs the default pipeline's stages up to crl for ``seed`` under ``workdir``; returns the run directory."""
+def run_pipeline(seed: int, overrides: list[str], workdir: Path, faces: str = "drawn",
+                 stages: str = "ingest,traits,embeddings,crl") -> Path:
+    """Runs the default pipeline's ``stages`` (up to crl) for ``seed`` under ``workdir``; returns the run directory."""
     launcher = ["-m", "personax.run"] if faces == "drawn" else [str(Path(__file__).parent / "faces_variant.py"), faces]
     run_dir = Path(workdir) / "run"
-    command = [sys.executable, *launcher, f"seed={seed}", "stages=[ingest,traits,embeddings,crl]",
+    command = [sys.executable, *launcher, f"seed={seed}", f"stages=[{stages}]",
                f"hydra.run.dir={run_dir}", f"embeddings.cache_dir={workdir}/cache", *overrides]
     subprocess.run(command, check=True, capture_output=True, text=True)
     return run_dir

@@ -25,6 +25,7 @@ not an ELBO). Writes (artifacts ``crl_*``) into ``crl/``:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -217,9 +218,37 @@ def sparse_decoder_warnings(model: Any, measurement_names: dict[str, list[str]])
     return warnings
 
 
-def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
-    """Fits the CRL model on the run's measurements and reports diagnostics."""
-    options = config.crl
+@dataclasses.dataclass(frozen=True)
+class CRLInputs:
+    """What the crl stage fits on, as it reads it from the run directory (:func:`crl_inputs`).
+
+    Attributes:
+        persons: The person table.
+        kind: ``crl.model``: ``"personax"`` or ``"crl_reference"``.
+        measurement_names: modality -> its measurements' names, in the order of ``data``.
+        complete: Which persons (a boolean per row of ``persons``) have a usable entry in every modality.
+        data: modality -> measurement arrays, rows of the complete persons only.
+        kept: The complete persons, in the rows of ``data``.
+        latent_dims: modality -> size of its latent block.
+        auxiliary: The observed covariates (``crl.auxiliary``, iVAE) of the kept rows, or None.
+    """
+
+    persons: pd.DataFrame
+    kind: str
+    measurement_names: dict[str, list[str]]
+    complete: np.ndarray
+    data: dict[str, list[np.ndarray]]
+    kept: pd.DataFrame
+    latent_dims: dict[str, int]
+    auxiliary: np.ndarray | None
+
+
+def crl_inputs(options: DictConfig, run_dir: RunDir) -> CRLInputs:
+    """Reads the crl stage's inputs (``options`` is the config's ``crl`` node) and keeps the rows it can fit on.
+
+    Raises:
+        ValueError: ``crl.model`` is unknown, or fewer than ``crl.min_people`` people are usable.
+    """
     persons = run_dir.read(A.PERSONS)
     modalities: dict[str, list[np.ndarray]] = {}
     measurement_names: dict[str, list[str]] = {}
@@ -245,13 +274,24 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     data = {m: [a[complete] for a in arrays] for m, arrays in modalities.items()}
     kept = persons.loc[complete].reset_index(drop=True)
     latent_dims = {m: int(options.latent_dims[m]) for m in options.modalities}
-    fitter = fit if kind == "personax" else fit_reference
-    # A killed fit resumes from its checkpoint on the next run (personax.crl._checkpoint)
-    extra = {"progress": True, "checkpoint": run_dir.locate(A.CRL_FIT_CHECKPOINT)} if kind == "personax" else {}
     auxiliary = None
     if kind == "personax" and list(options.get("auxiliary") or []):  # iVAE: person-table covariates
         coded = list(run_dir.read_optional(A.LABEL_MAPS) or {})  # ingest's category codes: one-hot, not numbers
         auxiliary = auxiliary_design(kept, list(options.auxiliary), source=A.PERSONS.relpath(), categorical=coded)[0]
+    return CRLInputs(persons=persons, kind=kind, measurement_names=measurement_names, complete=complete, data=data,
+                     kept=kept, latent_dims=latent_dims, auxiliary=auxiliary)
+
+
+def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
+    """Fits the CRL model on the run's measurements and reports diagnostics."""
+    options = config.crl
+    inputs = crl_inputs(options, run_dir)
+    persons, kind, measurement_names, complete = inputs.persons, inputs.kind, inputs.measurement_names, inputs.complete
+    data, kept, latent_dims, auxiliary = inputs.data, inputs.kept, inputs.latent_dims, inputs.auxiliary
+    fitter = fit if kind == "personax" else fit_reference
+    # A killed fit resumes from its checkpoint on the next run (personax.crl._checkpoint)
+    extra = {"progress": True, "checkpoint": run_dir.locate(A.CRL_FIT_CHECKPOINT)} if kind == "personax" else {}
+    if auxiliary is not None:
         extra["auxiliary"] = auxiliary
     model = fitter(data, latent_dims=latent_dims, shared_dim=int(options.shared_dim), seed=int(options.seed),
                    **extra, **OmegaConf.to_container(options.fit, resolve=True))
