@@ -8,7 +8,7 @@ stream changes. For each seed: the crl stage's converged fit without the search 
 off, the same fit the stage's search starts from), then one search and paired training on per
 stream. Stream k trains on with config seed ``seed + 100000 k`` (its batches, its sampling noise and
 its validation noise) on the fit's own split rows; stream 0 is what the stage does. The gate here is
-the one the records before 2026-12-05 evening used (``orient_tolerance`` 0: the higher score wins).
+the one the records before 2026-12-05 evening used (``run.OLD_GATE``: the higher single-draw score wins).
 
     .venv/bin/python experiments/crl_benchmark/gate_noise.py --seeds 1046 --streams 0 2
 
@@ -31,7 +31,7 @@ import numpy as np
 import personax.crl._fit as fit_module
 from personax.crl import _orient, fit
 from personax.crl import diagnostics as D
-from run import RESULTS, _data, fit_options  # this folder: the benchmark's data and method options
+from run import OLD_GATE, RESULTS, _data, fit_options  # this folder: the benchmark's data and method options
 
 
 def shared_mcc(model, bench) -> float:
@@ -44,7 +44,7 @@ def shared_mcc(model, bench) -> float:
 def records_of_seed(seed: int, streams: list[int], *, n: int, epochs: int):
     bench, dims, shared_dim, settings = _data("numeric", n, seed, image_size=0)
     options = {**settings, **fit_options("personax-stage-converged", bench), "orient_shared": False,
-               "orient_tolerance": 0.0}
+               **OLD_GATE}
     base = fit(bench.modalities, latent_dims=dims, shared_dim=shared_dim, seed=seed, max_epochs=epochs, restarts=1,
                **options)
     key = jax.random.fold_in(jax.random.split(jax.random.key(seed))[0], 1)  # the key fit gives the search

@@ -15,8 +15,9 @@ fit's own split rows; stream 0 is what the stage does.
     .venv/bin/python experiments/demo_level2/gate_noise.py --seeds 1002 --streams 0 1 2
 
 Appends one JSON line per stream to ``results/gate_noise_<tag>.jsonl``: the chosen angle, both
-branches' best validation ELBO after the training on (``tov``) and where they started, the margin
-(turned minus given), the stage's decision, and the shared block's MCC (test rows) of the fit, of
+branches' best validation ELBO after the training on (``tov``, the fixed key's single draw) and
+where they started, the margin (turned minus given), the means over ``crl.fit.orient_draws`` draws
+the gate compared and their margin, the stage's decision, and the shared block's MCC (test rows) of the fit, of
 the candidate before training on and of the returned model. Spent seeds only: this looks for a
 cause, not a score.
 """
@@ -91,6 +92,10 @@ def records_of_seed(seed: int, streams: list[int], overrides: list[str]):
                "search_gain": [round(max(e["val_prior_log_lik"]) - e["val_prior_log_lik"][0], 4) for e in record["search"]],
                "tov": scores, "start_val_elbo": record.get("start_val_elbo"), "best_at_start": record.get("best_at_start"),
                "turned_minus_given": None if scores is None else round(scores["turned"] - scores["given"], 4),
+               # what the gate compared: each branch's best parameters scored over `draws` draws (their mean)
+               "draws": record.get("draws"), "compared": (compared := record.get("compared_val_elbo")),
+               "compared_turned_minus_given": None if compared is None else
+               round(compared["turned"] - compared["given"], 4),
                "trained_on_epochs": record.get("epochs"), "trained_on_stopped": record.get("trained_on_stopped"),
                "decision": record["decision"], "given_mcc_shared": given_mcc,
                "returned_mcc_shared": shared_mcc(oriented, inputs.data, planted),

@@ -42,6 +42,7 @@ def run_pipeline(seed: int, overrides: list[str], workdir: Path, faces: str = "d
 def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict]:
     from personax import artifacts as A
     from personax.pipeline import RunDir
+    from personax.report._collect import compared_scores
 
     with tempfile.TemporaryDirectory() as tmp:
         metrics = RunDir(run_pipeline(seed, overrides, Path(tmp), faces)).read(A.CRL_METRICS)
@@ -62,10 +63,11 @@ def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict
                      **({"fit_epochs": metrics["fit_epochs"]} if "fit_epochs" in metrics else {}),
                      # crl.fit.orient_shared: whether the turned shared block was kept
                      **({"shared_axes": metrics["orientation"]["decision"]} if "orientation" in metrics else {}),
-                     # ... and the paired training on's best validation ELBOs, turned minus given (2026-12-05
-                     # evening on): the margin the gate (crl.fit.orient_tolerance) decided by
+                     # ... and the margin the gate (crl.fit.orient_tolerance) decided by, turned minus given
+                     # (2026-12-05 evening on): the branches' scores it compared (means over draws, 2026-12-05
+                     # late on; before, the best validation ELBOs of the fixed key)
                      **({"shared_axes_margin": round(scores["turned"] - scores["given"], 4)}
-                        if (scores := (metrics.get("orientation") or {}).get("trained_on_val_elbo")) else {}),
+                        if (scores := compared_scores(metrics.get("orientation") or {})[0]) else {}),
                      # crl.fit.order_search: whether the reordered within-block orders were kept
                      **({"block_orders": metrics["reordering"]["decision"]} if "reordering" in metrics else {}),
                      # crl.fit.lr_schedule: plateau (the stage's default since 2026-12-05): the epochs that

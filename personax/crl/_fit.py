@@ -220,6 +220,9 @@ class FittedCRL:
             describes this process's fit and is not saved with the model.
         start_val_elbo: After a warm start (``fit(..., initial_params=...)``): each restart's
             validation ELBO where it started, before any epoch; else None. Not saved either.
+        selection_val_elbo: With ``fit(..., restart_draws=k)``, k > 1, and several restarts: each
+            restart's best parameters' validation ELBO averaged over the k draws the choice among
+            them compared; else None. Not saved either.
     """
 
     config: CRLConfig
@@ -234,6 +237,7 @@ class FittedCRL:
     reordering: dict[str, Any] = dataclasses.field(default_factory=dict)
     resumed_at_epoch: int | None = None
     start_val_elbo: list[float] | None = None
+    selection_val_elbo: list[float] | None = None
     _encode_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
     _elbo_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
 
@@ -526,6 +530,7 @@ def fit(
     initial_params: Any = None,
     checkpoint: str | os.PathLike[str] | None = None,
     restart_preference: Sequence[float] | None = None,
+    restart_draws: int = 1,
     **overrides: Any,
 ) -> FittedCRL:
     """Fits the causal multimodal VAE.
@@ -556,6 +561,11 @@ def fit(
             choosing the one returned (default: none; the best is returned). With warm starts
             this keeps a candidate unless another beats it by more than its preference.
             The returned ``best_val_elbo`` is the chosen restart's own.
+        restart_draws: With several restarts, choose among their best parameters by the validation
+            ELBO averaged over this many draws of the sampling noise (the same draws for every
+            restart), not by the fixed validation key's single draw (default 1: that draw). The
+            epochs, early stopping and each restart's best parameters are unchanged; the means are
+            ``selection_val_elbo``.
         **overrides: Any :class:`CRLConfig` field (``max_epochs``, ``batch_size``, ...).
 
     Measurements may contain NaN for missing entries (e.g. a rater's "insufficient
@@ -624,6 +634,8 @@ def fit(
     restarts = len(initial_params) if initial_params is not None else max(1, int(config.restarts))
     if restart_preference is not None and np.shape(restart_preference) != (restarts,):
         raise ValueError(f"restart_preference has {np.size(restart_preference)} entries for {restarts} restarts")
+    if int(restart_draws) < 1:
+        raise ValueError(f"restart_draws must be at least 1, got {restart_draws}")
     if initial_params is not None:  # warm starts: the given parameters, one restart each
         warm = jax.tree_util.tree_map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *initial_params)
         init = jax.jit(lambda keys: warm)
@@ -756,12 +768,12 @@ def fit(
     def validation_elbo(params, key):
         return validation_program(params, key, val)
 
+    score = validation_program if training_left else validation_fn  # a resumed, ended fit compiled none
     start_val_elbo = None
     if initial_params is not None:
         # A warm start's parameters are a candidate too: scored once before the first epoch (with
         # the same fixed key), so the training on keeps them unless an epoch scores higher. The
         # patience is left alone: the epochs run as before, only the choice at the end can differ.
-        score = validation_program if training_left else validation_fn
         start_params = init(init_keys)
         if sharding is not None:
             start_params = jax.device_put(start_params, replicated)
@@ -820,7 +832,14 @@ def fit(
     stopped = stopped or "epoch cap"
     if checkpointing and training_left:  # training ended in this process: a crash from here skips it
         save_checkpoint(len(curves), stopped)
-    chosen = int(np.argmax(best + (0.0 if restart_preference is None else np.asarray(restart_preference))))
+    selection = None
+    if restart_draws > 1 and restarts > 1:
+        # One draw of the sampling noise moves a paired difference of validation ELBOs by more than
+        # the gap between near-tied restarts: choose by the mean over fresh draws, the same for each.
+        selection = np.mean([np.asarray(score(best_params, jax.random.fold_in(val_key, draw), val), dtype=np.float64)
+                             for draw in range(int(restart_draws))], axis=0)
+    chosen = int(np.argmax((best if selection is None else selection)
+                           + (0.0 if restart_preference is None else np.asarray(restart_preference))))
     history = [{"epoch": i + 1, "train_loss": float(loss[chosen]), "val_elbo": float(elbo[chosen])}
                for i, (loss, elbo, _) in enumerate(curves)]
     if plateau:  # where the cuts fell, for the training curves
@@ -848,4 +867,6 @@ def fit(
     model.resumed_at_epoch = None if resumed is None else resumed.epochs_done
     if start_val_elbo is not None:
         model.start_val_elbo = [float(v) for v in start_val_elbo]
+    if selection is not None:
+        model.selection_val_elbo = [float(v) for v in selection]
     return model

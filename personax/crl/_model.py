@@ -44,6 +44,10 @@ LOG_2PI = float(np.log(2 * np.pi))
 # lower by more than this (nats per person): about three standard deviations (0.15-0.17) of that paired
 # difference over random streams on spent numeric seeds (docs/crl.md, "The gate of the shared axes' turn")
 ORIENT_TOLERANCE = 0.5
+# ... and compares the two by their validation ELBO averaged over this many draws of the sampling noise
+# (paired: the same draws for both): one draw moved the demo's paired difference by about 0.6 nats per
+# person with the key alone (docs/crl.md, "The gate of the shared axes' turn")
+ORIENT_DRAWS = 32
 # Standard-normal quantiles: where the additive edge functions are normalised.
 NORMAL_GRID = scipy.stats.norm.ppf((np.arange(32) + 0.5) / 32).astype(np.float32)
 
@@ -186,6 +190,11 @@ class CRLConfig:
             against a turn that breaks the fit. Its paired difference moves with the random
             stream alone (standard deviation 0.15-0.17 nats per person on the numeric
             benchmark, docs/crl.md), so 0 would decide near ties by that noise.
+        orient_draws: The training on's two branches (of ``orient_shared`` and ``order_search``) are
+            compared by their best parameters' validation ELBO averaged over this many draws of the
+            sampling noise, the same draws for both (1: the fixed validation key alone, as until
+            2026-12-05). One draw's noise alone moved the paired difference by about 0.6 nats per
+            person on the demo.
         orient_learning_rate: The learning rate the training on starts from (its cosine
             schedule decays to a tenth of it over ``orient_epochs``). None: the fit's
             ``learning_rate``, ten times the rate the fit's own schedule ended at.
@@ -236,6 +245,7 @@ class CRLConfig:
     orient_rows: int = 4000
     orient_learning_rate: float | None = None
     orient_tolerance: float = ORIENT_TOLERANCE
+    orient_draws: int = ORIENT_DRAWS
     seed: int = 0
 
     def __post_init__(self):
@@ -254,7 +264,7 @@ class CRLConfig:
             if keys - set(modalities) or keys & set(self.image_shapes):
                 raise ValueError(f"{name} names {sorted(keys)}: each must be a tabular modality "
                                  f"(modalities {modalities}, images {sorted(self.image_shapes)})")
-        for name in ("orient_epochs", "orient_steps", "orient_rounds", "orient_rows"):
+        for name in ("orient_epochs", "orient_steps", "orient_rounds", "orient_rows", "orient_draws"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.plateau_factor < 1 or self.plateau_cuts < 0:

@@ -188,8 +188,7 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                                          held=("order_potential",)))
     tuned, best = train_on_side_by_side(model, candidate, modalities, auxiliary=aux, progress=progress,
                                         checkpoint=checkpoint)
-    record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "reordered": round(float(best[1]), 4)},
-                  epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
+    record.update(epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
                   trained_on_resumed_at_epoch=tuned.resumed_at_epoch, **start_scores(tuned, ("given", "reordered")),
                   returned_orders={block: [config.latent_names[i] for i in
                                            block_order(config, tuned.params["order_potential"], block)]
@@ -198,6 +197,7 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
         record["decision"] = "kept"
     else:
         how = "as fitted (no epoch of the training on beat them)" if "given" in record["best_at_start"] else "trained on"
-        record.update(decision="rejected", reason=f"the given orders, {how}, score a higher validation ELBO")
+        mean = f" (mean over {record['draws']} draws)" if "compared_val_elbo" in record else ""
+        record.update(decision="rejected", reason=f"the given orders, {how}, score a higher validation ELBO{mean}")
     return dataclasses.replace(tuned, config=config, history=continued_history(model, tuned),
                                orientation=model.orientation, reordering=record)

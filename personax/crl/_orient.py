@@ -314,8 +314,7 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                                       steps=4 * steps, auxiliary=None if aux is None else jnp.asarray(aux[fitted])))
     tuned, best = train_on_side_by_side(model, params, modalities, auxiliary=aux, progress=progress,
                                         checkpoint=checkpoint, candidate_preference=config.orient_tolerance)
-    record.update(trained_on_val_elbo={"given": round(float(best[0]), 4), "turned": round(float(best[1]), 4)},
-                  epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
+    record.update(epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
                   trained_on_resumed_at_epoch=tuned.resumed_at_epoch, matrix=np.round(matrix, 6).tolist(),
                   **start_scores(tuned, ("given", "turned")))
     record["tolerance"] = config.orient_tolerance
@@ -323,7 +322,8 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
         record["decision"] = "kept"
     else:
         how = "as fitted (no epoch of the training on beat them)" if "given" in record["best_at_start"] else "trained on"
-        record.update(decision="rejected", reason=f"the given axes, {how}, score a validation ELBO higher "
+        mean = f" (mean over {record['draws']} draws)" if "compared_val_elbo" in record else ""
+        record.update(decision="rejected", reason=f"the given axes, {how}, score a validation ELBO{mean} higher "
                                                   f"by more than the tolerance, {config.orient_tolerance} nats per person")
     return dataclasses.replace(tuned, config=config, history=continued_history(model, tuned), orientation=record,
                                reordering=model.reordering)
@@ -335,12 +335,14 @@ def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modali
                           candidate_preference: float = 0.0) -> tuple[FittedCRL, np.ndarray]:
     """The given model and a candidate (parameters of the same model) trained on side by side for
     ``orient_epochs`` (early stopping applies), as two warm-started restarts that share one random
-    stream: a paired comparison. Returns the better one, trained on, and both best validation ELBOs
-    (given, candidate), each over its start and the training on's epochs (where it started counts:
-    a training on that only loses returns the start); the candidate counts as better unless the
-    given one beats it by more than ``candidate_preference`` (nats per person; 0: the higher wins).
-    With a ``checkpoint`` file the training on saves its state there, beside the fit's, and resumes
-    from it."""
+    stream: a paired comparison. Each branch's best parameters are those of its best validation ELBO
+    (fixed key) over its start and the training on's epochs (where it started counts: a training on
+    that only loses returns the start). The two are then compared by their validation ELBO averaged
+    over ``orient_draws`` draws of the sampling noise (the same draws for both), and the candidate
+    counts as better unless the given one beats it by more than ``candidate_preference`` (nats per
+    person; 0: the higher wins). Returns the better one, trained on, and both branches' scores that
+    the choice compared (given, candidate). With a ``checkpoint`` file the training on saves its
+    state there, beside the fit's, and resumes from it."""
     config = model.config
     options = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
                if f.name not in ("shared_dim", "latent_dims", "measurements", "input_dims", "auxiliary_dim", "seed")}
@@ -349,18 +351,26 @@ def train_on_side_by_side(model: FittedCRL, candidate: Mapping[str, Any], modali
                    learning_rate=config.orient_learning_rate or config.learning_rate, lr_schedule="cosine")
     tuned = fit(modalities, latent_dims=config.latent_dims, shared_dim=config.shared_dim, seed=config.seed,
                 auxiliary=auxiliary, progress=progress, initial_params=[jax.device_get(model.params), candidate],
-                checkpoint=checkpoint, restart_preference=[0.0, candidate_preference], **options)
+                checkpoint=checkpoint, restart_preference=[0.0, candidate_preference],
+                restart_draws=config.orient_draws, **options)
     trained = np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
-    return tuned, np.maximum(trained, tuned.start_val_elbo)
+    best = np.maximum(trained, tuned.start_val_elbo)
+    return tuned, best if tuned.selection_val_elbo is None else np.asarray(tuned.selection_val_elbo)
 
 
 def start_scores(tuned: FittedCRL, names: Sequence[str]) -> dict[str, Any]:
-    """The record of a training on's starts: each candidate's validation ELBO before the first epoch,
-    and the candidates whose best is that start (no epoch of the training on beat it)."""
+    """The record of a training on: each branch's best validation ELBO (fixed key) over its start and
+    epochs, its start's, the branches whose best is that start (no epoch of the training on beat
+    it), and, when the choice compared means over several draws of the sampling noise, those."""
     trained = np.max([entry["val_elbo_restarts"] for entry in tuned.history], axis=0)
     start = np.asarray(tuned.start_val_elbo)
-    return {"start_val_elbo": {name: round(float(v), 4) for name, v in zip(names, start)},
-            "best_at_start": [name for name, s, t in zip(names, start, trained) if s >= t]}
+    record = {"trained_on_val_elbo": {name: round(float(v), 4) for name, v in zip(names, np.maximum(trained, start))},
+              "start_val_elbo": {name: round(float(v), 4) for name, v in zip(names, start)},
+              "best_at_start": [name for name, s, t in zip(names, start, trained) if s >= t]}
+    if tuned.selection_val_elbo is not None:
+        record["compared_val_elbo"] = {name: round(float(v), 4) for name, v in zip(names, tuned.selection_val_elbo)}
+        record["draws"] = tuned.config.orient_draws
+    return record
 
 
 def continued_history(model: FittedCRL, tuned: FittedCRL) -> list[dict]:

@@ -570,6 +570,14 @@ def independence_section(ctx: _Context) -> Section:
     return section
 
 
+def compared_scores(record: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:
+    """The scores a search's gate compared (the means over draws where it used them, else the fixed
+    key's best validation ELBOs) and the words that say which."""
+    if isinstance(record.get("compared_val_elbo"), Mapping):
+        return record["compared_val_elbo"], f" (each the mean over {record.get('draws')} draws of the sampling noise)"
+    return record.get("trained_on_val_elbo") or {}, ""
+
+
 def _at_start(best_at_start: bool) -> str:
     """A score's qualifier when no epoch of the training on beat where that candidate started."""
     return " (where it started: no epoch of the training on beat it)" if best_at_start else ""
@@ -579,14 +587,14 @@ def orientation_sentence(record: Mapping[str, Any] | None) -> str:
     """What ``crl.fit.orient_shared`` did to the shared block, in a sentence ("" if it did not run)."""
     if not isinstance(record, Mapping) or "decision" not in record:
         return ""
-    decision, scores = record["decision"], record.get("trained_on_val_elbo") or {}
+    decision = record["decision"]
     if decision == "skipped":
         return f"Shared block's axes: not searched ({record.get('reason', 'no reason given')})."
     if decision == "kept":
         rounds = [r for r in record.get("rounds", []) if isinstance(r, Mapping)]
         kept = [r for r in rounds if r.get("decision") == "kept"]
-        if kept:  # several rounds: the last kept turn's comparison (a later round may have rejected its own)
-            scores = kept[-1].get("trained_on_val_elbo") or {}
+        # several rounds: the last kept turn's comparison (a later round may have rejected its own)
+        scores, draws = compared_scores(kept[-1] if kept else record)
         times = f" ({len(kept)} of {len(rounds)} searches kept a turn)" if rounds else ""
         turned, given = scores.get("turned"), scores.get("given")
         at_start = (kept[-1] if kept else record).get("best_at_start") or []
@@ -596,7 +604,7 @@ def orientation_sentence(record: Mapping[str, Any] | None) -> str:
                       "nats per person, so the search's turn was kept (docs/crl.md, \"The gate of the shared axes' turn\")")
         return (f"Shared block's axes: turned after the fit to the axes the causal prior fits best{times}; the "
                 f"turned model, trained on, scored validation ELBO {turned}{_at_start('turned' in at_start)} against "
-                f"{given}{_at_start('given' in at_start)} for the same training without the turn{within} "
+                f"{given}{_at_start('given' in at_start)} for the same training without the turn{draws}{within} "
                 "(metrics.json orientation).")
     why = record.get("reason", "")
     return f"Shared block's axes: kept as fitted after the search ({why})." if why else \
@@ -607,7 +615,7 @@ def reordering_sentence(record: Mapping[str, Any] | None) -> str:
     """What ``crl.fit.order_search`` did to the within-block orders, in a sentence ("" if it did not run)."""
     if not isinstance(record, Mapping) or "decision" not in record:
         return ""
-    decision, scores = record["decision"], record.get("trained_on_val_elbo") or {}
+    decision, (scores, draws) = record["decision"], compared_scores(record)
     if decision == "skipped":
         return f"Within-block orders: not searched ({record.get('reason', 'no reason given')})."
     if decision == "kept":
@@ -616,7 +624,7 @@ def reordering_sentence(record: Mapping[str, Any] | None) -> str:
         return (f"Within-block orders: changed after the fit to the orders the causal prior fits best ({orders}); "
                 f"the reordered model, trained on, scored validation ELBO {scores.get('reordered')}"
                 f"{_at_start('reordered' in at_start)} against {scores.get('given')}{_at_start('given' in at_start)} "
-                "for the same training without the change (metrics.json reordering).")
+                f"for the same training without the change{draws} (metrics.json reordering).")
     why = record.get("reason", "")
     return f"Within-block orders: kept as fitted after the search ({why})." if why else \
         "Within-block orders: kept as fitted after the search."

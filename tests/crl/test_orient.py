@@ -184,6 +184,32 @@ def test_a_warm_start_that_training_on_only_worsens_is_returned_as_it_started():
     assert given.start_val_elbo is None  # a fit from a random initialisation has no start to report
 
 
+def test_restarts_are_compared_by_the_mean_over_draws_of_the_sampling_noise():
+    """``fit(..., restart_draws=k)``: each restart's best parameters are scored with k fresh draws of
+    the validation sampling noise, the same for every restart, and the choice compares their means
+    (``selection_val_elbo``, recomputed here from the returned parameters to 1e-4); the returned
+    ``best_val_elbo`` stays the fixed key's score of those parameters."""
+    from personax.crl._fit import validation_key
+
+    bench = make_multimodal_numeric(300, seed=0)
+    options = dict(latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=2, batch_size=64, hidden=(16,))
+    config = CRLConfig(measurements={"image": 3, "text": 3}, input_dims={"image": 10, "text": 10}, **options)
+    random_start = jax.device_get(_init_params(config, jax.random.key(0)))
+    trained = jax.device_get(fit(bench.modalities, **{**options, "max_epochs": 10}).params)
+    model = fit(bench.modalities, initial_params=[random_start, trained], restart_draws=4, **options)
+    assert len(model.selection_val_elbo) == 2 and model.selection_val_elbo[1] > model.selection_val_elbo[0]
+    validation = model._standardise({m: [x[model.splits["val"]] for x in xs] for m, xs in bench.modalities.items()})
+    draws = [float(jnp.mean(model.module.apply({"params": model.params}, validation,
+                                               jax.random.fold_in(validation_key(model.config), draw))[0]))
+             for draw in range(4)]
+    assert np.mean(draws) == pytest.approx(model.selection_val_elbo[1], abs=1e-4)  # the trained start was chosen
+    assert model.elbo({m: [x[model.splits["val"]] for x in xs] for m, xs in bench.modalities.items()}) == \
+        pytest.approx(model.best_val_elbo, abs=1e-4)
+    assert fit(bench.modalities, initial_params=[random_start, trained], **options).selection_val_elbo is None
+    with pytest.raises(ValueError, match="restart_draws must be at least 1"):
+        fit(bench.modalities, restart_draws=0, **options)
+
+
 def test_rounds_search_again_from_each_kept_turn_and_stop_at_the_first_not_kept(monkeypatch):
     """``rounds``: each round starts from the model the last one returned, with its own key, and
     the first round whose turn is not kept ends the search; the record keeps every round."""
