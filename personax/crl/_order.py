@@ -36,7 +36,7 @@ import numpy as np
 from personax.crl._fit import FittedCRL, _init_params
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
 from personax.crl._orient import (_stacked_latents, continued_history, fit_prior, fitted_splits, search_rows,
-                                  start_scores, train_on_side_by_side)
+                                  rejection_reason, start_scores, train_on_side_by_side)
 
 MAX_SEARCHED_BLOCK = 5  # a block of k latents has k! orders: 120 prior fits at most per block
 ORDER_GAP = 2.0  # potentials written for a chosen order are this far apart (4 sigmoid temperatures at 0.5)
@@ -196,8 +196,6 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     if best[1] > best[0]:
         record["decision"] = "kept"
     else:
-        how = "as fitted (no epoch of the training on beat them)" if "given" in record["best_at_start"] else "trained on"
-        mean = f" (mean over {record['draws']} draws)" if "compared_val_elbo" in record else ""
-        record.update(decision="rejected", reason=f"the given orders, {how}, score a higher validation ELBO{mean}")
+        record.update(decision="rejected", reason=rejection_reason(record, "the given orders", 0.0))
     return dataclasses.replace(tuned, config=config, history=continued_history(model, tuned),
                                orientation=model.orientation, reordering=record)

@@ -321,10 +321,7 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     if best[1] + config.orient_tolerance > best[0]:  # the rule fit(..., restart_preference) chose by
         record["decision"] = "kept"
     else:
-        how = "as fitted (no epoch of the training on beat them)" if "given" in record["best_at_start"] else "trained on"
-        mean = f" (mean over {record['draws']} draws)" if "compared_val_elbo" in record else ""
-        record.update(decision="rejected", reason=f"the given axes, {how}, score a validation ELBO{mean} higher "
-                                                  f"by more than the tolerance, {config.orient_tolerance} nats per person")
+        record.update(decision="rejected", reason=rejection_reason(record, "the given axes", config.orient_tolerance))
     return dataclasses.replace(tuned, config=config, history=continued_history(model, tuned), orientation=record,
                                reordering=model.reordering)
 
@@ -371,6 +368,17 @@ def start_scores(tuned: FittedCRL, names: Sequence[str]) -> dict[str, Any]:
         record["compared_val_elbo"] = {name: round(float(v), 4) for name, v in zip(names, tuned.selection_val_elbo)}
         record["draws"] = tuned.config.orient_draws
     return record
+
+
+def rejection_reason(record: Mapping[str, Any], given: str, tolerance: float) -> str:
+    """Why a search's candidate lost its training on, in words: the given model's standing, by how much,
+    by which scores."""
+    at_start = "given" in record.get("best_at_start", [])
+    reason = f"{given}, {'as fitted' if at_start else 'trained on'}, score a validation ELBO higher"
+    reason += f" by more than the tolerance of {tolerance} nats per person" if tolerance else ""
+    if "compared_val_elbo" in record:
+        reason += f", each branch scored by the mean over {record['draws']} draws of the sampling noise"
+    return reason + ("; no epoch of the training on beat the fitted model" if at_start else "")
 
 
 def continued_history(model: FittedCRL, tuned: FittedCRL) -> list[dict]:

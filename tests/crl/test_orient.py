@@ -339,3 +339,19 @@ def test_the_stage_s_metrics_leave_every_round_s_matrix_in_the_saved_model():
     assert _without_matrices(record) == {"decision": "kept", "rounds": [{"decision": "kept"},
                                                                         {"decision": "rejected", "reason": "r"}]}
     assert "matrix" in record  # the model's own record is not changed
+
+
+@pytest.mark.parametrize("record, reason", [
+    ({"best_at_start": []}, "the given axes, trained on, score a validation ELBO higher by more than the tolerance "
+                            "of 0.5 nats per person"),
+    ({"best_at_start": ["given", "turned"], "compared_val_elbo": {"given": 1.0, "turned": 0.0}, "draws": 32},
+     "the given axes, as fitted, score a validation ELBO higher by more than the tolerance of 0.5 nats per person, "
+     "each branch scored by the mean over 32 draws of the sampling noise; no epoch of the training on beat the "
+     "fitted model"),
+])
+def test_a_rejected_turn_says_by_which_scores_and_from_where(record, reason):
+    from personax.crl._orient import rejection_reason
+
+    assert rejection_reason(record, "the given axes", 0.5) == reason
+    assert rejection_reason(record, "the given orders", 0.0).startswith("the given orders, ")
+    assert "tolerance" not in rejection_reason(record, "the given orders", 0.0)  # the order search has none
