@@ -263,8 +263,9 @@ def test_the_demo_record_says_what_the_search_of_the_shared_axes_decided():
                           "faces": "drawn", "shared_axes": ["kept", "rejected"]})
     assert "Shared axes turned after the fit (`orient_shared`): seed 1000 kept, seed 1001 rejected." in demo.summarise(frame)
     margins = demo.summarise(frame.assign(shared_axes_margin=[-0.04, -0.62]))  # records from 2026-12-05 evening on
-    assert ("Shared axes turned after the fit (`orient_shared`): seed 1000 kept (turned minus given after the "
-            "training on: -0.040), seed 1001 rejected (turned minus given after the training on: -0.620).") in margins
+    assert ("Shared axes turned after the fit (`orient_shared`): seed 1000 kept (turned minus given, the scores the "
+            "gate compared: -0.040), seed 1001 rejected (turned minus given, the scores the gate compared: "
+            "-0.620).") in margins
     assert "orient_shared" not in demo.summarise(frame.drop(columns=["shared_axes", "overrides"]).assign(overrides=""))
     # the fit's own stop and epochs, apart from the training on after the search (records from 2026-12-04 on)
     staged = frame.assign(stopped=["epoch cap", "early stopping on validation"], fit_epochs=[300, 240], epochs=[360, 300])

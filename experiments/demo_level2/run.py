@@ -139,7 +139,7 @@ def summarise(frame: pd.DataFrame) -> str:
         margins = stops.shared_axes_margin if "shared_axes_margin" in stops else [None] * len(stops)
         lines += ["", "Shared axes turned after the fit (`orient_shared`): "
                       + ", ".join(f"seed {seed} {decision}" + ("" if margin is None or pd.isna(margin) else
-                                                               f" (turned minus given after the training on: {margin:+.3f})")
+                                                               f" (turned minus given, the scores the gate compared: {margin:+.3f})")
                                   for seed, decision, margin in zip(stops.seed, stops.shared_axes, margins)) + "."]
     if "block_orders" in stops and stops.block_orders.notna().all():  # crl.fit.order_search
         lines += ["", "Within-block orders changed after the fit (`order_search`): "
