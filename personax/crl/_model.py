@@ -45,8 +45,9 @@ LOG_2PI = float(np.log(2 * np.pi))
 # difference over random streams on spent numeric seeds (docs/crl.md, "The gate of the shared axes' turn")
 ORIENT_TOLERANCE = 0.5
 # ... and compares the two by their validation ELBO averaged over this many draws of the sampling noise
-# (paired: the same draws for both): one draw moved the demo's paired difference by about 0.6 nats per
-# person with the key alone (docs/crl.md, "The gate of the shared axes' turn")
+# (paired: the same draws for both): one draw moved the demo's paired difference by 0.4-0.6 nats per
+# person (standard deviation), 32 draws by 0.07-0.29 (docs/crl.md, "On the demo, one draw of the
+# validation noise decided the gate")
 ORIENT_DRAWS = 32
 # Standard-normal quantiles: where the additive edge functions are normalised.
 NORMAL_GRID = scipy.stats.norm.ppf((np.arange(32) + 0.5) / 32).astype(np.float32)
@@ -193,8 +194,8 @@ class CRLConfig:
         orient_draws: The training on's two branches (of ``orient_shared`` and ``order_search``) are
             compared by their best parameters' validation ELBO averaged over this many draws of the
             sampling noise, the same draws for both (1: the fixed validation key alone, as until
-            2026-12-05). One draw's noise alone moved the paired difference by about 0.6 nats per
-            person on the demo.
+            2026-12-05). With one draw the paired difference moved by 0.4-0.6 nats per person
+            (standard deviation over random streams) on the demo, with 32 by 0.07-0.29.
         orient_learning_rate: The learning rate the training on starts from (its cosine
             schedule decays to a tenth of it over ``orient_epochs``). None: the fit's
             ``learning_rate``, ten times the rate the fit's own schedule ended at.
