@@ -168,6 +168,7 @@ def test_a_restart_preference_returns_the_preferred_warm_start():
         fit(bench.modalities, initial_params=[trained, random_start], restart_preference=[0.0], **options)
 
 
+@pytest.mark.slow  # three fits; runs under CI
 def test_a_warm_start_that_training_on_only_worsens_is_returned_as_it_started():
     """A warm start is scored before the first epoch and counts as a candidate: training on at a
     learning rate that wrecks every epoch returns the start's parameters exactly, with the start's
@@ -184,6 +185,7 @@ def test_a_warm_start_that_training_on_only_worsens_is_returned_as_it_started():
     assert given.start_val_elbo is None  # a fit from a random initialisation has no start to report
 
 
+@pytest.mark.slow  # three fits, about 26 s; runs under CI
 def test_restarts_are_compared_by_the_mean_over_draws_of_the_sampling_noise():
     """``fit(..., restart_draws=k)``: each restart's best parameters are scored with k fresh draws of
     the validation sampling noise, the same for every restart, and the choice compares their means
