@@ -674,27 +674,8 @@ class CausalMultimodalVAE(nn.Module):
             return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
 
         entropy = sum(0.5 * jnp.sum(LOG_2PI + 1.0 + lv, axis=-1) for _, lv in blocks.values())
-        parts = []
-        if shared is not None and c.shared_posterior == "mixture":
-            # One expert per row, uniform over the present ones: an unbiased draw from the mixture
-            # (the choice has fixed probabilities, so the reparameterised draw inside carries the gradient).
-            means, logvars, weights = shared.expert_means, shared.expert_logvars, shared.weights
-            pick = jax.random.categorical(jax.random.fold_in(keys[0], 1), jnp.log(jnp.maximum(weights, 1e-30)), axis=-1)
-            chosen = jax.nn.one_hot(pick, weights.shape[-1], dtype=means.dtype)
-            s_sample = sample(keys[0], jnp.einsum("be,bed->bd", chosen, means), jnp.einsum("be,bed->bd", chosen, logvars))
-            # -log q_mix(s): log of the weighted sum of the experts' densities at the draw.
-            per_expert = jnp.sum(_gaussian_logpdf(s_sample[:, None, :], means, logvars), axis=-1)
-            log_q = jax.nn.logsumexp(per_expert, b=weights, axis=-1)
-            entropy = entropy - log_q
-            parts.append(s_sample)
-        elif shared is not None:
-            parts.append(sample(keys[0], shared.mean, shared.logvar))
-            entropy = entropy + 0.5 * jnp.sum(LOG_2PI + 1.0 + shared.logvar, axis=-1)
-        z = {}
-        for i, m in enumerate(c.latent_dims):
-            z[m] = sample(jax.random.fold_in(keys[1], i), *blocks[m])
-            parts.append(z[m])
-        u = jnp.concatenate(parts, axis=-1)
+        u, z, shared_entropy = self.draw_latents(shared, blocks, keys[0], keys[1])
+        entropy = entropy + shared_entropy
         log_lik = 0.0
         log_prior_eta = 0.0
         for i, (m, k) in enumerate(self.keys):
@@ -721,6 +702,36 @@ class CausalMultimodalVAE(nn.Module):
         if with_views:
             return log_lik + rest, log_lik, rest, self.view_means(batch, measured)
         return log_lik + rest, log_lik, rest
+
+    def draw_latents(self, shared, blocks, shared_key: jax.Array, block_key: jax.Array):
+        """A reparameterised draw ``u = [s, z(1), ..., z(M)]`` from the posteriors of :meth:`posteriors`,
+        as :meth:`__call__` draws it: ``(u, {modality: z(m)}, the shared block's entropy term)`` (for a
+        mixture, ``-log q(s)`` at the draw; else the Gaussian's closed form; 0 without shared latents)."""
+        c = self.config
+
+        def sample(key, mean, logvar):
+            return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+
+        parts, shared_entropy = [], 0.0
+        if shared is not None and c.shared_posterior == "mixture":
+            # One expert per row, uniform over the present ones: an unbiased draw from the mixture
+            # (the choice has fixed probabilities, so the reparameterised draw inside carries the gradient).
+            means, logvars, weights = shared.expert_means, shared.expert_logvars, shared.weights
+            pick = jax.random.categorical(jax.random.fold_in(shared_key, 1), jnp.log(jnp.maximum(weights, 1e-30)), axis=-1)
+            chosen = jax.nn.one_hot(pick, weights.shape[-1], dtype=means.dtype)
+            s_sample = sample(shared_key, jnp.einsum("be,bed->bd", chosen, means), jnp.einsum("be,bed->bd", chosen, logvars))
+            # -log q_mix(s): log of the weighted sum of the experts' densities at the draw.
+            per_expert = jnp.sum(_gaussian_logpdf(s_sample[:, None, :], means, logvars), axis=-1)
+            shared_entropy = -jax.nn.logsumexp(per_expert, b=weights, axis=-1)
+            parts.append(s_sample)
+        elif shared is not None:
+            parts.append(sample(shared_key, shared.mean, shared.logvar))
+            shared_entropy = 0.5 * jnp.sum(LOG_2PI + 1.0 + shared.logvar, axis=-1)
+        z = {}
+        for i, m in enumerate(c.latent_dims):
+            z[m] = sample(jax.random.fold_in(block_key, i), *blocks[m])
+            parts.append(z[m])
+        return jnp.concatenate(parts, axis=-1), z, shared_entropy
 
     def cutpoints(self, name: str) -> jnp.ndarray:
         """An ordinal measurement's cutpoints, (columns, L-1), increasing along the last axis."""

@@ -16,7 +16,9 @@ choice that a likelihood can make directly. So, after the fit:
    the block's own latents given their parents on the validation rows (the prior factorises
    over the latents, so the other blocks' terms do not depend on this block's order);
 3. the best order of each block is written into the model's potentials, and the prior is
-   refitted to the model's latents with it.
+   refitted with it (warm start, the order held) by the ELBO with the encoders and decoders held:
+   on fresh draws from the posteriors at every step, not on the posterior means, to which a
+   prior fits too narrowly for the draws the ELBO scores.
 
 ``order_blocks`` then decides by the model's own criterion whether the reordered model is
 returned (see its docstring).
@@ -35,8 +37,8 @@ import numpy as np
 
 from personax.crl._fit import FittedCRL, _init_params
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
-from personax.crl._orient import (_stacked_latents, continued_history, fit_prior, fitted_splits, search_rows,
-                                  rejection_reason, start_scores, train_on_side_by_side)
+from personax.crl._orient import (PRIOR_REFIT, REFIT_STREAM, _stacked_latents, continued_history, fit_prior, fitted_splits,
+                                  posterior_draws, rejection_reason, search_rows, start_scores, train_on_side_by_side)
 
 MAX_SEARCHED_BLOCK = 5  # a block of k latents has k! orders: 120 prior fits at most per block
 ORDER_GAP = 2.0  # potentials written for a chosen order are this far apart (4 sigmoid temperatures at 0.5)
@@ -168,11 +170,10 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                   else f"no modality block has 2 to {MAX_SEARCHED_BLOCK} latents")
         return dataclasses.replace(model, reordering={"decision": "skipped", "reason": reason})
     splits = fitted_splits(model, "order_blocks")  # before encoding: a clear error first
-    raw = _stacked_latents(model, modalities)  # encoded once: standardised for the search, raw for the refit
+    latents = _stacked_latents(model, modalities).astype(np.float64)
     train, val, rows = splits["train"], splits["val"], search_rows(model)
-    latents = raw.astype(np.float64)
     latents = (latents - latents[train].mean(0)) / latents[train].std(0)
-    aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(raw), -1)
+    aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(latents), -1)
     given = np.asarray(jax.device_get(model.params["order_potential"]), np.float32)
     potentials, searched = search_block_orders(config, given, latents[rows], latents[val], steps=steps, key=key,
                                                auxiliary=None if aux is None else (aux[rows], aux[val]))
@@ -181,14 +182,15 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     if all(entry["chosen"] == entry["given"] for entry in searched):
         return dataclasses.replace(model, reordering={**record, "decision": "rejected",
                                                       "reason": "the prior fits the given orders best"})
-    # the reordered model's prior refitted (warm start, order held) to its latents on the search rows
+    # the reordered model's prior refitted (warm start, order held) by the ELBO on the search rows: on
+    # draws from the posteriors, which the reordering leaves as they are
     candidate = jax.device_get(fit_prior(config, {**jax.device_get(model.params), "order_potential": potentials},
-                                         jnp.asarray(raw[rows], jnp.float32), steps=4 * config.orient_steps,
+                                         posterior_draws(model, modalities, rows), steps=4 * config.orient_steps,
                                          auxiliary=None if aux is None else jnp.asarray(aux[rows]),
-                                         held=("order_potential",)))
+                                         held=("order_potential",), key=jax.random.fold_in(key, REFIT_STREAM)))
     tuned, best = train_on_side_by_side(model, candidate, modalities, auxiliary=aux, progress=progress,
                                         checkpoint=checkpoint)
-    record.update(epochs=len(tuned.history), trained_on_stopped=tuned.stopped,
+    record.update(epochs=len(tuned.history), trained_on_stopped=tuned.stopped, prior_refit=PRIOR_REFIT,
                   trained_on_resumed_at_epoch=tuned.resumed_at_epoch, **start_scores(tuned, ("given", "reordered")),
                   returned_orders={block: [config.latent_names[i] for i in
                                            block_order(config, tuned.params["order_potential"], block)]

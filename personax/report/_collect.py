@@ -571,20 +571,22 @@ def independence_section(ctx: _Context) -> Section:
 
 
 # What refitting the prior to posterior means alone cost the demo's fitted model (no turn; 32-draw means,
-# spent seeds 1002 and 1003): the handicap of a turned candidate that the training on never improved
+# spent seeds 1002 and 1003): the handicap of a candidate in runs made before the refit used posterior draws
 REFIT_COST = "1.2–1.7"
 
 
 def refit_caveat(record: Mapping[str, Any], candidate: str) -> str:
-    """A rejected search's warning when its candidate was scored where it started (no epoch of the
-    training on improved it): that start's prior was refitted to posterior means, a handicap."""
-    if record.get("decision") != "rejected" or candidate not in (record.get("best_at_start") or []):
+    """A rejected search's warning, for a run made before candidates' priors were refitted by the
+    ELBO (its record has no ``prior_refit``), when its candidate was scored where it started (no epoch
+    of the training on improved it): that start's prior was refitted to posterior means, a handicap."""
+    if (record.get("decision") != "rejected" or record.get("prior_refit")
+            or candidate not in (record.get("best_at_start") or [])):
         return ""
     return (f" The {candidate} candidate was scored where it started, as no epoch of the training on improved "
-            "it, and there its prior is refitted to the latents' posterior means: on the demo such a refit "
-            f"alone, with nothing turned, lowered the validation ELBO by {REFIT_COST} nats per person, so this "
-            "rejection may reflect the refit rather than the change (docs/crl.md, \"On the demo, one draw of "
-            "the validation noise decided the gate\").")
+            "it, and this run (made before candidates' priors were refitted by the ELBO) refitted its prior to "
+            f"the latents' posterior means: on the demo such a refit alone, with nothing turned, lowered the "
+            f"validation ELBO by {REFIT_COST} nats per person, so this rejection may reflect the refit rather than "
+            "the change; rerun the crl stage (docs/crl.md, \"The candidate's prior refit\").")
 
 
 def compared_scores(record: Mapping[str, Any]) -> tuple[Mapping[str, Any], str]:

@@ -95,6 +95,7 @@ def test_an_ordered_fit_returns_the_parameters_its_validation_elbo_scored(tmp_pa
     assert model.config.max_epochs == 4 and model.config.order_search
     assert fit_stop(model) == ("epoch cap", 4)
     if "trained_on_val_elbo" in record:
+        assert record["prior_refit"] == "by the ELBO on posterior draws"
         assert len(model.history) == 4 + record["epochs"]
         assert max(record["trained_on_val_elbo"].values()) == pytest.approx(model.best_val_elbo, abs=1e-3)
         returned = {b: [model.config.latent_names[i] for i in block_order(model.config, model.params["order_potential"], b)]

@@ -185,7 +185,8 @@ def test_the_summary_judges_the_learned_graph_against_the_planted_one(hostile_bi
     # the turned candidate never improved past its start: the report says its score carries the prior's refit
     ({"decision": "rejected", "reason": "r", "best_at_start": ["given", "turned"]},
      "kept as fitted after the search (r). The turned candidate was scored where it started, as no epoch of the "
-     "training on improved it, and there its prior is refitted to the latents' posterior means"),
+     "training on improved it, and this run (made before candidates' priors were refitted by the ELBO) refitted "
+     "its prior to the latents' posterior means"),
     ({"decision": "kept", "trained_on_val_elbo": {"given": -1.0, "turned": -0.5}, "best_at_start": ["turned"]},
      "turned after the fit to the axes the causal prior fits best; the turned model, trained on, scored validation "
      "ELBO -0.5 (where it started: no epoch of the training on beat it) against -1.0"),  # kept: no caveat
@@ -206,11 +207,14 @@ def test_the_crl_section_says_what_the_search_of_the_shared_axes_did(hostile_bio
 def test_only_a_rejection_whose_candidate_was_never_trained_past_its_start_carries_the_refit_warning():
     from personax.report._collect import refit_caveat
 
-    assert "refitted to the latents' posterior means" in refit_caveat(
+    assert "refitted its prior to the latents' posterior means" in refit_caveat(
         {"decision": "rejected", "best_at_start": ["given", "turned"]}, "turned")
     assert refit_caveat({"decision": "rejected", "best_at_start": ["given"]}, "turned") == ""  # trained past it
     assert refit_caveat({"decision": "kept", "best_at_start": ["turned"]}, "turned") == ""  # kept: nothing to doubt
     assert refit_caveat({"decision": "rejected", "reason": "the prior fits the given axes best"}, "turned") == ""
+    # a run whose candidate's prior was refitted by the ELBO (this version's records say so): no handicap to warn of
+    assert refit_caveat({"decision": "rejected", "best_at_start": ["given", "turned"],
+                         "prior_refit": "by the ELBO on posterior draws"}, "turned") == ""
 
 
 @pytest.mark.parametrize("reordering, sentence", [
@@ -228,10 +232,11 @@ def test_only_a_rejection_whose_candidate_was_never_trained_past_its_start_carri
      "Within-block orders: kept as fitted after the search (the prior fits the given orders best)."),
     ({"decision": "rejected", "reason": "r", "best_at_start": ["reordered"]},
      "Within-block orders: kept as fitted after the search (r). The reordered candidate was scored where it "
-     "started, as no epoch of the training on improved it, and there its prior is refitted to the latents' "
-     "posterior means: on the demo such a refit alone, with nothing turned, lowered the validation ELBO by "
-     f"{REFIT_COST} nats per person, so this rejection may reflect the refit rather than the change (docs/crl.md, "
-     "\"On the demo, one draw of the validation noise decided the gate\")."),
+     "started, as no epoch of the training on improved it, and this run (made before candidates' priors were "
+     "refitted by the ELBO) refitted its prior to the latents' posterior means: on the demo such a refit alone, "
+     f"with nothing turned, lowered the validation ELBO by {REFIT_COST} nats per person, so this rejection may "
+     "reflect the refit rather than the change; rerun the crl stage (docs/crl.md, \"The candidate's prior "
+     "refit\")."),
     ({"decision": "skipped", "reason": "no causal prior"}, "Within-block orders: not searched (no causal prior)."),
     (None, ""),
 ])
