@@ -179,10 +179,10 @@ class CRLConfig:
             likelihood picks the order directly. Needs ``within_block_order: learned``.
         orient_epochs: The epoch cap of that training on (early stopping applies).
         orient_steps: Optimiser steps of each of the search's prior fits (one per angle and
-            pair of shared axes); the turned model's prior is refitted with four times as many.
+            pair of shared axes); both branches' priors are refitted with four times as many.
         orient_rounds: With ``orient_shared``: at most this many searches, each from the model
             the last one returned, stopping at the first whose turn is not kept.
-        orient_rows: The search's prior fits, and the turned model's prior refit, use at most
+        orient_rows: The search's prior fits, and the two branches' prior refits, use at most
             this many training rows (a fixed random subset, the same for every angle): their
             cost grows with the rows, full batch. Fits with fewer training rows use them all.
         orient_tolerance: Nats per person by which the turned model's validation ELBO after the

@@ -18,7 +18,8 @@ choice that a likelihood can make directly. So, after the fit:
 3. the best order of each block is written into the model's potentials, and the prior is
    refitted with it (warm start, the order held) by the ELBO with the encoders and decoders held:
    on fresh draws from the posteriors at every step, not on the posterior means, to which a
-   prior fits too narrowly for the draws the ELBO scores.
+   prior fits too narrowly for the draws the ELBO scores. The given model's prior is refitted
+   the same way with its own orders, so the comparison sees the reordering alone.
 
 ``order_blocks`` then decides by the model's own criterion whether the reordered model is
 returned (see its docstring).
@@ -27,6 +28,7 @@ returned (see its docstring).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import os
 from typing import Any, Mapping, Sequence
@@ -38,7 +40,7 @@ import numpy as np
 from personax.crl._fit import FittedCRL, _init_params
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
 from personax.crl._orient import (PRIOR_REFIT, REFIT_STREAM, _stacked_latents, continued_history, fit_prior, fitted_splits,
-                                  posterior_draws, rejection_reason, search_rows, start_scores, train_on_side_by_side)
+                                  refit_prior, rejection_reason, search_rows, start_scores, train_on_side_by_side)
 
 MAX_SEARCHED_BLOCK = 5  # a block of k latents has k! orders: 120 prior fits at most per block
 ORDER_GAP = 2.0  # potentials written for a chosen order are this far apart (4 sigmoid temperatures at 0.5)
@@ -145,8 +147,8 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
 
     Returns:
         A model whose ``reordering`` says what was tried and chosen: ``decision`` ``"kept"`` (the
-        reordered model, trained on), ``"rejected"`` (the given model trained on for the same
-        epochs scored higher; or the search kept every given order, and the given model is
+        reordered model, trained on), ``"rejected"`` (the given model, its prior refitted the same
+        way and trained on for the same epochs, scored higher; or the search kept every given order, and the given model is
         returned as it is) or ``"skipped"`` (the given model; ``reason`` says why). When trained
         on, its ``history`` is the given model's followed by the training on's epochs, and its
         ``best_val_elbo`` that of the returned parameters.
@@ -182,13 +184,14 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     if all(entry["chosen"] == entry["given"] for entry in searched):
         return dataclasses.replace(model, reordering={**record, "decision": "rejected",
                                                       "reason": "the prior fits the given orders best"})
-    # the reordered model's prior refitted (warm start, order held) by the ELBO on the search rows: on
-    # draws from the posteriors, which the reordering leaves as they are
-    candidate = jax.device_get(fit_prior(config, {**jax.device_get(model.params), "order_potential": potentials},
-                                         posterior_draws(model, modalities, rows), steps=4 * config.orient_steps,
-                                         auxiliary=None if aux is None else jnp.asarray(aux[rows]),
-                                         held=("order_potential",), key=jax.random.fold_in(key, REFIT_STREAM)))
-    tuned, best = train_on_side_by_side(model, candidate, modalities, auxiliary=aux, progress=progress,
+    # Both branches' priors refitted the same way (warm start, orders held, paired draws) by the ELBO on
+    # the search rows, so the gate sees the reordering alone; the posteriors are the same for both.
+    refit = functools.partial(refit_prior, modalities=modalities, rows=rows, steps=4 * config.orient_steps,
+                              auxiliary=None if aux is None else jnp.asarray(aux[rows]), held=("order_potential",),
+                              key=jax.random.fold_in(key, REFIT_STREAM))
+    given = dataclasses.replace(model, params=refit(model))
+    candidate = refit(dataclasses.replace(model, params={**jax.device_get(model.params), "order_potential": potentials}))
+    tuned, best = train_on_side_by_side(given, candidate, modalities, auxiliary=aux, progress=progress,
                                         checkpoint=checkpoint)
     record.update(epochs=len(tuned.history), trained_on_stopped=tuned.stopped, prior_refit=PRIOR_REFIT,
                   trained_on_resumed_at_epoch=tuned.resumed_at_epoch, **start_scores(tuned, ("given", "reordered")),

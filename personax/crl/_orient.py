@@ -17,7 +17,10 @@ better. So, after the fit:
    posterior log-variances; the prior is refitted by the ELBO with the encoders and decoders
    held, on fresh draws from the turned posteriors at every step (refitted to the posterior
    means instead, the given model's own prior lost 1.2-1.7 nats per person on the demo: too
-   narrow for the draws the ELBO scores, a handicap against every turn);
+   narrow for the draws the ELBO scores, a handicap against every turn). The given model's
+   prior is refitted the same way, with the same draws' noise, so that what the comparison
+   below sees is the turn alone and not the refit's own gain (a full-batch fit of the prior
+   can beat the minibatch training's);
 4. the turned model and the given one are both trained on from there, side by side for the
    same epochs with the same batches and sampling noise (warm starts share one random stream,
    so the comparison is paired; early stopping on validation). The turned model is returned
@@ -108,6 +111,15 @@ def posterior_draws(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarr
         return u
 
     return draw
+
+
+def refit_prior(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], rows: np.ndarray, *, steps: int,
+                auxiliary: jax.Array | None, key: jax.Array, held: Sequence[str] = ()) -> dict[str, Any]:
+    """The model's parameters with its prior refitted (warm start) by the ELBO on ``rows``, the
+    encoders and decoders held: ``fit_prior`` on ``posterior_draws``. A search refits its candidate
+    and the given model alike, with the same key, so that the gate compares the change alone."""
+    return jax.device_get(fit_prior(model.config, model.params, posterior_draws(model, modalities, rows), steps=steps,
+                                    auxiliary=auxiliary, held=held, key=key))
 
 
 def _prior_log_lik(config: CRLConfig, params, latents, auxiliary=None) -> jax.Array:
@@ -279,7 +291,8 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
 
     Returns:
         A model whose ``orientation`` says what was tried and chosen: ``decision`` ``"kept"`` (the
-        turned model, trained on), ``"rejected"`` (the given model, trained on for the same epochs,
+        turned model, trained on), ``"rejected"`` (the given model, its prior refitted the same way and
+        trained on for the same epochs,
         scored higher by more than ``tolerance``; or the search kept the given axes, and the given
         model is returned as it is) or ``"skipped"`` (the given model; ``reason`` says why). Its ``history`` is the given
         model's followed by the training on's epochs, its ``best_val_elbo`` that of the returned
@@ -349,12 +362,13 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     matrix = np.sqrt(np.trace(covariance) / ds) * rotation @ whitening
     params = _with_shared_map(model.params, config, matrix, -matrix @ centre)
     turned = dataclasses.replace(model, params=params, _encode_fn=None, _elbo_fn=None)
-    # The turned prior refitted by the ELBO (on the turned posteriors' draws), not to the posterior
-    # means: a prior fitted to the means is too narrow for the draws the gate scores.
-    params = jax.device_get(fit_prior(config, params, posterior_draws(turned, modalities, fitted), steps=4 * steps,
-                                      auxiliary=None if aux is None else jnp.asarray(aux[fitted]),
-                                      key=jax.random.fold_in(key, REFIT_STREAM)))
-    tuned, best = train_on_side_by_side(model, params, modalities, auxiliary=aux, progress=progress,
+    # Both branches' priors refitted by the ELBO, the same way (paired draws): the gate then sees the
+    # turn alone, not the refit's own gain (a full-batch prior fit beats the fit's minibatch one).
+    refit_key, refit_aux = jax.random.fold_in(key, REFIT_STREAM), None if aux is None else jnp.asarray(aux[fitted])
+    given = dataclasses.replace(model, params=refit_prior(model, modalities, fitted, steps=4 * steps,
+                                                          auxiliary=refit_aux, key=refit_key))
+    params = refit_prior(turned, modalities, fitted, steps=4 * steps, auxiliary=refit_aux, key=refit_key)
+    tuned, best = train_on_side_by_side(given, params, modalities, auxiliary=aux, progress=progress,
                                         checkpoint=checkpoint, candidate_preference=config.orient_tolerance)
     record.update(epochs=len(tuned.history), trained_on_stopped=tuned.stopped, prior_refit=PRIOR_REFIT,
                   trained_on_resumed_at_epoch=tuned.resumed_at_epoch, matrix=np.round(matrix, 6).tolist(),

@@ -269,7 +269,7 @@ class _TrainingOnStarted(Exception):
 def test_the_training_on_starts_from_orient_learning_rate_and_the_prior_fits_use_orient_rows(monkeypatch):
     """The paired training on after a turn starts its schedule at ``orient_learning_rate`` (None:
     the fit's ``learning_rate``); a rate that is not positive is refused. The search's prior fits
-    and the turned model's prior refit use at most ``orient_rows`` training rows (all 210 here by
+    and the two branches' prior refits use at most ``orient_rows`` training rows (all 210 here by
     default; 100 of them, each once, when capped)."""
     from personax.crl import _orient
 
@@ -283,8 +283,9 @@ def test_the_training_on_starts_from_orient_learning_rate_and_the_prior_fits_use
     searched, refitted = [], []
     monkeypatch.setattr(_orient, "search_shared_axes", lambda config, train, val, **_: (
         searched.append(train) or _givens(2, 0, 1, 30.0), [{"axes": [0, 1], "chosen": 30.0}]))
-    monkeypatch.setattr(_orient, "fit_prior", lambda config, params, latents, **_: refitted.append(
-        latents(jax.random.key(0)) if callable(latents) else latents) or params)
+    refit_keys = []
+    monkeypatch.setattr(_orient, "fit_prior", lambda config, params, latents, key=None, **_: refitted.append(
+        latents(jax.random.key(0)) if callable(latents) else latents) or refit_keys.append(key) or params)
     started = []
 
     def training_on(*args, **options):
@@ -297,11 +298,15 @@ def test_the_training_on_starts_from_orient_learning_rate_and_the_prior_fits_use
         with pytest.raises(_TrainingOnStarted):
             orient_shared(given, bench.modalities, steps=2, key=jax.random.key(0))
     assert started == [model.config.learning_rate, 3e-4]
-    assert [len(rows) for rows in searched] == [210, 210] and [len(rows) for rows in refitted] == [210, 210]
+    # each search refits the given prior and the turned one (in that order), with the same draws' key
+    assert [len(rows) for rows in searched] == [210, 210] and [len(rows) for rows in refitted] == [210] * 4
+    assert all(np.array_equal(jax.random.key_data(refit_keys[i]), jax.random.key_data(refit_keys[i + 1]))
+               for i in (0, 2))
+    assert not np.array_equal(refitted[0], refitted[1])  # the given posteriors' draws, then the turned ones
     capped = dataclasses.replace(model, config=dataclasses.replace(model.config, orient_rows=100))
     with pytest.raises(_TrainingOnStarted):
         orient_shared(capped, bench.modalities, steps=2, key=jax.random.key(0))
-    assert len(searched[-1]) == 100 and len(refitted[-1]) == 100
+    assert len(searched[-1]) == 100 and len(refitted[-1]) == len(refitted[-2]) == 100
     assert len(np.unique(np.asarray(searched[-1]), axis=0)) == 100  # a subset: no row twice
     for rate in (0.0, -1e-3):
         with pytest.raises(ValueError, match="orient_learning_rate must be positive"):
