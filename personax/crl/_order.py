@@ -148,8 +148,8 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     Returns:
         A model whose ``reordering`` says what was tried and chosen: ``decision`` ``"kept"`` (the
         reordered model, trained on), ``"rejected"`` (the given model, its prior refitted the same
-        way and trained on for the same epochs, scored higher; or the search kept every given order, and the given model is
-        returned as it is) or ``"skipped"`` (the given model; ``reason`` says why). When trained
+        way and trained on for the same epochs, scored higher; or the search kept every given
+        order, and the given model is returned as it is) or ``"skipped"`` (the given model; ``reason`` says why). When trained
         on, its ``history`` is the given model's followed by the training on's epochs, and its
         ``best_val_elbo`` that of the returned parameters.
 

@@ -89,17 +89,16 @@ def fit_prior(config: CRLConfig, params: Mapping[str, Any], latents: jax.Array |
     return {**others, **prior}
 
 
-def posterior_draws(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]], rows: np.ndarray,
-                    params: Mapping[str, Any] | None = None) -> Callable[[jax.Array], jax.Array]:
+def posterior_draws(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]],
+                    rows: np.ndarray) -> Callable[[jax.Array], jax.Array]:
     """A function of a PRNG key that draws the latents ``u = [s, z(1), ..., z(M)]`` of ``rows`` from
-    the posteriors of the model (or of ``params``, the same model's), as the ELBO draws them.
+    the model's posteriors, as the ELBO draws them (``CausalMultimodalVAE.draw_latents``).
 
     The posteriors are computed once; each call only draws. With the encoders and decoders held, the
     ELBO depends on the prior's parameters only through ``E_q[log p(u)]``, so ``fit_prior`` on these
     draws maximises the ELBO, where a fit to the posterior means would fit a prior too narrow for
     the draws the ELBO scores (on the demo that cost 1.2-1.7 nats per person)."""
-    module = model.module
-    params = model.params if params is None else params
+    module, params = model.module, model.params
     batch = {k: jnp.asarray(v[rows]) for k, v in model._standardise(modalities).items()}
     shared, blocks, _ = jax.jit(lambda p, b: module.apply({"params": p}, b, method=CausalMultimodalVAE.posteriors))(
         params, batch)
@@ -291,12 +290,11 @@ def orient_shared(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray
 
     Returns:
         A model whose ``orientation`` says what was tried and chosen: ``decision`` ``"kept"`` (the
-        turned model, trained on), ``"rejected"`` (the given model, its prior refitted the same way and
-        trained on for the same epochs,
-        scored higher by more than ``tolerance``; or the search kept the given axes, and the given
-        model is returned as it is) or ``"skipped"`` (the given model; ``reason`` says why). Its ``history`` is the given
-        model's followed by the training on's epochs, its ``best_val_elbo`` that of the returned
-        parameters. With more than one round, the record is the last round's plus ``rounds``
+        turned model, trained on), ``"rejected"`` (the given model, its prior refitted the same way
+        and trained on for the same epochs, scored higher by more than ``tolerance``; or the search
+        kept the given axes, and the given model is returned as it is) or ``"skipped"`` (the given
+        model; ``reason`` says why). Its ``history`` is the given model's followed by the training
+        on's epochs, its ``best_val_elbo`` that of the returned parameters. With more than one round, the record is the last round's plus ``rounds``
         (every round's record, in order), and ``decision`` is ``"kept"`` (without the last
         round's ``reason``) if any round's turn was kept.
 
