@@ -60,6 +60,9 @@ CONVERGED = default_objective((*OBJECTIVE_FIELDS, "orient_shared", "lr_schedule"
 # the gate the records before 2026-12-05 evening were made with: the higher validation ELBO (one draw, the
 # fixed key) after the training on wins. (A training on that only lost returned its last best epoch then,
 # not its start; on every numeric record that logs both, an epoch beat the start, so none differs by it.)
+# (Every search refits both branches' priors by the ELBO on posterior draws since 2026-12-06; the
+# records made before then refitted the candidate's alone, to posterior means, and no option brings
+# that back: a record's commit reproduces it.)
 OLD_GATE = {"orient_tolerance": 0.0, "orient_draws": 1}
 # personax and its ablations: method -> fit options on top of the defaults
 MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0},
