@@ -545,13 +545,17 @@ def test_the_demo_gate_noise_command_records_one_line_per_stream(monkeypatch, tm
     first, second = [json.loads(line) for line in (tmp_path / "gate_noise_t.jsonl").read_text().splitlines()]
     assert (first["stream"], second["stream"]) == (0, 1) and first["chosen"] == second["chosen"]
     assert first["given_mcc_shared"] == second["given_mcc_shared"]  # one fit, two streams
-    assert first["start_val_elbo"]["given"] == pytest.approx(first["fit_val_elbo"], abs=1e-3)  # stream 0: the fit's key
+    # the given branch starts from the fit with its prior refitted by the ELBO, as the turned one does
+    assert first["tov"] is not None and first["prior_refit"] == "by the ELBO on posterior draws"
     for record in (first, second):
         assert record["tolerance"] == 0.5  # the stage's default gate
         if record["tov"] is not None:  # the search turned s: the paired training on ran
             margin = record["tov"]["turned"] - record["tov"]["given"]
             assert record["turned_minus_given"] == pytest.approx(margin, abs=1e-4)
-            assert record["decision"] == ("kept" if margin + 0.5 > 0 else "rejected")
+            # the gate decides by the 32-draw means it compared, not by the fixed key's one draw
+            compared = record["compared"]["turned"] - record["compared"]["given"]
+            assert record["compared_turned_minus_given"] == pytest.approx(compared, abs=1e-4)
+            assert record["decision"] == ("kept" if compared + 0.5 > 0 else "rejected")
             assert all(record["tov"][b] >= record["start_val_elbo"][b] for b in ("given", "turned"))
 
 

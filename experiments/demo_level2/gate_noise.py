@@ -91,6 +91,8 @@ def records_of_seed(seed: int, streams: list[int], overrides: list[str]):
                "chosen": [entry["chosen"] for entry in record["search"]],
                "search_gain": [round(max(e["val_prior_log_lik"]) - e["val_prior_log_lik"][0], 4) for e in record["search"]],
                "tov": scores, "start_val_elbo": record.get("start_val_elbo"), "best_at_start": record.get("best_at_start"),
+               # both branches' starts have their priors refitted (2026-12-06 on): the given start is not the fit
+               "prior_refit": record.get("prior_refit"),
                "turned_minus_given": None if scores is None else round(scores["turned"] - scores["given"], 4),
                # what the gate compared: each branch's best parameters scored over `draws` draws (their mean)
                "draws": record.get("draws"), "compared": (compared := record.get("compared_val_elbo")),
