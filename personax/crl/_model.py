@@ -517,6 +517,11 @@ def _gaussian_logpdf(x, mean, logvar):
     return -0.5 * (LOG_2PI + logvar + (x - mean) ** 2 * jnp.exp(-logvar))
 
 
+def _reparameterised(key: jax.Array, mean, logvar):
+    """A draw from N(mean, exp(logvar)) written as mean + sigma * noise, so gradients reach both."""
+    return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
+
+
 class CausalMultimodalVAE(nn.Module):
     """The model; see the module docstring."""
 
@@ -670,9 +675,6 @@ class CausalMultimodalVAE(nn.Module):
         shared, blocks, eta = self.posteriors(batch, measured)
         keys = jax.random.split(rng, 2 + len(self.keys))
 
-        def sample(key, mean, logvar):
-            return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
-
         entropy = sum(0.5 * jnp.sum(LOG_2PI + 1.0 + lv, axis=-1) for _, lv in blocks.values())
         u, z, shared_entropy = self.draw_latents(shared, blocks, keys[0], keys[1])
         entropy = entropy + shared_entropy
@@ -681,7 +683,7 @@ class CausalMultimodalVAE(nn.Module):
         for i, (m, k) in enumerate(self.keys):
             name = f"{m}_{k}"
             eta_mean, eta_logvar = eta[name]
-            e = sample(keys[2 + i], eta_mean, eta_logvar)
+            e = _reparameterised(keys[2 + i], eta_mean, eta_logvar)
             entropy = entropy + 0.5 * jnp.sum(LOG_2PI + 1.0 + eta_logvar, axis=-1)
             log_prior_eta = log_prior_eta + jnp.sum(-0.5 * (LOG_2PI + e**2), axis=-1)
             pieces = ([u[:, : c.shared_dim]] if c.shared_dim else []) + [z[m], e]
@@ -709,9 +711,6 @@ class CausalMultimodalVAE(nn.Module):
         mixture, ``-log q(s)`` at the draw; else the Gaussian's closed form; 0 without shared latents)."""
         c = self.config
 
-        def sample(key, mean, logvar):
-            return mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, mean.shape)
-
         parts, shared_entropy = [], 0.0
         if shared is not None and c.shared_posterior == "mixture":
             # One expert per row, uniform over the present ones: an unbiased draw from the mixture
@@ -719,17 +718,17 @@ class CausalMultimodalVAE(nn.Module):
             means, logvars, weights = shared.expert_means, shared.expert_logvars, shared.weights
             pick = jax.random.categorical(jax.random.fold_in(shared_key, 1), jnp.log(jnp.maximum(weights, 1e-30)), axis=-1)
             chosen = jax.nn.one_hot(pick, weights.shape[-1], dtype=means.dtype)
-            s_sample = sample(shared_key, jnp.einsum("be,bed->bd", chosen, means), jnp.einsum("be,bed->bd", chosen, logvars))
+            s_sample = _reparameterised(shared_key, jnp.einsum("be,bed->bd", chosen, means), jnp.einsum("be,bed->bd", chosen, logvars))
             # -log q_mix(s): log of the weighted sum of the experts' densities at the draw.
             per_expert = jnp.sum(_gaussian_logpdf(s_sample[:, None, :], means, logvars), axis=-1)
             shared_entropy = -jax.nn.logsumexp(per_expert, b=weights, axis=-1)
             parts.append(s_sample)
         elif shared is not None:
-            parts.append(sample(shared_key, shared.mean, shared.logvar))
+            parts.append(_reparameterised(shared_key, shared.mean, shared.logvar))
             shared_entropy = 0.5 * jnp.sum(LOG_2PI + 1.0 + shared.logvar, axis=-1)
         z = {}
         for i, m in enumerate(c.latent_dims):
-            z[m] = sample(jax.random.fold_in(block_key, i), *blocks[m])
+            z[m] = _reparameterised(jax.random.fold_in(block_key, i), *blocks[m])
             parts.append(z[m])
         return jnp.concatenate(parts, axis=-1), z, shared_entropy
 
