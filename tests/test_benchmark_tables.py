@@ -80,11 +80,12 @@ def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
     library = CRLConfig(shared_dim=2, latent_dims={"a": 1}, measurements={"a": 1}, input_dims={"a": 1})
     search = {key: stage_fit.get(key, getattr(library, key)) for key in
               ("orient_shared", "orient_epochs", "orient_steps", "orient_rounds", "orient_rows", "orient_learning_rate",
-               "orient_tolerance", "orient_draws")}
+               "orient_tolerance", "orient_draws", "orient_search_latents")}
     assert search == {"orient_shared": True, "orient_epochs": library.orient_epochs,
                       "orient_steps": library.orient_steps, "orient_rounds": library.orient_rounds,
                       "orient_rows": library.orient_rows, "orient_learning_rate": library.orient_learning_rate,
-                      "orient_tolerance": library.orient_tolerance, "orient_draws": library.orient_draws}
+                      "orient_tolerance": library.orient_tolerance, "orient_draws": library.orient_draws,
+                      "orient_search_latents": library.orient_search_latents}
     # the recorded "-oriented" runs' gate: the higher validation ELBO (one draw) after the training on wins
     old_gate = {"orient_tolerance": 0.0, "orient_draws": 1}
     assert benchmark.MODEL_VARIANTS["personax-stage-oriented"] == {**variant, "orient_shared": True, **old_gate}
@@ -95,6 +96,8 @@ def test_the_stage_objective_variant_is_read_from_the_stage_config(benchmark):
     assert benchmark.MODEL_VARIANTS["personax-stage-converged"] == {
         **converged, "orient_tolerance": stage_fit.orient_tolerance, "orient_draws": stage_fit.orient_draws}
     assert benchmark.MODEL_VARIANTS["personax-stage-converged-strict"] == {**converged, **old_gate}
+    assert benchmark.MODEL_VARIANTS["personax-stage-converged-drawsearch"] == {
+        **benchmark.MODEL_VARIANTS["personax-stage-converged"], "orient_search_latents": "draws"}
     assert stage_fit.orient_tolerance > 0 and stage_fit.orient_draws > 1
     assert stage_fit.lr_schedule == "plateau" and library.lr_schedule == "cosine"
     assert (stage_fit.patience, stage_fit.batch_size, tuple(stage_fit.hidden)) == (

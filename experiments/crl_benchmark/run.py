@@ -17,7 +17,8 @@ from conf/crl/default.yaml); ``personax-stage-oriented`` (the same, then the sha
 searched by the prior's fit and kept if the validation ELBO says so: ``orient_shared``);
 ``personax-stage-converged`` (the crl stage's fit as it runs since 2026-12-05: the same, trained to
 convergence, ``lr_schedule: plateau``; run it with ``--epochs 1000``, the stage's cap);
-``personax-stage-ordered`` (the same, then each modality block's within-block order searched the
+``personax-stage-converged-drawsearch`` (the same, with the search's angles scored on posterior
+draws, ``orient_search_latents: draws``); ``personax-stage-ordered`` (the same, then each modality block's within-block order searched the
 same way: ``order_search``);
 ``personax-stage-oriented-rounds2`` (the same, searching again once from a kept turn: ``orient_rounds: 2``); ``personax-auxiliary`` and ``personax-stage-auxiliary`` (the same,
 with the benchmark's observed groups one-hot in the prior, iVAE, and under the stage's objective
@@ -90,6 +91,9 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   # the same with the gate of the shared axes' turn it was recorded with until 2026-12-05
                   # evening: the higher validation ELBO after the training on wins (OLD_GATE)
                   "personax-stage-converged-strict": {**CONVERGED, **OLD_GATE},
+                  # the same with the search's angles scored on posterior draws, not the means
+                  # (CRLConfig.orient_search_latents), as the ELBO and the branches' prior refits score the prior
+                  "personax-stage-converged-drawsearch": {**CONVERGED, "orient_search_latents": "draws"},
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   # (and, through STAGE's auxiliary_in_decoders, in the stage objective's decoders)
                   "personax-auxiliary": {},

@@ -196,6 +196,12 @@ class CRLConfig:
             sampling noise, the same draws for both (1: the fixed validation key alone, as until
             2026-12-05). With one draw the paired difference moved by 0.4-0.6 nats per person
             (standard deviation over random streams) on the demo, with 32 by 0.07-0.29.
+        orient_search_latents: What the search of the shared axes fits the prior to, at each
+            angle: ``"means"``, the training rows' posterior means (fixed), scored by the prior's
+            log-likelihood of the validation rows' means; or ``"draws"``, fresh posterior draws at
+            every step, scored on ``orient_draws`` draws of the validation rows. With draws an
+            angle is scored as the ELBO scores the prior (on draws; the entropy term does not
+            change with a rotation of the whitened block), as the branches' prior refits are.
         orient_learning_rate: The learning rate the training on starts from (its cosine
             schedule decays to a tenth of it over ``orient_epochs``). None: the fit's
             ``learning_rate``, ten times the rate the fit's own schedule ended at.
@@ -247,6 +253,7 @@ class CRLConfig:
     orient_learning_rate: float | None = None
     orient_tolerance: float = ORIENT_TOLERANCE
     orient_draws: int = ORIENT_DRAWS
+    orient_search_latents: str = "means"
     seed: int = 0
 
     def __post_init__(self):
@@ -255,7 +262,7 @@ class CRLConfig:
         choices = {"prior": ("causal", "gaussian"), "mechanism": ("additive", "mlp"),
                    "within_block_order": ("learned", "fixed"), "shared_posterior": ("product", "mixture"),
                    "contrastive_pairs": ("all", "cross_modal"), "sparse_decoder_inputs": ("all", "own_block"),
-                   "lr_schedule": ("cosine", "plateau")}
+                   "lr_schedule": ("cosine", "plateau"), "orient_search_latents": ("means", "draws")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {getattr(self, name)!r}")

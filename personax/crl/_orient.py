@@ -48,6 +48,8 @@ PRIOR_PARAMS = ("adjacency", "mech_w1", "mech_b1", "mech_w2", "mech_b2", "log_si
                 "flow_log_tail", "order_potential", "auxiliary_location", "auxiliary_log_scale")
 ANGLES = tuple(np.arange(0.0, 90.0, 15.0))  # degrees; a 90-degree turn only swaps two axes
 REFIT_STREAM = 1  # fold_in(search key, REFIT_STREAM) draws the posterior samples of a candidate's prior refit
+SEARCH_DRAWS_STREAM = 2  # fold_in(search key, SEARCH_DRAWS_STREAM): the search's draws (orient_search_latents: draws)
+SEARCH_VAL_STREAM = 3  # fold_in(search key, SEARCH_VAL_STREAM): the validation rows' draws that score each angle
 # A search record's ``prior_refit``: how the candidate's prior was refitted (records without it, from
 # earlier versions, refitted it to the posterior means; the report warns about those).
 PRIOR_REFIT = "by the ELBO on posterior draws"
@@ -133,18 +135,22 @@ def _givens(dim: int, i: int, j: int, degrees: float) -> np.ndarray:
     return turn
 
 
-def search_shared_axes(config: CRLConfig, train: np.ndarray, val: np.ndarray, *, steps: int = 600,
-                       angles: Sequence[float] = ANGLES, key: jax.Array,
+def search_shared_axes(config: CRLConfig, train: np.ndarray | Callable[[jax.Array], jax.Array], val: np.ndarray, *,
+                       steps: int = 600, angles: Sequence[float] = ANGLES, key: jax.Array,
                        auxiliary: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, list[dict]]:
     """The rotation of the (whitened, standardised) shared block the prior fits best.
 
     Args:
         config: The model's configuration.
-        train, val: Standardised latents [s, z(1), ...] of the training and validation rows, with
-            ``s`` whitened.
+        train: Standardised latents [s, z(1), ...] of the training rows, with ``s`` whitened; or a
+            function of a PRNG key that draws them afresh (posterior draws, standardised the same
+            way): each prior fit then draws at every step, with the same draws at every angle.
+        val: The validation rows' latents, standardised the same way: (rows, latents), or
+            (draws, rows, latents) to score each angle by the mean over the draws.
         steps: Optimiser steps of each prior fit.
         angles: The grid of angles (degrees) tried for each pair of shared axes.
-        key: PRNG key of the prior fits' initialisation (one fresh start for every angle).
+        key: PRNG key of the prior fits' initialisation (one fresh start for every angle) and,
+            for drawn training latents, of their draws.
         auxiliary: The covariates of the training and validation rows, if the prior uses them.
 
     Returns:
@@ -157,17 +163,26 @@ def search_shared_axes(config: CRLConfig, train: np.ndarray, val: np.ndarray, *,
     scores = []
     aux_train, aux_val = (None, None) if auxiliary is None else (jnp.asarray(a) for a in auxiliary)
     initial = _init_params(config, key)
+    draw = train if callable(train) else None
+    draws_key = jax.random.fold_in(key, SEARCH_DRAWS_STREAM)
 
     @jax.jit
     def scored(turns, initial, train, val, aux_train, aux_val):  # data as arguments, not constants (any cohort's)
         def one(turn):
             def turned(u):
-                return u.at[:, :ds].set(u[:, :ds] @ turn.T)
-            params = fit_prior(config, initial, turned(train), steps=steps, auxiliary=aux_train)
+                return u.at[..., :ds].set(u[..., :ds] @ turn.T)
+            if draw is None:
+                params = fit_prior(config, initial, turned(train), steps=steps, auxiliary=aux_train)
+            else:
+                params = fit_prior(config, initial, lambda k: turned(draw(k)), steps=steps, auxiliary=aux_train,
+                                   key=draws_key)
+            if val.ndim == 3:
+                return jnp.mean(jax.vmap(lambda v: _prior_log_lik(config, params, turned(v), aux_val))(val))
             return _prior_log_lik(config, params, turned(val), aux_val)
         return jax.lax.map(one, turns)  # one compiled prior fit, run per angle (memory stays flat)
 
-    train, val = jnp.asarray(train, jnp.float32), jnp.asarray(val, jnp.float32)
+    train = None if draw is not None else jnp.asarray(train, jnp.float32)
+    val = jnp.asarray(val, jnp.float32)
     for i in range(ds):
         for j in range(i + 1, ds):
             turns = np.stack([_givens(ds, i, j, a) @ rotation for a in angles]).astype(np.float32)
@@ -345,14 +360,24 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     centre, covariance = shared.mean(0), np.cov(shared.T)
     values, vectors = np.linalg.eigh(covariance)
     whitening = vectors @ np.diag(np.maximum(values, 1e-12) ** -0.5) @ vectors.T
-    standardised = (latents - latents[train].mean(0)) / latents[train].std(0)
-    standardised[:, :ds] = (latents[:, :ds] - centre) @ whitening.T
+    # The search's coordinates, (u - shift) @ standardising: s whitened, every other latent standardised.
+    shift, standardising = latents[train].mean(0), np.diag(1.0 / latents[train].std(0))
+    standardising[:ds, :ds] = whitening.T
     aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(latents), -1)
     fitted = search_rows(model)
-    rotation, scores = search_shared_axes(config, standardised[fitted], standardised[val], steps=steps, key=key,
+    if config.orient_search_latents == "draws":  # posterior draws, in the same coordinates as the means
+        shift_32, standardising_32 = jnp.asarray(shift, jnp.float32), jnp.asarray(standardising, jnp.float32)
+        draw_fitted, draw_val = posterior_draws(model, modalities, fitted), posterior_draws(model, modalities, val)
+        search_train = lambda draw_key: (draw_fitted(draw_key) - shift_32) @ standardising_32  # noqa: E731
+        val_keys = jax.random.split(jax.random.fold_in(key, SEARCH_VAL_STREAM), config.orient_draws)
+        search_val = np.asarray(jax.vmap(lambda draw_key: (draw_val(draw_key) - shift_32) @ standardising_32)(val_keys))
+    else:
+        standardised = (latents - shift) @ standardising
+        search_train, search_val = standardised[fitted], standardised[val]
+    rotation, scores = search_shared_axes(config, search_train, search_val, steps=steps, key=key,
                                           auxiliary=None if aux is None else (aux[fitted], aux[val]))
     record: dict[str, Any] = {"search": scores, "search_rows": len(fitted), "given_val_elbo": model.best_val_elbo,
-                              "given_stopped": model.stopped}
+                              "given_stopped": model.stopped, "search_latents": config.orient_search_latents}
     if all(entry["chosen"] == 0.0 for entry in scores):
         return dataclasses.replace(model, orientation={**record, "decision": "rejected",
                                                        "reason": "the prior fits the given axes best"})

@@ -73,6 +73,35 @@ def test_the_search_undoes_a_planted_turn_of_s():
     assert 45.0 <= scores[0]["chosen"] <= 75.0, scores  # 60 degrees undoes the turn (a 90-degree turn only swaps)
 
 
+def test_a_search_on_drawn_latents_is_the_search_on_fixed_ones_when_every_draw_is_the_same():
+    """The plumbing of ``orient_search_latents: draws``: training latents given as a function of a
+    key, and validation latents given as (draws, rows, latents), score every angle exactly as the
+    fixed arrays do when the function ignores its key and the draws are copies (float32
+    tolerances: 1e-4 nats per person, and 1e-4 on the rotation's entries)."""
+    rng = np.random.default_rng(3)
+    train, val = rng.laplace(size=(300, 6)).astype(np.float32), rng.laplace(size=(100, 6)).astype(np.float32)
+    config = CRLConfig(2, {"image": 2, "text": 2}, {"image": 1, "text": 1}, {"image": 1, "text": 1},
+                       hidden=(8,), mechanism_hidden=4)
+    fixed = search_shared_axes(config, train, val, steps=30, key=jax.random.key(0))
+    drawn = search_shared_axes(config, lambda key: jnp.asarray(train), np.stack([val, val, val]), steps=30,
+                               key=jax.random.key(0))
+    np.testing.assert_allclose(drawn[1][0]["val_prior_log_lik"], fixed[1][0]["val_prior_log_lik"], atol=1e-4)
+    np.testing.assert_allclose(drawn[0], fixed[0], atol=1e-4)  # the parabola's vertex moves by ~1e-5
+
+
+@pytest.mark.slow  # ~24 s (a fit, the search and the training on compiled); runs under CI
+def test_an_oriented_fit_searches_on_posterior_draws_when_asked():
+    """``orient_search_latents: draws`` runs through fit: the record says what the search fitted,
+    every angle's score is a finite log-likelihood, and the search decided."""
+    bench = make_multimodal_numeric(400, seed=1)
+    model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, max_epochs=3, hidden=(16,),
+                orient_shared=True, orient_epochs=2, orient_steps=20, orient_draws=4, orient_search_latents="draws")
+    record = model.orientation
+    assert record["search_latents"] == "draws"
+    assert np.isfinite(record["search"][0]["val_prior_log_lik"]).all()
+    assert record["decision"] in ("kept", "rejected")
+
+
 @pytest.mark.slow  # ~40 s CPU (two fits' compiles and the search); runs under CI
 @pytest.mark.parametrize("tolerance", [0.0, 1e6])
 def test_an_oriented_fit_returns_the_parameters_its_validation_elbo_scored(tmp_path, tolerance):
