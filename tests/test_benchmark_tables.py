@@ -544,7 +544,7 @@ def test_the_demo_gate_noise_command_records_one_line_per_stream(monkeypatch, tm
     script = _load_script("demo_level2/gate_noise.py")
     monkeypatch.setitem(script.main.__globals__, "RESULTS", tmp_path)
     script.main(["--seeds", "3", "--streams", "0", "1", "--tag", "t", "+experiment=smoke", "crl.shared_dim=2",
-                 "crl.fit.orient_epochs=2"])
+                 "crl.fit.orient_epochs=2", "+crl.fit.orient_steps=50", "crl.fit.orient_draws=4"])  # small budgets
     first, second = [json.loads(line) for line in (tmp_path / "gate_noise_t.jsonl").read_text().splitlines()]
     assert (first["stream"], second["stream"]) == (0, 1) and first["chosen"] == second["chosen"]
     assert first["given_mcc_shared"] == second["given_mcc_shared"]  # one fit, two streams
@@ -555,7 +555,7 @@ def test_the_demo_gate_noise_command_records_one_line_per_stream(monkeypatch, tm
         if record["tov"] is not None:  # the search turned s: the paired training on ran
             margin = record["tov"]["turned"] - record["tov"]["given"]
             assert record["turned_minus_given"] == pytest.approx(margin, abs=1e-4)
-            # the gate decides by the 32-draw means it compared, not by the fixed key's one draw
+            # the gate decides by the means over orient_draws draws it compared, not by the fixed key's one draw
             compared = record["compared"]["turned"] - record["compared"]["given"]
             assert record["compared_turned_minus_given"] == pytest.approx(compared, abs=1e-4)
             assert record["decision"] == ("kept" if compared + 0.5 > 0 else "rejected")

@@ -111,7 +111,7 @@ def test_an_oriented_fit_returns_the_parameters_its_validation_elbo_scored(tmp_p
     wins, with a huge tolerance a searched turn is always kept."""
     bench = make_multimodal_numeric(600, seed=3)
     model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=3, max_epochs=4,
-                orient_shared=True, orient_epochs=3, orient_tolerance=tolerance)
+                orient_shared=True, orient_epochs=3, orient_tolerance=tolerance, orient_steps=50, orient_draws=4)
     record = model.orientation
     assert record["decision"] in ("kept", "rejected")
     assert len(record["search"]) == 1 and len(record["search"][0]["val_prior_log_lik"]) == 6
