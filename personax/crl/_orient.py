@@ -11,7 +11,9 @@ better. So, after the fit:
 1. the posterior means of the training rows are standardised and ``s`` is whitened;
 2. for each pair of shared axes, the latents (of at most ``orient_rows`` training rows) with
    ``s`` turned by each angle of a grid are fitted by the model's own prior from a fresh start (encoders and decoders not involved), and
-   scored by the prior's log-likelihood on the validation rows; the best angle is kept;
+   scored by the prior's log-likelihood on the validation rows; the best angle is kept. The latents
+   are the posterior means, or with ``orient_search_latents: draws`` fresh posterior draws in the
+   same coordinates (the ELBO's own score of a turn; not better on the demo, docs/crl.md);
 3. the chosen linear map of ``s`` is written into the model: exactly into the encoders' last
    layer (means) and the decoders' first layer (their inverse), approximately into the
    posterior log-variances; the prior is refitted by the ELBO with the encoders and decoders
@@ -166,8 +168,9 @@ def search_shared_axes(config: CRLConfig, train: np.ndarray | Callable[[jax.Arra
     draw = train if callable(train) else None
     draws_key = jax.random.fold_in(key, SEARCH_DRAWS_STREAM)
 
+    # data as arguments, not constants (any cohort's); drawn latents' posteriors are closed over (one search per fit)
     @jax.jit
-    def scored(turns, initial, train, val, aux_train, aux_val):  # data as arguments, not constants (any cohort's)
+    def scored(turns, initial, train, val, aux_train, aux_val):
         def one(turn):
             def turned(u):
                 return u.at[..., :ds].set(u[..., :ds] @ turn.T)
