@@ -174,11 +174,8 @@ def search_shared_axes(config: CRLConfig, train: np.ndarray | Callable[[jax.Arra
         def one(turn):
             def turned(u):
                 return u.at[..., :ds].set(u[..., :ds] @ turn.T)
-            if draw is None:
-                params = fit_prior(config, initial, turned(train), steps=steps, auxiliary=aux_train)
-            else:
-                params = fit_prior(config, initial, lambda k: turned(draw(k)), steps=steps, auxiliary=aux_train,
-                                   key=draws_key)
+            latents = turned(train) if draw is None else (lambda k: turned(draw(k)))
+            params = fit_prior(config, initial, latents, steps=steps, auxiliary=aux_train, key=draws_key)
             if val.ndim == 3:
                 return jnp.mean(jax.vmap(lambda v: _prior_log_lik(config, params, turned(v), aux_val))(val))
             return _prior_log_lik(config, params, turned(val), aux_val)
