@@ -203,26 +203,48 @@ def search_shared_axes(config: CRLConfig, train: np.ndarray | Callable[[jax.Arra
 def _with_shared_map(params: Mapping[str, Any], config: CRLConfig, matrix: np.ndarray, offset: np.ndarray) -> dict:
     """Parameters whose shared latents are ``matrix @ s + offset`` of the given ones: the encoders'
     means exactly, their log-variances by a weighted geometric mean, and the decoders take the inverse."""
+    return with_block_map(params, config, matrix, offset)
+
+
+def with_block_map(params: Mapping[str, Any], config: CRLConfig, matrix: np.ndarray, offset: np.ndarray,
+                   modality: str | None = None) -> dict:
+    """Parameters whose block is ``matrix @ block + offset`` of the given one: ``s`` (``modality``
+    None; every measurement's encoder and decoder) or ``z(modality)`` (that modality's). Each
+    encoder's means exactly, its log-variances by a weighted geometric mean (exact for a scaled
+    rotation), and each decoder takes the inverse in its first layer, so a decoder given the mapped
+    block reconstructs what it did. A modality block's posterior is the product of its experts,
+    whose precisions the map changes: its means follow the map only approximately. Decoders whose
+    first layer is not dense in the block (a sparse decoder's edge functions) cannot take the map."""
     ds = config.shared_dim
+    if modality in config.sparse_decoder:
+        raise ValueError(f"the {modality} block's decoders are sparse (edge functions of each latent): "
+                         "a linear map of the block cannot be written into them")
+    block = slice(0, ds) if modality is None else slice(ds, ds + config.latent_dims[modality])
+    width = block.stop - block.start
+    names = None if modality is None else {f"{modality}_{k}" for k in range(config.measurements[modality])}
     params = jax.tree_util.tree_map(lambda x: np.array(x, dtype=np.float64), dict(params))
     inverse = np.linalg.inv(matrix)
     squared = matrix**2
     variance_weights = squared / squared.sum(1, keepdims=True)
     log_scale = np.log(squared.sum(1))
     for name, sub in params.items():
-        if name.startswith("encoders_"):
+        role, _, measurement = name.partition("_")
+        if names is not None and measurement not in names:
+            continue
+        if role == "encoders":
             # the output layer: the highest-numbered Dense (by number: Dense_10 comes after Dense_9)
             last = sub[max((k for k in sub if k.startswith("Dense_")), key=lambda k: int(k.split("_")[1]))]
             kernel, bias = last["kernel"], last["bias"]
             half = kernel.shape[1] // 2  # [means, log-variances], each in the order s, z(m), eta
-            kernel[:, :ds], bias[:ds] = kernel[:, :ds] @ matrix.T, matrix @ bias[:ds] + offset
-            kernel[:, half : half + ds] = kernel[:, half : half + ds] @ variance_weights.T
-            bias[half : half + ds] = variance_weights @ bias[half : half + ds] + log_scale
-        elif name.startswith("decoders_"):
+            logvars = slice(half + block.start, half + block.start + width)
+            kernel[:, block], bias[block] = kernel[:, block] @ matrix.T, matrix @ bias[block] + offset
+            kernel[:, logvars] = kernel[:, logvars] @ variance_weights.T
+            bias[logvars] = variance_weights @ bias[logvars] + log_scale
+        elif role == "decoders":
             first = sub["Dense_0"] if "Dense_0" in sub else sub["MLP_0"]["Dense_0"]
-            shared_rows = first["kernel"][:ds]
-            first["bias"] = first["bias"] - offset @ inverse.T @ shared_rows
-            first["kernel"][:ds] = inverse.T @ shared_rows
+            rows = first["kernel"][block]
+            first["bias"] = first["bias"] - offset @ inverse.T @ rows
+            first["kernel"][block] = inverse.T @ rows
     return jax.tree_util.tree_map(lambda x: x.astype(np.float32), params)
 
 
