@@ -317,6 +317,55 @@ def test_the_axes_search_offers_keeping_the_block_and_maps_it_exactly():
     np.testing.assert_allclose(search.mapped(block, (np.pi / 4, np.pi / 2))[:, 0], block.sum(axis=1) / np.sqrt(2))
 
 
+def test_a_block_map_is_written_into_each_expert_and_its_inverse_into_each_decoder():
+    """``block_oracle.py``'s map of the image block (``_orient.with_block_map``): every image
+    encoder's block mean becomes ``matrix @ mean + offset`` exactly, and every image decoder given the mapped block reconstructs
+    what it did from the given one; the other blocks and the text measurements are untouched."""
+    import jax
+
+    from personax.crl._fit import _init_params
+    from personax.crl._model import CausalMultimodalVAE, CRLConfig
+
+    import dataclasses
+
+    from personax.crl._orient import with_block_map
+
+    config = CRLConfig(2, {"image": 2, "text": 2}, {"image": 2, "text": 2}, {"image": 6, "text": 6}, noise_dim=1,
+                       hidden=(8, 8))
+    params = jax.device_get(_init_params(config, jax.random.key(0)))
+    matrix, offset = np.array([[1.2, 0.4], [-0.3, 0.9]]), np.array([0.5, -1.0])
+    mapped = with_block_map(params, config, matrix, offset, "image")
+    rng = np.random.default_rng(0)
+    batch = {f"{m}_{k}": rng.normal(size=(5, 6)).astype(np.float32) for m in ("image", "text") for k in range(2)}
+    module = CausalMultimodalVAE(config)
+    before = module.apply({"params": params}, batch, method=CausalMultimodalVAE.measurement_posteriors)
+    after = module.apply({"params": mapped}, batch, method=CausalMultimodalVAE.measurement_posteriors)
+    block = slice(2, 4)
+    for name in batch:
+        mean_before, mean_after = np.asarray(before[name][0]), np.asarray(after[name][0])
+        if name.startswith("image"):
+            np.testing.assert_allclose(mean_after[:, block], mean_before[:, block] @ matrix.T + offset, atol=1e-5)
+            np.testing.assert_allclose(np.delete(mean_after, block, axis=1), np.delete(mean_before, block, axis=1))
+        else:
+            np.testing.assert_array_equal(mean_after, mean_before)
+    latents = rng.normal(size=(5, 2 + 2 + 1)).astype(np.float32)  # [s, z(image), eta] as a decoder takes them
+    moved = latents.copy()
+    moved[:, block] = latents[:, block] @ matrix.T + offset
+    for k in range(2):
+        decoder = lambda p, x: module.apply({"params": p}, x, method=lambda m, x: m.decoders[f"image_{k}"](x))  # noqa: E731
+        np.testing.assert_allclose(decoder(mapped, moved), decoder(params, latents), atol=1e-4)
+    sparse = dataclasses.replace(config, sparse_decoder={"text": 0.05}, sparse_decoder_inputs="own_block")
+    with pytest.raises(ValueError, match="text block's decoders are sparse"):
+        with_block_map(params, sparse, matrix, offset, "text")
+
+
+def test_every_block_oracle_command_the_docs_show_parses():
+    """Each ``block_oracle.py`` command the docs show parses (minutes per seed: parsed, not run); the
+    recorded one names the seventh set's spent seeds."""
+    shown = _shown_commands("crl_benchmark/block_oracle.py", minimum=1)
+    assert any(set(args.seeds) <= set(range(1060, 1070)) for _, args in shown)
+
+
 @pytest.mark.slow  # ~30-60 s CPU (a one-epoch fit for the config, then five short prior fits); runs under CI
 def test_the_graph_on_true_latents_script_scores_every_within_block_order(monkeypatch, tmp_path):
     """``graph_on_true_latents.py``, the command docs/crl.md shows, run tiny: one learned-order fit and
