@@ -35,6 +35,7 @@ reason, ``orientable``).
     .venv/bin/python experiments/crl_benchmark/block_oracle.py --seeds 1064 1066 1067 1068 1069 1060
     .venv/bin/python experiments/crl_benchmark/block_oracle.py --seeds 1064 1068 1067 --train-on converged --tag converged
     .venv/bin/python experiments/crl_benchmark/block_oracle.py --part grid --seeds 1064 1066 1067 1068 1069 1060
+    .venv/bin/python experiments/crl_benchmark/block_oracle.py --part grid --grid-step 11.25 --seeds 1060 1066 --tag fine
 
 Spent seeds (the seventh set, 1060-1069, where the image block missed on 1064 and 1066-1069):
 this looks for a cause, it spends no fresh seed. Appends one JSON line per seed to
@@ -56,7 +57,7 @@ from personax.crl import fit
 from personax.crl._fit import _init_params
 from personax.crl._orient import (REFIT_STREAM, _prior_log_lik, _stacked_latents, fit_prior, refit_prior, search_rows,
                                   start_scores, train_on_side_by_side, with_block_map)
-from axes_search import direction_pairs, mapped  # this folder
+from axes_search import mapped  # this folder
 from run import RESULTS, append_records, fit_and_encode  # this folder
 
 BLOCK = "image"
@@ -93,13 +94,20 @@ def trained_to_convergence(model, candidate, modalities):
     return tuned, best if tuned.selection_val_elbo is None else np.asarray(tuned.selection_val_elbo)
 
 
-def grid_scores(config, stacked: np.ndarray, fitted: np.ndarray, val: np.ndarray, *, steps: int, key) -> np.ndarray:
+def grid_pairs(step: float) -> list[tuple[float, float]]:
+    """Every unordered pair of distinct directions on a grid of ``step`` degrees over [0, 180), in
+    radians (``axes_search.direction_pairs`` at 22.5)."""
+    degrees = np.arange(0.0, 180.0, step)
+    return [(float(np.deg2rad(a)), float(np.deg2rad(b))) for i, a in enumerate(degrees) for b in degrees[i + 1:]]
+
+
+def grid_scores(config, stacked: np.ndarray, fitted: np.ndarray, val: np.ndarray, pairs, *, steps: int,
+                key) -> np.ndarray:
     """``axes_search.py``'s candidates on this fit: the standardised image block re-expressed on each
     pair of grid directions, the prior fitted from a fresh start and scored on the validation rows,
     plus log|det| of the map (so that every score is a density of the same standardised points)."""
     ds, dm = config.shared_dim, config.latent_dims[BLOCK]
     standardised = (stacked - stacked[fitted].mean(0)) / stacked[fitted].std(0)
-    pairs = direction_pairs()
     candidates = []
     for pair in pairs:
         latents = standardised.copy()
@@ -119,7 +127,8 @@ def grid_scores(config, stacked: np.ndarray, fitted: np.ndarray, val: np.ndarray
     return np.asarray(scored(candidates), np.float64) + log_det
 
 
-def records_of_seed(seed: int, *, n: int, epochs: int, train_on: str = "stage", part: str = "elbo") -> list[dict]:
+def records_of_seed(seed: int, *, n: int, epochs: int, train_on: str = "stage", part: str = "elbo",
+                    grid_step: float = 22.5) -> list[dict]:
     bench, model, encoded, planted_all, _ = fit_and_encode("numeric", n, seed, epochs=epochs,
                                                            method="personax-stage-converged")
     config, splits = model.config, model.splits
@@ -160,8 +169,8 @@ def records_of_seed(seed: int, *, n: int, epochs: int, train_on: str = "stage", 
     record.update(search_score_given=round(score_given, 4),
                   search_score_oracle=round(score_oracle + float(log_det_between), 4))
     if part == "grid":  # would axes_search.py's grid find the oracle's axes on this fit?
-        scores = grid_scores(config, stacked_given, fitted, val, steps=config.orient_steps, key=key)
-        pairs = direction_pairs()
+        pairs = grid_pairs(grid_step)
+        scores = grid_scores(config, stacked_given, fitted, val, pairs, steps=config.orient_steps, key=key)
         best = int(np.argmax(scores))
         standardised_block = (given_block - given_block[fitted].mean(0)) / given_block[fitted].std(0)
         record.update(grid_keep_score=round(float(scores[pairs.index((0.0, float(np.deg2rad(90.0))))]), 4),
@@ -170,7 +179,7 @@ def records_of_seed(seed: int, *, n: int, epochs: int, train_on: str = "stage", 
                       grid_best_block_mcc=round(block_mcc(mapped(standardised_block, pairs[best]), planted, train,
                                                           test), 4),
                       grid_pairs_above_oracle=int(np.sum(scores > record["search_score_oracle"])),
-                      grid_pairs=len(pairs))
+                      grid_pairs=len(pairs), grid_step=grid_step)
         return [record]
     # 3. the ELBO: both priors refitted alike, then trained on side by side (the gate's comparison)
     refit_key = jax.random.fold_in(key, REFIT_STREAM)
@@ -243,6 +252,8 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-on", choices=["stage", "converged"], default="stage",
                         help="the side-by-side training on: the stage's (orient_epochs of a cosine decay) or each "
                              "branch to convergence as the fit trains (lr_schedule plateau)")
+    parser.add_argument("--grid-step", type=float, default=22.5,
+                        help="--part grid: the directions' grid, degrees (22.5: axes_search.py's 28 pairs)")
     parser.add_argument("--tag", default="", help="suffix of the record's name")
     return parser
 
@@ -250,12 +261,14 @@ def argument_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> None:
     args = argument_parser().parse_args(argv)
     append_records("block_oracle", args, lambda seed: records_of_seed(seed, n=args.n, epochs=args.epochs,
-                                                                      train_on=args.train_on, part=args.part))
+                                                                      train_on=args.train_on, part=args.part,
+                                                                      grid_step=args.grid_step))
     name = f"block_oracle_{args.part}{'_' + args.tag if args.tag else ''}"
     records = [json.loads(line) for line in (RESULTS / f"{name}.jsonl").read_text().splitlines() if line.strip()]
     options = "" if args.part == "elbo" else f" --part {args.part}"
     options += f" --seeds {' '.join(str(r['seed']) for r in records)}"
     options += "" if args.train_on == "stage" else f" --train-on {args.train_on}"
+    options += "" if args.grid_step == 22.5 else f" --grid-step {args.grid_step:g}"
     options += f" --tag {args.tag}" if args.tag else ""
     text = summary(records, f".venv/bin/python experiments/crl_benchmark/block_oracle.py{options}")
     (RESULTS / f"{name}.md").write_text(text + "\n")
