@@ -74,6 +74,10 @@ def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict
                      # began at a lower learning rate, space-separated
                      **({"learning_rate_cuts": " ".join(map(str, metrics["learning_rate_cuts"]))}
                         if "learning_rate_cuts" in metrics else {}),
+                     # crl.fit.shared_posterior: learned_mixture (2026-12-06 on): each measurement's weight in s
+                     **({"mixture_weights": " ".join(f"{name}={weight:.3f}" for name, weight in
+                                                     metrics["mixture_weights"].items())}
+                        if "mixture_weights" in metrics else {}),
                      "overrides": " ".join(overrides), "faces": faces})
     return rows
 

@@ -259,6 +259,17 @@ class FittedCRL:
             return np.zeros((self.config.total_latent,) * 2)  # a model without a causal prior has no graph
         return np.asarray(self.module.apply({"params": self.params}, method=CausalMultimodalVAE.weighted_adjacency))
 
+    def mixture_weights(self) -> np.ndarray | None:
+        """The learned weight of each measurement's proposal in the mixture for ``s``
+        (``shared_posterior="learned_mixture"``), in the order of ``measurement_keys``, for a
+        person with every measurement (a person lacking some renormalises over the rest); None
+        for another posterior."""
+        if self.config.shared_posterior != "learned_mixture" or not self.config.shared_dim:
+            return None
+        logits = np.asarray(self.params["mixture_logits"], np.float64)
+        weights = np.exp(logits - logits.max())
+        return weights / weights.sum()
+
     def block_decoder_weights(self, modality: str) -> list[np.ndarray]:
         """For a ``sparse_decoder`` modality: per measurement, the sparse weights W[l, c] of the
         modality's own latents z(m)_l on its columns c, shape (latent_dims[modality], columns).

@@ -20,11 +20,11 @@ Inference: one encoder per measurement proposes Gaussians for s, z(m) and
 eta(m,k); the posterior of z(m) is the product of experts over the modality's
 measurements, and that of s the product (``shared_posterior="product"``) or the
 uniform mixture (``"mixture"``, MMVAE) over all measurements, which ties the
-measurements. The loss is the negative ELBO; A is kept sparse by a proximal L1
-step (exact zeros). Missing entries of a measurement (NaN in the input) are
-masked out of the likelihood and fed to the encoder as the training mean; a
-measurement with no observed entry in a row drops out of that row's product or
-mixture.
+measurements, or a mixture with learned weights (``"learned_mixture"``). The
+loss is the negative ELBO; A is kept sparse by a proximal L1 step (exact zeros).
+Missing entries of a measurement (NaN in the input) are masked out of the
+likelihood and fed to the encoder as the training mean; a measurement with no
+observed entry in a row drops out of that row's product or mixture.
 """
 
 from __future__ import annotations
@@ -156,6 +156,15 @@ class CRLConfig:
             measurement shows (the shared content), not what one modality alone
             reconstructs best. The ELBO stays exact: the entropy term is the
             mixture's log-density at the sample. Encoded s is the mixture's mean.
+            Or "learned_mixture": the same mixture with one learned weight per
+            measurement (a softmax over the measurements present in the row, starting
+            uniform), so that a measurement whose proposal explains the others badly
+            (e.g. an embedding from random weights) can weigh less. Its ELBO is exact
+            and its gradient unbiased: the expert is still drawn uniformly and the
+            draw's terms are weighted by weight / (1 / present), an importance weight
+            (``CausalMultimodalVAE.__call__``); encoded s is the weighted mean. The
+            learned weights: ``FittedCRL.mixture_weights()``. Tried on the demo and
+            not adopted (``experiments/demo_level2/README.md``).
         auxiliary_in_decoders: Also give the auxiliary covariates to every decoder,
             x = f(s, z(m), eta, covariates): what a covariate changes directly in a
             measurement (gender's hair length in a face) is then explained by the
@@ -260,7 +269,7 @@ class CRLConfig:
         """Refuses a configuration that names an unknown option or would train something other
         than it says (checked here once, so a model built from a config directly is checked too)."""
         choices = {"prior": ("causal", "gaussian"), "mechanism": ("additive", "mlp"),
-                   "within_block_order": ("learned", "fixed"), "shared_posterior": ("product", "mixture"),
+                   "within_block_order": ("learned", "fixed"), "shared_posterior": ("product", "mixture", "learned_mixture"),
                    "contrastive_pairs": ("all", "cross_modal"), "sparse_decoder_inputs": ("all", "own_block"),
                    "lr_schedule": ("cosine", "plateau"), "orient_search_latents": ("means", "draws")}
         for name, allowed in choices.items():
@@ -463,6 +472,12 @@ def _poe(mus: Sequence[jnp.ndarray], logvars: Sequence[jnp.ndarray],
     return mean, -jnp.log(total)
 
 
+def _mixture_proposal(shared: "SharedPosterior") -> jnp.ndarray:
+    """The probabilities (batch, experts) with which a learned mixture's ELBO draws the expert: uniform
+    over the present measurements, so that they get no gradient from the weights."""
+    return shared.present / jnp.maximum(jnp.sum(shared.present, axis=-1, keepdims=True), 1.0)
+
+
 class SharedPosterior(NamedTuple):
     """The posterior of s. Product of experts: a Gaussian (``mean``, ``logvar``). Mixture: ``mean``
     is the mixture's mean and the experts are kept (``logvar`` is None)."""
@@ -471,7 +486,8 @@ class SharedPosterior(NamedTuple):
     logvar: jnp.ndarray | None = None
     expert_means: jnp.ndarray | None = None  # (batch, experts, shared_dim)
     expert_logvars: jnp.ndarray | None = None
-    weights: jnp.ndarray | None = None  # (batch, experts): uniform over the present measurements
+    weights: jnp.ndarray | None = None  # (batch, experts): the mixture's, over the present measurements
+    present: jnp.ndarray | None = None  # (batch, experts): 1 where the measurement is present
 
 
 AUXILIARY = "auxiliary"  # batch key of the observed auxiliary covariates (iVAE conditioning)
@@ -582,6 +598,8 @@ class CausalMultimodalVAE(nn.Module):
         self.flow_skew = self.param("flow_skew", nn.initializers.zeros, (d,))
         self.flow_log_tail = self.param("flow_log_tail", nn.initializers.zeros, (d,))
         self.order_potential = self.param("order_potential", nn.initializers.normal(1.0), (d,))
+        if c.shared_dim and c.shared_posterior == "learned_mixture":
+            self.mixture_logits = self.param("mixture_logits", nn.initializers.zeros, (len(self.keys),))
         if c.auxiliary_dim:
             self.auxiliary_location = self.param("auxiliary_location", nn.initializers.zeros, (c.auxiliary_dim, d))
             self.auxiliary_log_scale = self.param("auxiliary_log_scale", nn.initializers.zeros, (c.auxiliary_dim, d))
@@ -633,12 +651,15 @@ class CausalMultimodalVAE(nn.Module):
             z_parts[m].append((mean[:, ds : ds + dm], logvar[:, ds : ds + dm]))
             eta[f"{m}_{k}"] = (mean[:, ds + dm :], logvar[:, ds + dm :])
         shared = None
-        if c.shared_dim and c.shared_posterior == "mixture":
-            weights = jnp.concatenate(present_s, axis=-1)  # (batch, experts)
-            weights = weights / jnp.maximum(jnp.sum(weights, axis=-1, keepdims=True), 1.0)
+        if c.shared_dim and c.shared_posterior in ("mixture", "learned_mixture"):
+            present = jnp.concatenate(present_s, axis=-1)  # (batch, experts)
+            weights = present
+            if c.shared_posterior == "learned_mixture":
+                weights = present * jnp.exp(self.mixture_logits - jnp.max(self.mixture_logits))[None, :]
+            weights = weights / jnp.maximum(jnp.sum(weights, axis=-1, keepdims=True), 1e-30)
             means = jnp.stack([m for m, _ in s_parts], axis=1)  # (batch, experts, shared_dim)
             shared = SharedPosterior(jnp.einsum("be,bed->bd", weights, means), None, means,
-                                     jnp.stack([lv for _, lv in s_parts], axis=1), weights)
+                                     jnp.stack([lv for _, lv in s_parts], axis=1), weights, present)
         elif c.shared_dim:
             shared = SharedPosterior(*_poe(*zip(*s_parts), present_s))
         blocks = {m: _poe(*zip(*parts), present_z[m]) for m, parts in z_parts.items()}
@@ -683,8 +704,16 @@ class CausalMultimodalVAE(nn.Module):
         keys = jax.random.split(rng, 2 + len(self.keys))
 
         entropy = sum(0.5 * jnp.sum(LOG_2PI + 1.0 + lv, axis=-1) for _, lv in blocks.values())
-        u, z, shared_entropy = self.draw_latents(shared, blocks, keys[0], keys[1])
-        entropy = entropy + shared_entropy
+        if shared is not None and c.shared_posterior == "learned_mixture":
+            # The expert is drawn uniformly over the present ones (a proposal that does not move with the
+            # weights), and the terms that depend on the draw get the importance weight w_e / (1 / present):
+            # an unbiased estimate of the weighted mixture's ELBO whose gradient reaches the weights.
+            proposal = _mixture_proposal(shared)
+            u, z, shared_entropy, chosen = self._draw(shared, blocks, keys[0], keys[1], proposal)
+            importance = jnp.sum(chosen * shared.weights, axis=-1) / jnp.maximum(jnp.sum(chosen * proposal, axis=-1), 1e-30)
+        else:
+            u, z, shared_entropy = self.draw_latents(shared, blocks, keys[0], keys[1])
+            entropy, importance = entropy + shared_entropy, None
         log_lik = 0.0
         log_prior_eta = 0.0
         for i, (m, k) in enumerate(self.keys):
@@ -707,7 +736,11 @@ class CausalMultimodalVAE(nn.Module):
             log_prior_u = self.prior_logpdf(u, batch.get(AUXILIARY))
         else:
             log_prior_u = jnp.sum(-0.5 * (LOG_2PI + u**2), axis=-1)
-        rest = log_prior_u + log_prior_eta + entropy
+        if importance is None:
+            rest = log_prior_u + log_prior_eta + entropy
+        else:  # the closed-form entropies and eta's prior do not depend on the expert drawn: left unweighted
+            log_lik = importance * log_lik
+            rest = importance * (log_prior_u + shared_entropy) + log_prior_eta + entropy
         if with_views:
             return log_lik + rest, log_lik, rest, self.view_means(batch, measured)
         return log_lik + rest, log_lik, rest
@@ -715,15 +748,24 @@ class CausalMultimodalVAE(nn.Module):
     def draw_latents(self, shared, blocks, shared_key: jax.Array, block_key: jax.Array):
         """A reparameterised draw ``u = [s, z(1), ..., z(M)]`` from the posteriors of :meth:`posteriors`,
         as :meth:`__call__` draws it: ``(u, {modality: z(m)}, the shared block's entropy term)`` (for a
-        mixture, ``-log q(s)`` at the draw; else the Gaussian's closed form; 0 without shared latents)."""
+        mixture, ``-log q(s)`` at the draw; else the Gaussian's closed form; 0 without shared latents).
+        A learned mixture's draw is an exact draw from it (its expert picked by the learned weights);
+        the ELBO draws the expert uniformly and weights the draw instead."""
+        u, z, shared_entropy, _ = self._draw(shared, blocks, shared_key, block_key, None if shared is None else shared.weights)
+        return u, z, shared_entropy
+
+    def _draw(self, shared, blocks, shared_key: jax.Array, block_key: jax.Array, pick_weights):
+        """:meth:`draw_latents` with a mixture's expert picked by ``pick_weights`` (batch, experts),
+        and which expert each row picked (one-hot; None for a Gaussian posterior of s)."""
         c = self.config
 
-        parts, shared_entropy = [], 0.0
-        if shared is not None and c.shared_posterior == "mixture":
-            # One expert per row, uniform over the present ones: an unbiased draw from the mixture
-            # (the choice has fixed probabilities, so the reparameterised draw inside carries the gradient).
+        parts, shared_entropy, chosen = [], 0.0, None
+        if shared is not None and c.shared_posterior in ("mixture", "learned_mixture"):
+            # One expert per row: an unbiased draw from the mixture when picked by its weights (the choice
+            # has probabilities that get no gradient, so the reparameterised draw inside carries it).
             means, logvars, weights = shared.expert_means, shared.expert_logvars, shared.weights
-            pick = jax.random.categorical(jax.random.fold_in(shared_key, 1), jnp.log(jnp.maximum(weights, 1e-30)), axis=-1)
+            pick = jax.random.categorical(jax.random.fold_in(shared_key, 1), jnp.log(jnp.maximum(pick_weights, 1e-30)),
+                                          axis=-1)
             chosen = jax.nn.one_hot(pick, weights.shape[-1], dtype=means.dtype)
             s_sample = _reparameterised(shared_key, jnp.einsum("be,bed->bd", chosen, means), jnp.einsum("be,bed->bd", chosen, logvars))
             # -log q_mix(s): log of the weighted sum of the experts' densities at the draw.
@@ -737,7 +779,7 @@ class CausalMultimodalVAE(nn.Module):
         for i, m in enumerate(c.latent_dims):
             z[m] = _reparameterised(jax.random.fold_in(block_key, i), *blocks[m])
             parts.append(z[m])
-        return jnp.concatenate(parts, axis=-1), z, shared_entropy
+        return jnp.concatenate(parts, axis=-1), z, shared_entropy, chosen
 
     def cutpoints(self, name: str) -> jnp.ndarray:
         """An ordinal measurement's cutpoints, (columns, L-1), increasing along the last axis."""

@@ -381,7 +381,11 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             # crl.fit.orient_shared: the search of the shared block's axes and its decision
             **({"orientation": _without_matrices(model.orientation)} if model.orientation else {}),
             # crl.fit.order_search: the search of the within-block orders and its decision
-            **({"reordering": model.reordering} if model.reordering else {})}
+            **({"reordering": model.reordering} if model.reordering else {}),
+            # crl.fit.shared_posterior: learned_mixture: each measurement's learned weight in the mixture for s
+            **({"mixture_weights": dict(zip([name for m in model.config.latent_dims for name in measurement_names[m]],
+                                            map(float, model.mixture_weights())))}
+               if model.mixture_weights() is not None else {})}
            if kind == "personax" else
            {"best_val_loss": min(h["val_loss"] for h in model.history), "test_loss": model.loss(test_data)["total"]}),
         "fit_seconds": round(model.fit_seconds, 2),

@@ -48,6 +48,7 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert model.config.lr_schedule == "plateau" and metrics["learning_rate_cuts"] == []
     assert metrics["warnings"] == []  # score columns, and the sparse decoder kept the text block in use
     assert metrics["best_val_elbo"] == model.best_val_elbo
+    assert "mixture_weights" not in metrics  # only a learned mixture (crl.fit.shared_posterior) has weights to report
     # the stage searched the shared block's axes (its default): the decision, without the turn's matrix
     assert metrics["orientation"]["decision"] in ("kept", "rejected") and "matrix" not in metrics["orientation"]
     assert model.orientation["decision"] == metrics["orientation"]["decision"]
