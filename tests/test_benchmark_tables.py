@@ -230,6 +230,13 @@ def test_every_demo_record_command_the_docs_show_parses():
     assert any(args.tag == "order_search" and args.overrides == ["+crl.fit.order_search=true"] for _, args in shown)
 
 
+def test_every_cca_baseline_command_the_docs_show_parses_and_names_recorded_seeds():
+    """``demo_level2/cca_baseline.py`` (a minute per seed: parsed, not run) spends no fresh seed:
+    every seed it is shown with is one of the recorded runs' (1000-1009)."""
+    shown = _shown_commands("demo_level2/cca_baseline.py", minimum=1)
+    assert all(set(args.seeds) <= set(range(1000, 1010)) for _, args in shown)
+
+
 def test_every_benchmark_command_the_docs_show_parses():
     """Each ``crl_benchmark/run.py`` command in the README, docs and experiments' notes names only
     options and methods the script has (running them takes hours: they are parsed, not run)."""

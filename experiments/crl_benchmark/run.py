@@ -285,7 +285,7 @@ def main() -> None:
                 if seed not in cached:  # one fit of every linear baseline per seed
                     cached.clear()
                     cached[seed] = baseline_latents(bench.modalities, {"shared": shared, **dims}, splits["train"],
-                                                    seed=seed)
+                                                    seed=seed, val=splits.get("val"))
                 blocks_of = cached[seed][method]
                 if method in ("pca", "fastica"):
                     latents = {"all": blocks_of[blocks[0]]}

@@ -8,6 +8,14 @@ ICA; for each modality block, ICA on what is left of its measurements after
 regressing out the shared estimate). Everything is fitted on the training rows and
 scored on the test rows with :func:`personax.crl.diagnostics.mcc`.
 
+A CCA between views with more columns than about a tenth of the training rows
+(the demo's 1,088 image columns on 1,400 rows) fits noise: its canonical directions
+moved with a perturbation of the inputs of 1e-9 (the demo's shared MCC from 0.838
+to 0.820) and with the machine it ran on. There each view is first reduced by PCA
+to the number of components, from :data:`CCA_COMPONENTS` up to a tenth of the
+training rows, whose canonical correlations are highest on the validation rows
+(sklearn's CCA has no regularisation; this selection is written here).
+
 Example:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -33,6 +41,10 @@ from sklearn.decomposition import PCA, FastICA
 from personax.crl import diagnostics as D
 
 BASELINES = ("pca", "fastica", "rater_mean", "cca_ica")
+# The PCA sizes the CCA's views may be reduced to when a view is too wide for its training rows.
+CCA_COMPONENTS = (16, 32, 64, 128, 256, 512)
+# A view wider than this fraction of the training rows is reduced before the CCA (about ten rows per column).
+CCA_MAX_WIDTH = 0.1
 
 
 def _standardised(x: np.ndarray, train: np.ndarray) -> np.ndarray:
@@ -44,7 +56,7 @@ def _standardised(x: np.ndarray, train: np.ndarray) -> np.ndarray:
 
 
 def baseline_latents(measurements: Mapping[str, Sequence[np.ndarray]], block_dims: Mapping[str, int],
-                     train: np.ndarray, *, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+                     train: np.ndarray, *, seed: int = 0, val: np.ndarray | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Latent estimates of each baseline: method -> block -> (n, k) array.
 
     PCA and FastICA give one unstructured set of ``sum(block_dims)`` components,
@@ -58,6 +70,8 @@ def baseline_latents(measurements: Mapping[str, Sequence[np.ndarray]], block_dim
         block_dims: ``"shared"`` and each modality -> block size.
         train: Rows every baseline is fitted on.
         seed: Seed of FastICA.
+        val: Rows that choose the CCA's PCA sizes when a view is too wide for ``train``
+            (:func:`_cca_views`); without them the largest size under the width limit is used.
     """
     modalities = list(measurements)
     per_modality = {m: np.hstack([_standardised(x, train) for x in measurements[m]]) for m in modalities}
@@ -91,6 +105,7 @@ def baseline_latents(measurements: Mapping[str, Sequence[np.ndarray]], block_dim
     if shared_dim and len(modalities) >= 2:
         first, rest = per_modality[modalities[0]], np.hstack([per_modality[m] for m in modalities[1:]])
         k = min(shared_dim, first.shape[1], rest.shape[1])
+        first, rest = _cca_views(first, rest, train, val, k, seed)
         cca = CCA(k, max_iter=2000).fit(first[train], rest[train])
         u, v = cca.transform(first, rest)
         canonical = (u + v) / 2
@@ -111,6 +126,37 @@ def baseline_latents(measurements: Mapping[str, Sequence[np.ndarray]], block_dim
         cca_ica["shared"] = ica_all  # one modality or no shared block: nothing to correlate across
     out["cca_ica"] = cca_ica
     return out
+
+
+def _cca_views(first: np.ndarray, rest: np.ndarray, train: np.ndarray, val: np.ndarray | None, k: int,
+               seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two views the CCA sees: as given when both are narrow enough for the training rows
+    (:data:`CCA_MAX_WIDTH`), else each view wider than a size reduced by PCA (fitted on ``train``)
+    to the size, from :data:`CCA_COMPONENTS` up to that width limit, whose ``k`` canonical
+    correlations have the highest mean on ``val`` (without ``val``: the largest such size). A size
+    whose CCA fails (an SVD that does not converge) is passed over."""
+    limit = CCA_MAX_WIDTH * len(train)
+    if max(first.shape[1], rest.shape[1]) <= limit:
+        return first, rest
+
+    def reduced(size: int) -> tuple[np.ndarray, np.ndarray]:
+        return tuple(PCA(size, random_state=seed).fit(x[train]).transform(x) if x.shape[1] > size else x
+                     for x in (first, rest))
+
+    sizes = [size for size in CCA_COMPONENTS if k <= size <= limit] or [k]
+    if val is None or len(val) < 3:
+        return reduced(max(sizes))
+
+    def validation_correlation(size: int) -> float:
+        a, b = reduced(size)
+        try:
+            u, v = CCA(k, max_iter=2000).fit(a[train], b[train]).transform(a[val], b[val])
+        except np.linalg.LinAlgError:
+            return float("-inf")
+        u, v = np.atleast_2d(u.T).T, np.atleast_2d(v.T).T
+        return float(np.mean([np.corrcoef(u[:, j], v[:, j])[0, 1] for j in range(k)]))
+
+    return reduced(max(sizes, key=validation_correlation))
 
 
 def _ica(x: np.ndarray, train: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -139,7 +185,7 @@ def recovery_with_baselines(learned: Mapping[str, np.ndarray], truth: Mapping[st
     train, test = np.asarray(splits["train"]), np.asarray(splits["test"])
     blocks = [b for b in truth if b in learned and np.asarray(learned[b]).shape[1] and np.asarray(truth[b]).shape[1]]
     dims = dict(block_dims or {b: np.asarray(learned[b]).shape[1] for b in learned})
-    estimates = baseline_latents(measurements, dims, train, seed=seed)
+    estimates = baseline_latents(measurements, dims, train, seed=seed, val=splits.get("val"))
     report: dict[str, dict] = {}
     for block in blocks:
         true = np.asarray(truth[block], dtype=np.float64)
