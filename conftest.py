@@ -25,7 +25,8 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "") and n
 # Doctests that fit a model (~15 s CPU each): slow, like the tests that fit one (tests/conftest.py
 # skips slow tests unless CI or PERSONAX_SLOW=1).
 SLOW_DOCTESTS = {"personax/crl/_fit.py::personax.crl._fit", "personax/crl/_reference.py::personax.crl._reference",
-                 "personax/crl/_checkpoint.py::personax.crl._checkpoint"}
+                 "personax/crl/_checkpoint.py::personax.crl._checkpoint",
+                 "personax/crl/_order.py::personax.crl._order.order_blocks"}  # ~27 s: a fit and the order search
 
 
 @pytest.hookimpl(tryfirst=True)  # before tests/conftest.py's hook skips what is marked slow

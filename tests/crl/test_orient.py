@@ -176,6 +176,7 @@ def test_warm_starts_share_one_random_stream():
         assert second == pytest.approx(first, rel=1e-5)
 
 
+@pytest.mark.slow  # ~23 s CPU (two warm-started fits); runs under CI
 def test_a_restart_preference_returns_the_preferred_warm_start():
     """``fit(..., restart_preference=...)`` adds nats per person to each restart's best validation
     ELBO when choosing: a random start preferred by far more than it trails a trained one is
