@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping, Sequence
 
@@ -139,6 +140,7 @@ def _cca_views(first: np.ndarray, rest: np.ndarray, train: np.ndarray, val: np.n
     if max(first.shape[1], rest.shape[1]) <= limit:
         return first, rest
 
+    @functools.cache  # the chosen size's views are reused, not refitted
     def reduced(size: int) -> tuple[np.ndarray, np.ndarray]:
         return tuple(PCA(size, random_state=seed).fit(x[train]).transform(x) if x.shape[1] > size else x
                      for x in (first, rest))

@@ -384,8 +384,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             **({"reordering": model.reordering} if model.reordering else {}),
             # crl.fit.shared_posterior: learned_mixture: each measurement's learned weight in the mixture for s
             **({"mixture_weights": dict(zip([name for m in model.config.latent_dims for name in measurement_names[m]],
-                                            map(float, model.mixture_weights())))}
-               if model.mixture_weights() is not None else {})}
+                                            map(float, weights)))}
+               if (weights := model.mixture_weights()) is not None else {})}
            if kind == "personax" else
            {"best_val_loss": min(h["val_loss"] for h in model.history), "test_loss": model.loss(test_data)["total"]}),
         "fit_seconds": round(model.fit_seconds, 2),
