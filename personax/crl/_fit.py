@@ -610,6 +610,13 @@ def fit(
     config = CRLConfig(**fields, image_shapes=shapes, **overrides)
     splits = _split(n, config)
     flat = _flatten(modalities, config)
+    if config.shared_experts_excluded:
+        proposing = [~np.isnan(x).all(axis=1) for name, x in flat.items() if name not in config.shared_experts_excluded]
+        unproposed = np.flatnonzero(~np.logical_or.reduce(proposing))
+        if len(unproposed):
+            raise ValueError(f"row {int(unproposed[0])} (and {len(unproposed) - 1} more) has no observed measurement left "
+                             f"to propose s (shared_experts_excluded = {list(config.shared_experts_excluded)}): "
+                             "drop those rows, or exclude fewer measurements")
     train_rows = splits["train"]
     standardization = {}
     for name, x in flat.items():

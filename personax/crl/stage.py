@@ -282,6 +282,22 @@ def crl_inputs(options: DictConfig, run_dir: RunDir) -> CRLInputs:
                      kept=kept, latent_dims=latent_dims, auxiliary=auxiliary)
 
 
+def measurement_keys_named(names: list[str], measurement_names: dict[str, list[str]]) -> list[str]:
+    """The model's keys (``"{modality}_{k}"``) of measurements named as ``crl.modalities`` lists them
+    (``image_embedding``; a rater's ``trait_scores:trait_sima_?``), for ``crl.fit.shared_experts_excluded``.
+
+    Example:
+        >>> measurement_keys_named(["image_embedding"], {"image": ["image_embedding", "image_pixels"]})
+        ['image_0']
+    """
+    keys = {name: f"{modality}_{k}" for modality, listed in measurement_names.items() for k, name in enumerate(listed)}
+    unknown = [name for name in names if name not in keys]
+    if unknown:
+        raise ValueError(f"crl.fit.shared_experts_excluded names {unknown}, which this run does not measure; "
+                         f"its measurements: {sorted(keys)}")
+    return [keys[name] for name in names]
+
+
 def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     """Fits the CRL model on the run's measurements and reports diagnostics."""
     options = config.crl
@@ -293,8 +309,12 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     extra = {"progress": True, "checkpoint": run_dir.locate(A.CRL_FIT_CHECKPOINT)} if kind == "personax" else {}
     if auxiliary is not None:
         extra["auxiliary"] = auxiliary
+    fit_options = OmegaConf.to_container(options.fit, resolve=True)
+    if fit_options.get("shared_experts_excluded"):
+        fit_options["shared_experts_excluded"] = measurement_keys_named(fit_options["shared_experts_excluded"],
+                                                                        measurement_names)
     model = fitter(data, latent_dims=latent_dims, shared_dim=int(options.shared_dim), seed=int(options.seed),
-                   **extra, **OmegaConf.to_container(options.fit, resolve=True))
+                   **extra, **fit_options)
     test_data = {m: [a[model.splits["test"]] for a in arrays] for m, arrays in data.items()}
     test_auxiliary = {} if auxiliary is None else {"auxiliary": auxiliary[model.splits["test"]]}
     test_elbo = None

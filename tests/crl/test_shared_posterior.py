@@ -146,3 +146,41 @@ def test_a_learned_mixtures_weights_are_trained_reported_and_reloaded(tmp_path):
     product = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0, max_epochs=1,
                   hidden=(16,), batch_size=128)
     assert product.mixture_weights() is None
+
+
+@pytest.mark.parametrize("shared_posterior", ["mixture", "product"])
+def test_an_excluded_measurement_proposes_nothing_for_s_and_still_informs_its_block(shared_posterior):
+    """``shared_experts_excluded``: s is the combination of the other proposals (the mixture's mean of
+    measurements 0 and 2), so changing the excluded measurement moves z but not s; the ELBO stays finite."""
+    module, params, batch = _model(shared_posterior, shared_experts_excluded=("a_1",))
+    views = module.apply({"params": params}, batch, method=CausalMultimodalVAE.view_means)
+    encoded = module.apply({"params": params}, batch, method=CausalMultimodalVAE.encode)
+    if shared_posterior == "mixture":
+        proposals = np.stack([np.asarray(views[f"a_{k}"][0]) for k in (0, 2)], 1)
+        np.testing.assert_allclose(np.asarray(encoded["shared"]), proposals.mean(1), rtol=1e-5, atol=1e-6)
+    moved = {**batch, "a_1": batch["a_1"] + 3.0}
+    again = module.apply({"params": params}, moved, method=CausalMultimodalVAE.encode)
+    np.testing.assert_allclose(np.asarray(again["shared"]), np.asarray(encoded["shared"]), rtol=1e-6, atol=1e-6)
+    assert not np.allclose(np.asarray(again["a"]), np.asarray(encoded["a"]))
+    assert np.isfinite(np.asarray(module.apply({"params": params}, batch, jax.random.key(3))[0])).all()
+
+
+def test_shared_experts_excluded_refuses_what_would_leave_s_unproposed_or_names_no_measurement():
+    fields = dict(latent_dims={"a": 1}, measurements={"a": 2}, input_dims={"a": 4})
+    for shared_dim, excluded in ((2, ("a_2",)), (2, ("a_0", "a_1")), (0, ("a_0",))):
+        with pytest.raises(ValueError, match="shared_experts_excluded"):
+            CRLConfig(shared_dim=shared_dim, shared_experts_excluded=excluded, **fields)
+
+
+def test_a_fit_refuses_rows_whose_only_observed_measurements_are_excluded():
+    from personax.crl import fit
+
+    rng = np.random.default_rng(0)
+    image = [rng.normal(size=(60, 3)), rng.normal(size=(60, 3))]
+    image[1][7] = np.nan  # row 7: only the excluded measurement is observed in its modality
+    text = [rng.normal(size=(60, 3))]
+    text[0][7] = np.nan
+    text[0][7, 0] = 0.5  # the text modality is observed, but only through a measurement excluded below
+    with pytest.raises(ValueError, match="row 7 .* no observed measurement left to propose s"):
+        fit({"image": image, "text": text}, latent_dims={"image": 1, "text": 1}, shared_dim=1, max_epochs=1,
+            shared_experts_excluded=["image_0", "text_0"])

@@ -18,6 +18,7 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     cfg = compose_cfg(["stages=[ingest,traits,embeddings,crl]", "data.n=150", "crl.fit.max_epochs=3",
                        "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3",
                        "crl.fit.orient_epochs=2", "+crl.fit.orient_steps=20", "crl.auxiliary=[group,gender]",
+                       "crl.fit.shared_experts_excluded=[image_embedding]",
                        "traits.raters.embedding.enabled=false", "traits.aggregate.bayes.enabled=false"])
     run_pipeline(cfg, run_path)
     crl = run_path / "crl"
@@ -29,6 +30,7 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     model = personax.load_pretrained(crl / "model")
     assert model.config.latent_dims == {"image": 4, "text": 3}
     assert model.config.auxiliary_dim >= 2  # group and gender, one-hot, condition the prior
+    assert list(model.config.shared_experts_excluded) == ["image_0"]  # named as crl.modalities lists it
     recovery = json.loads((crl / "recovery.json").read_text())
     assert set(recovery) == {"shared", "image", "text"} and 0 <= recovery["text"]["mcc"] <= 1
     for name, block in recovery.items():  # beside every MCC: the baselines on the same split and a verdict
@@ -71,3 +73,12 @@ def test_pc_respects_the_background_knowledge():
     assert graph.loc["a", "s1"] == 0 and graph.loc["s1", "a"] == 1  # nothing points into the shared latent
     assert graph.loc["s1", "b"] == 0 and graph.loc["b", "s1"] == 0  # s independent of b given a
     assert graph.loc["a", "b"] == 1
+
+
+def test_shared_experts_excluded_must_name_a_measurement_of_the_run():
+    from personax.crl.stage import measurement_keys_named
+
+    names = {"image": ["image_embedding", "image_pixels"], "text": ["trait_scores:trait_sima_?"]}
+    assert measurement_keys_named(["image_pixels", "trait_scores:trait_sima_?"], names) == ["image_1", "text_0"]
+    with pytest.raises(ValueError, match=r"names \['image_0'\], which this run does not measure; its measurements"):
+        measurement_keys_named(["image_0"], names)
