@@ -285,6 +285,18 @@ class FittedCRL:
         return [np.asarray(self.params[f"decoders_{modality}_{k}"]["weight"])[rows]
                 for k in range(c.measurements[modality])]
 
+    def shared_proposals(self, modalities: Mapping[str, Sequence[np.ndarray]], *,
+                         chunk: int = 4096) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each measurement's own proposal for ``s`` (its encoder's mean, before the posterior
+        combines them), ``{"{modality}_{k}": (mean (rows, shared_dim), present (rows,) bool)}``;
+        excluded measurements (``shared_experts_excluded``) included."""
+        data = self._standardise(modalities)
+        n = len(next(iter(data.values())))
+        pieces = [self.module.apply({"params": self.params}, {k: jnp.asarray(v[i : i + chunk]) for k, v in data.items()},
+                                    method=CausalMultimodalVAE.view_means) for i in range(0, n, chunk)]
+        return {name: (np.concatenate([np.asarray(p[name][0]) for p in pieces]),
+                       np.concatenate([np.asarray(p[name][2]) for p in pieces]) > 0) for name in pieces[0]}
+
     def encode(self, modalities: Mapping[str, Sequence[np.ndarray]], *, chunk: int = 4096) -> dict[str, np.ndarray]:
         """Posterior means: ``"shared"`` and one array per modality."""
         data = self._standardise(modalities)

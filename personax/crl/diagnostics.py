@@ -142,6 +142,56 @@ def block_r2(
     return {"r2": scores, "mean": float(np.mean(scores)), "model": model}
 
 
+def proposal_agreement(proposals: Mapping[str, tuple[np.ndarray, np.ndarray]], train: np.ndarray, test: np.ndarray,
+                       *, excluded: Sequence[str] = ()) -> dict[str, float | None]:
+    """How much of what the other measurements propose for ``s`` each measurement's proposal holds.
+
+    For each measurement, the held-out linear R² (:func:`block_r2`, fitted on ``train``, scored on
+    ``test``) of the *consensus* of the others, the mean of the other present proposals (those in
+    ``excluded`` left out, as the posterior leaves them out), predicted from its own proposal, on
+    the rows where it and at least one other are present. No truth is needed: a proposal near 0
+    shows nothing of what the others agree on, yet weighs as much as any in a mixture for ``s``.
+
+    Args:
+        proposals: ``FittedCRL.shared_proposals``: name -> (mean (rows, shared_dim), present (rows,)).
+        train: Row indices the readout is fitted on.
+        test: Row indices it is scored on.
+        excluded: Measurements whose proposals are not part of any consensus.
+
+    Returns:
+        name -> R² (None where fewer than 20 rows of either split have a consensus).
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> s = rng.normal(size=(400, 2))
+        >>> views = {"a_0": (s + 0.3 * rng.normal(size=s.shape), np.ones(400, bool)),
+        ...          "a_1": (s + 0.3 * rng.normal(size=s.shape), np.ones(400, bool)),
+        ...          "b_0": (rng.normal(size=s.shape), np.ones(400, bool))}
+        >>> agreement = proposal_agreement(views, np.arange(300), np.arange(300, 400))
+        >>> {name: round(r2, 2) for name, r2 in agreement.items()}  # b_0 dilutes the others' consensus
+        {'a_0': 0.39, 'a_1': 0.39, 'b_0': -0.0}
+        >>> agreement = proposal_agreement(views, np.arange(300), np.arange(300, 400), excluded=["b_0"])
+        >>> {name: round(r2, 2) for name, r2 in agreement.items()}
+        {'a_0': 0.85, 'a_1': 0.85, 'b_0': -0.0}
+    """
+    train, test = np.asarray(train), np.asarray(test)
+    out: dict[str, float | None] = {}
+    for name, (own, present) in proposals.items():
+        others = [(mean, seen) for other, (mean, seen) in proposals.items() if other != name and other not in excluded]
+        if not others:
+            out[name] = None
+            continue
+        count = sum(seen.astype(float) for _, seen in others)
+        consensus = sum(mean * seen[:, None] for mean, seen in others) / np.maximum(count, 1.0)[:, None]
+        usable = present & (count > 0)
+        fit_rows, score_rows = train[usable[train]], test[usable[test]]
+        if min(len(fit_rows), len(score_rows)) < 20:
+            out[name] = None
+            continue
+        out[name] = block_r2(own[fit_rows], consensus[fit_rows], own[score_rows], consensus[score_rows])["mean"]
+    return out
+
+
 def shd(learned: np.ndarray, true: np.ndarray, *, threshold: float = 0.0) -> int:
     """Structural Hamming distance between two DAGs given as adjacency matrices.
 

@@ -39,6 +39,7 @@ from personax.crl import diagnostics as D
 from personax.crl._auxiliary import auxiliary_design
 from personax.crl._baselines import recovery_with_baselines
 from personax.crl._fit import fit, learning_rate_cuts, missing_entries, standardised_edge_effects, usable_rows
+from personax.crl._model import measurement_keys
 from personax.crl._orient import fit_stop
 from personax.crl._reference import fit_reference
 from personax import artifacts as A
@@ -216,6 +217,43 @@ def sparse_decoder_warnings(model: Any, measurement_names: dict[str, list[str]])
                             f"to zero: no {modality} measurement depends on its block, whose content may have moved "
                             f"into the measurement noise; lower crl.fit.sparse_decoder.{modality}")
     return warnings
+
+
+# A proposal for s whose held-out R² of the other measurements' consensus is below this shows almost
+# nothing of it (the demo's random-weight CLIP embedding: -0.03 on its validation rows, the raters and
+# the thumbnail 0.24-0.55), yet draws s as often as any other in a mixture.
+PROPOSAL_AGREEMENT_FLOOR = 0.05
+# ... and only while the other proposals do agree (their median at least this): in an untrained or tiny
+# fit no proposal predicts the others, and none stands out.
+PROPOSAL_AGREEMENT_OTHERS = 0.2
+
+
+def shared_proposal_agreement(model: Any, data: dict[str, list[np.ndarray]],
+                              measurement_names: dict[str, list[str]]) -> tuple[dict[str, float | None], list[str]]:
+    """Each measurement's agreement with the others' proposals for ``s`` on the validation rows
+    (:func:`personax.crl.diagnostics.proposal_agreement`), by measurement name, and a warning for
+    each proposal that shows almost nothing of what the others agree on (R² below
+    ``PROPOSAL_AGREEMENT_FLOOR`` while the others' median is at least ``PROPOSAL_AGREEMENT_OTHERS``)
+    and is not already left out (``crl.fit.shared_experts_excluded``)."""
+    config = model.config
+    excluded = tuple(config.shared_experts_excluded)
+    agreement = D.proposal_agreement(model.shared_proposals(data), model.splits["train"], model.splits["val"],
+                                     excluded=excluded)
+    label = {f"{m}_{k}": measurement_names[m][k] for m, k in measurement_keys(config)}
+    named = {label[key]: value for key, value in agreement.items()}
+    weak = [key for key, value in agreement.items()
+            if value is not None and value < PROPOSAL_AGREEMENT_FLOOR and key not in excluded]
+    others = [value for key, value in agreement.items() if value is not None and key not in weak and key not in excluded]
+    warnings = []
+    if weak and others and float(np.median(others)) >= PROPOSAL_AGREEMENT_OTHERS:
+        listed = ", ".join(f"{label[key]} ({agreement[key]:.2f})" for key in weak)
+        spread = f"; the others {min(others):.2f} to {max(others):.2f}"
+        warnings.append(f"the proposal for s of {listed} predicts almost none of what the other measurements propose "
+                        f"(held-out R² on the validation rows{spread}), yet s's posterior combines it with the "
+                        "others: if it cannot show what the modalities share (an embedding from random weights), "
+                        "leave it out with crl.fit.shared_experts_excluded=["
+                        f"{','.join(label[key] for key in weak)}] (docs/crl.md)")
+    return named, warnings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -464,6 +502,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         metrics["recovery"] = recovery
     if kind == "personax":
         metrics["warnings"] = sparse_decoder_warnings(model, measurement_names)
+        if model.config.shared_dim and sum(model.config.measurements.values()) > 1:
+            metrics["shared_proposal_agreement"], weak = shared_proposal_agreement(model, data, measurement_names)
+            metrics["warnings"] += weak
         for warning in metrics["warnings"]:
             log.warning("crl: %s", warning)
     run_dir.write(A.CRL_METRICS, metrics)

@@ -46,6 +46,8 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert metrics["measurements"]["text"] == [f"trait_scores:trait_{r}_?" for r in ("lexicon", "sima", "simb", "simc")]
     assert metrics["left_out_missing_measurement"] < 15 and sum(metrics["missing_entries"].values()) > 0
     assert metrics["stopped"] in ("epoch cap", "early stopping on validation")
+    # each measurement's agreement with the others' proposals for s, by name, the excluded one included
+    assert set(metrics["shared_proposal_agreement"]) == {name for names in metrics["measurements"].values() for name in names}
     # the stage trains to convergence (conf/crl/default.yaml): no plateau in 3 epochs, so no cut yet
     assert model.config.lr_schedule == "plateau" and metrics["learning_rate_cuts"] == []
     assert metrics["warnings"] == []  # score columns, and the sparse decoder kept the text block in use
@@ -82,3 +84,35 @@ def test_shared_experts_excluded_must_name_a_measurement_of_the_run():
     assert measurement_keys_named(["image_pixels", "trait_scores:trait_sima_?"], names) == ["image_1", "text_0"]
     with pytest.raises(ValueError, match=r"names \['image_0'\], which this run does not measure; its measurements"):
         measurement_keys_named(["image_0"], names)
+
+
+def test_a_proposal_for_s_that_shows_nothing_the_others_agree_on_gets_a_warning():
+    """metrics.json "shared_proposal_agreement", by measurement name, and the warning for a proposal
+    below the floor, while the others agree, that is not left out already (a stub model: the numbers
+    are the diagnostic's)."""
+    from types import SimpleNamespace
+
+    from personax.crl.stage import shared_proposal_agreement
+
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=(400, 2))
+    proposals = {"image_0": (rng.normal(size=s.shape), np.ones(400, bool)),
+                 "image_1": (s + 0.3 * rng.normal(size=s.shape), np.ones(400, bool)),
+                 "text_0": (s + 0.3 * rng.normal(size=s.shape), np.ones(400, bool))}
+    names = {"image": ["image_embedding", "image_pixels"], "text": ["trait_scores:trait_sima_?"]}
+
+    def stub(excluded):
+        config = SimpleNamespace(latent_dims={"image": 2, "text": 3}, measurements={"image": 2, "text": 1},
+                                 shared_experts_excluded=excluded)
+        return SimpleNamespace(config=config, splits={"train": np.arange(300), "val": np.arange(300, 400)},
+                               shared_proposals=lambda data: proposals)
+
+    agreement, warnings = shared_proposal_agreement(stub(()), {}, names)
+    assert set(agreement) == {"image_embedding", "image_pixels", "trait_scores:trait_sima_?"}
+    assert agreement["image_embedding"] < 0.05 < 0.3 < min(agreement["image_pixels"], agreement["trait_scores:trait_sima_?"])
+    (warning,) = warnings
+    assert warning.startswith("the proposal for s of image_embedding (-0.00) predicts almost none") and "others 0.44 to 0.49" in warning
+    assert "crl.fit.shared_experts_excluded=[image_embedding]" in warning
+    assert shared_proposal_agreement(stub(("image_0",)), {}, names)[1] == []  # left out already: no warning
+    proposals["image_1"] = (rng.normal(size=s.shape), np.ones(400, bool))  # now no two proposals agree
+    assert shared_proposal_agreement(stub(()), {}, names)[1] == []  # no consensus, so none stands out
