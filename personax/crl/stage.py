@@ -39,7 +39,6 @@ from personax.crl import diagnostics as D
 from personax.crl._auxiliary import auxiliary_design
 from personax.crl._baselines import recovery_with_baselines
 from personax.crl._fit import fit, learning_rate_cuts, missing_entries, standardised_edge_effects, usable_rows
-from personax.crl._model import measurement_keys
 from personax.crl._orient import fit_stop
 from personax.crl._reference import fit_reference
 from personax import artifacts as A
@@ -239,7 +238,7 @@ def shared_proposal_agreement(model: Any, data: dict[str, list[np.ndarray]],
     excluded = tuple(config.shared_experts_excluded)
     agreement = D.proposal_agreement(model.shared_proposals(data), model.splits["train"], model.splits["val"],
                                      excluded=excluded)
-    label = {f"{m}_{k}": measurement_names[m][k] for m, k in measurement_keys(config)}
+    label = {key: name for name, key in _keys_by_name(measurement_names).items()}
     named = {label[key]: value for key, value in agreement.items()}
     weak = [key for key, value in agreement.items()
             if value is not None and value < PROPOSAL_AGREEMENT_FLOOR and key not in excluded]
@@ -320,6 +319,11 @@ def crl_inputs(options: DictConfig, run_dir: RunDir) -> CRLInputs:
                      kept=kept, latent_dims=latent_dims, auxiliary=auxiliary)
 
 
+def _keys_by_name(measurement_names: dict[str, list[str]]) -> dict[str, str]:
+    """Measurement name (as ``crl.modalities`` lists it) -> the model's key ``"{modality}_{k}"``."""
+    return {name: f"{modality}_{k}" for modality, listed in measurement_names.items() for k, name in enumerate(listed)}
+
+
 def measurement_keys_named(names: list[str], measurement_names: dict[str, list[str]]) -> list[str]:
     """The model's keys (``"{modality}_{k}"``) of measurements named as ``crl.modalities`` lists them
     (``image_embedding``; a rater's ``trait_scores:trait_sima_?``), for ``crl.fit.shared_experts_excluded``.
@@ -328,7 +332,7 @@ def measurement_keys_named(names: list[str], measurement_names: dict[str, list[s
         >>> measurement_keys_named(["image_embedding"], {"image": ["image_embedding", "image_pixels"]})
         ['image_0']
     """
-    keys = {name: f"{modality}_{k}" for modality, listed in measurement_names.items() for k, name in enumerate(listed)}
+    keys = _keys_by_name(measurement_names)
     unknown = [name for name in names if name not in keys]
     if unknown:
         raise ValueError(f"crl.fit.shared_experts_excluded names {unknown}, which this run does not measure; "
