@@ -4,10 +4,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
+
+from personax._compilation_cache import enable_compilation_cache
 
 # The tests compile far more than they compute (hundreds of tiny fits and stage runs, each a new
 # XLA program): at XLA's CPU backend optimisation level 0 a smoke run's crl stage compiled in 27 s
@@ -18,9 +22,32 @@ import pytest
 # XLA's default. An XLA_FLAGS that already sets the level wins, and so does a test marked
 # `xla_default_level`, which runs in a child process of its own (below).
 CHILD_AT_XLA_DEFAULT_LEVEL = "PERSONAX_TEST_AT_XLA_DEFAULT_LEVEL"
+TEST_CACHE_OWNER = "PERSONAX_TEST_COMPILATION_CACHE_OWNER"
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "") and not os.environ.get(
         CHILD_AT_XLA_DEFAULT_LEVEL):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level=0".strip()
+
+# One persistent XLA compilation cache for the whole test session, shared by every xdist worker and
+# every subprocess a test starts (they inherit the variable): the tests fit many models of the same
+# shapes, each a new program, and a later fit loads what an earlier one compiled (the crl stage's
+# resume test: 172 s -> 104 s). The results are those of the same programs compiled afresh. A fresh
+# folder per session, so no entry from another jaxlib is ever read (docs/crl.md, "Compile time");
+# any size limit turns on JAX's file lock, so concurrent workers never read a half-written entry.
+# The process that made the folder removes it at the end. An existing PERSONAX_COMPILATION_CACHE wins.
+if "PERSONAX_COMPILATION_CACHE" not in os.environ:
+    os.environ["PERSONAX_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="personax-test-xla-")
+    os.environ[TEST_CACHE_OWNER] = str(os.getpid())
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))  # read by the subprocesses' JAX
+enable_compilation_cache(os.environ["PERSONAX_COMPILATION_CACHE"])
+import jax  # noqa: E402  (after XLA_FLAGS is set; enable_compilation_cache has imported it)
+
+jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+
+
+def pytest_unconfigure(config):
+    if os.environ.get(TEST_CACHE_OWNER) == str(os.getpid()):
+        shutil.rmtree(os.environ["PERSONAX_COMPILATION_CACHE"], ignore_errors=True)
+
 
 # Doctests that fit a model (~15 s CPU each): slow, like the tests that fit one (tests/conftest.py
 # skips slow tests unless CI or PERSONAX_SLOW=1).
