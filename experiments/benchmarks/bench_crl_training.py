@@ -13,6 +13,8 @@ measurements of 10 dimensions per modality) with the benchmark's settings (150 e
 Writes experiments/benchmarks/results/crl_training.json. Run it on an otherwise idle machine:
 the number is wall time. ``--only stage_default plain`` measures some configurations and keeps
 the file's earlier rows of the others (each row records the day it was measured).
+Each configuration is a different model, so none reuses the programs another compiled in this
+process (``personax.crl._fit._cached_program``): every row counts its own compilation.
 ``training_loop_seconds`` is the fit's own clock, ``FittedCRL.fit_seconds``: rows measured from
 2026-12-02 01:50 on count the compilation of all its programs and the initialisation; earlier
 rows left out the initialisation and its compilation (a few seconds).

@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -301,9 +301,9 @@ class FittedCRL:
         """Posterior means: ``"shared"`` and one array per modality."""
         data = self._standardise(modalities)
         n = len(next(iter(data.values())))
-        if self._encode_fn is None:  # compiled once per model, reused across calls
-            module = self.module
-            self._encode_fn = jax.jit(lambda p, b: module.apply({"params": p}, b, method=CausalMultimodalVAE.encode))
+        if self._encode_fn is None:  # compiled once per configuration, reused across calls and models
+            self._encode_fn = _cached_program("encode", self.config, lambda c: jax.jit(
+                lambda p, b: CausalMultimodalVAE(c).apply({"params": p}, b, method=CausalMultimodalVAE.encode)))
         pieces = [self._encode_fn(self.params, {k: v[i : i + chunk] for k, v in data.items()}) for i in range(0, n, chunk)]
         return {name: np.concatenate([np.asarray(p[name]) for p in pieces]) for name in pieces[0]}
 
@@ -319,9 +319,9 @@ class FittedCRL:
                                  "covariates: pass auxiliary=")
             data[AUXILIARY] = np.asarray(auxiliary, np.float32).reshape(len(auxiliary), -1)
         key = validation_key(self.config) if seed is None else jax.random.key(seed)
-        if self._elbo_fn is None:  # one compiled program, not one per operation
-            module = self.module
-            self._elbo_fn = jax.jit(lambda p, b, k: jnp.mean(module.apply({"params": p}, b, k)[0]))
+        if self._elbo_fn is None:  # one compiled program, not one per operation (and per configuration)
+            self._elbo_fn = _cached_program("elbo", self.config, lambda c: jax.jit(
+                lambda p, b, k: jnp.mean(CausalMultimodalVAE(c).apply({"params": p}, b, k)[0])))
         return float(self._elbo_fn(self.params, data, key))
 
     def edge_effects(self, modalities: Mapping[str, Sequence[np.ndarray]]) -> pd.DataFrame:
@@ -542,6 +542,124 @@ def _split(n: int, config: CRLConfig) -> dict[str, np.ndarray]:
             "train": np.sort(order[n_test + n_val :])}
 
 
+
+@dataclasses.dataclass(frozen=True)
+class _TrainingPrograms:
+    """A fit's jitted functions (see :func:`_training_programs`)."""
+
+    schedule: Any  # the learning rate at a step (the plateau cuts enter the epoch as a scale)
+    optimizer_init: Any  # restarts' parameters -> their optimiser states
+    init: Any  # restart keys -> fresh parameters, one set per key
+    epoch: Any  # (params, opt states, keys, lr scales, training rows) -> one epoch later, and the mean loss
+    validation: Any  # (params, key, rows) -> each restart's mean ELBO on the rows
+    keep_improved: Any  # (improved, new, old) -> new where a restart improved, else old
+
+
+# Programs built for recent configurations in this process, least recently used first (each holds
+# its traces and compiled code, so only a handful are kept).
+_PROGRAMS: dict[tuple, Any] = {}
+_PROGRAMS_KEPT = 16
+
+
+def _cached_program(kind: str, config: CRLConfig, build: Callable[[CRLConfig], Any], *sizes: Any) -> Any:
+    """``build(config)`` once per process for a kind of program, configuration and sizes.
+
+    A later fit or model of the same configuration (another seed, a resumed or repeated stage, a
+    benchmark's next seed, in the same process) gets the same jitted functions, so jit reuses their
+    traces and compiled code instead of tracing the model again (about 5 s each for the stage's
+    initialisation and epoch on 2 CPU cores). The programs depend on the configuration but not on
+    its seed, which only picks the keys passed to them: they are built from the configuration with
+    seed 0, so two seeds cannot get different programs.
+    """
+    config = dataclasses.replace(config, seed=0)
+    cache_key = (kind, repr(config), *sizes)
+    if cache_key in _PROGRAMS:
+        _PROGRAMS[cache_key] = _PROGRAMS.pop(cache_key)  # most recently used last
+    else:
+        _PROGRAMS[cache_key] = build(config)
+        while len(_PROGRAMS) > _PROGRAMS_KEPT:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    return _PROGRAMS[cache_key]
+
+
+def _init_program(config: CRLConfig) -> Callable[[jax.Array], Any]:
+    """A key -> fresh parameters of this configuration's model, jitted (see :func:`_cached_program`)."""
+    return _cached_program("init", config, lambda c: jax.jit(functools.partial(_init_params, c)))
+
+
+def _training_programs(config: CRLConfig, *, n_train: int, batch_size: int, n_batches: int,
+                       sharding: Any) -> _TrainingPrograms:
+    """The jitted functions of a fit of ``n_train`` training rows (see :func:`_cached_program`)."""
+    return _cached_program("training", config,
+                           functools.partial(_build_training_programs, n_train=n_train, batch_size=batch_size,
+                                             n_batches=n_batches, sharding=sharding),
+                           n_train, batch_size, n_batches, repr(sharding))
+
+
+def _build_training_programs(config: CRLConfig, *, n_train: int, batch_size: int, n_batches: int,
+                             sharding: Any) -> _TrainingPrograms:
+    module = CausalMultimodalVAE(config)
+    # Cosine decay to a tenth over max_epochs: the late epochs refine instead of jitter. Under
+    # "plateau" the rate is constant here and each restart's cuts enter as a scale per epoch.
+    plateau = config.lr_schedule == "plateau"
+    schedule = (optax.constant_schedule(config.learning_rate) if plateau
+                else optax.cosine_decay_schedule(config.learning_rate, config.max_epochs * n_batches, alpha=0.1))
+    optimizer = optax.adam(schedule)
+    sparse_decoders = {f"decoders_{m}_{k}": float(config.sparse_decoder[m])
+                       for m, k in measurement_keys(config) if m in config.sparse_decoder}
+
+    def loss_fn(p, batch, rng):
+        # One encoder pass serves the ELBO and the contrastive term.
+        _, log_lik, rest, *views = module.apply({"params": p}, batch, rng, with_views=bool(config.contrastive))
+        loss = -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * mechanism_decay(p)
+        if config.contrastive:  # multiview InfoNCE on the latents the views share
+            loss = loss + config.contrastive * multiview_infonce(
+                views[0], temperature=config.contrastive_temperature, pairs=config.contrastive_pairs)
+        return loss
+
+    def step(carry, rows, train, lr_scale):
+        p, state, rng = carry
+        rng, sub = jax.random.split(rng)
+        batch = {k: v[rows] for k, v in train.items()}
+        if sharding is not None:
+            batch = jax.lax.with_sharding_constraint(batch, sharding)
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch, sub)
+        step_size = schedule(state[-1].count)  # adam's chain ends with the schedule's step counter
+        updates, state = optimizer.update(grads, state, p)
+        if plateau:  # the restart's learning rate after its cuts (static: the cosine program is unchanged)
+            step_size = step_size * lr_scale
+            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
+        p = optax.apply_updates(p, updates)
+        # Proximal L1 step in Adam's metric: exact zeros, and |A| decides which edges stay.
+        p = proximal_l1_at(p, state[0], ("adjacency",), step_size, config.l1_graph)
+        for name in sparse_decoders:  # the same step on the sparse decoders' column weights
+            p = proximal_l1_at(p, state[0], (name, "weight"), step_size, sparse_decoders[name])
+        return (p, state, rng), loss
+
+    def one_epoch(p, state, rng, lr_scale, train):
+        rng, perm_key = jax.random.split(rng)
+        order = jax.random.permutation(perm_key, n_train)[: n_batches * batch_size]
+        (p, state, rng), losses = jax.lax.scan(functools.partial(step, train=train, lr_scale=lr_scale), (p, state, rng),
+                                               order.reshape(n_batches, batch_size))
+        return p, state, rng, jnp.mean(losses)
+
+    @jax.jit
+    def keep_improved(improved, new, old):
+        return jax.tree_util.tree_map(
+            lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
+
+    # The data are arguments, not constants folded into the programs, so a program's key in the
+    # compilation cache depends on the shapes alone (the same for every seed of a cohort size).
+    programs = _TrainingPrograms(
+        schedule=schedule,
+        optimizer_init=jax.jit(jax.vmap(optimizer.init)),
+        init=jax.jit(jax.vmap(_init_program(config))),
+        epoch=jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, 0, None))),
+        validation=jax.jit(jax.vmap(lambda p, rng, rows: jnp.mean(module.apply({"params": p}, rows, rng)[0]),
+                                    in_axes=(0, None, None))),
+        keep_improved=keep_improved)
+    return programs
+
 def fit(
     modalities: Mapping[str, Sequence[np.ndarray]],
     *,
@@ -654,7 +772,6 @@ def fit(
         sharding = NamedSharding(mesh, PartitionSpec("data"))
         replicated = NamedSharding(mesh, PartitionSpec())
 
-    module = CausalMultimodalVAE(config)
     key = jax.random.key(config.seed)
     key, init_key = jax.random.split(key)
     # `restarts` independent initialisations train side by side (vmapped); the one with the
@@ -666,70 +783,19 @@ def fit(
         raise ValueError(f"restart_preference has {np.size(restart_preference)} entries for {restarts} restarts")
     if int(restart_draws) < 1:
         raise ValueError(f"restart_draws must be at least 1, got {restart_draws}")
+    programs = _training_programs(config, n_train=len(train_rows), batch_size=batch_size, n_batches=n_batches,
+                                  sharding=sharding)
+    schedule, optimizer_init, epoch_fn, validation_fn, keep_improved = (
+        programs.schedule, programs.optimizer_init, programs.epoch, programs.validation, programs.keep_improved)
+    plateau = config.lr_schedule == "plateau"
     if initial_params is not None:  # warm starts: the given parameters, one restart each
         warm = jax.tree_util.tree_map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *initial_params)
         init = jax.jit(lambda keys: warm)
     else:
-        init = jax.jit(jax.vmap(lambda k: _init_params(config, k)))
+        init = programs.init
     init_keys = jax.random.split(init_key, restarts)
-    # Cosine decay to a tenth over max_epochs: the late epochs refine instead of jitter. Under
-    # "plateau" the rate is constant here and each restart's cuts enter as a scale per epoch.
-    plateau = config.lr_schedule == "plateau"
-    schedule = (optax.constant_schedule(config.learning_rate) if plateau
-                else optax.cosine_decay_schedule(config.learning_rate, config.max_epochs * n_batches, alpha=0.1))
-    optimizer = optax.adam(schedule)
-    optimizer_init = jax.jit(jax.vmap(optimizer.init))
     train = {k: jnp.asarray(v[train_rows]) for k, v in data.items()}
     val = {k: jnp.asarray(v[splits["val"]]) for k, v in data.items()}
-
-    sparse_decoders = {f"decoders_{m}_{k}": float(config.sparse_decoder[m])
-                       for m, k in measurement_keys(config) if m in config.sparse_decoder}
-
-    def loss_fn(p, batch, rng):
-        # One encoder pass serves the ELBO and the contrastive term.
-        _, log_lik, rest, *views = module.apply({"params": p}, batch, rng, with_views=bool(config.contrastive))
-        loss = -jnp.mean(log_lik + config.beta * rest) + config.weight_decay * mechanism_decay(p)
-        if config.contrastive:  # multiview InfoNCE on the latents the views share
-            loss = loss + config.contrastive * multiview_infonce(
-                views[0], temperature=config.contrastive_temperature, pairs=config.contrastive_pairs)
-        return loss
-
-    def step(carry, rows, train, lr_scale):
-        p, state, rng = carry
-        rng, sub = jax.random.split(rng)
-        batch = {k: v[rows] for k, v in train.items()}
-        if sharding is not None:
-            batch = jax.lax.with_sharding_constraint(batch, sharding)
-        loss, grads = jax.value_and_grad(loss_fn)(p, batch, sub)
-        step_size = schedule(state[-1].count)  # adam's chain ends with the schedule's step counter
-        updates, state = optimizer.update(grads, state, p)
-        if plateau:  # the restart's learning rate after its cuts (static: the cosine program is unchanged)
-            step_size = step_size * lr_scale
-            updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
-        p = optax.apply_updates(p, updates)
-        # Proximal L1 step in Adam's metric: exact zeros, and |A| decides which edges stay.
-        p = proximal_l1_at(p, state[0], ("adjacency",), step_size, config.l1_graph)
-        for name in sparse_decoders:  # the same step on the sparse decoders' column weights
-            p = proximal_l1_at(p, state[0], (name, "weight"), step_size, sparse_decoders[name])
-        return (p, state, rng), loss
-
-    def one_epoch(p, state, rng, lr_scale, train):
-        rng, perm_key = jax.random.split(rng)
-        order = jax.random.permutation(perm_key, len(train_rows))[: n_batches * batch_size]
-        (p, state, rng), losses = jax.lax.scan(functools.partial(step, train=train, lr_scale=lr_scale), (p, state, rng),
-                                               order.reshape(n_batches, batch_size))
-        return p, state, rng, jnp.mean(losses)
-
-    # The data are arguments, not constants folded into the programs, so a program's key in the
-    # compilation cache depends on the shapes alone (the same for every seed of a cohort size).
-    epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, 0, None)))
-    validation_fn = jax.jit(jax.vmap(lambda p, rng, rows: jnp.mean(module.apply({"params": p}, rows, rng)[0]),
-                                     in_axes=(0, None, None)))
-
-    @jax.jit
-    def keep_improved(improved, new, old):
-        return jax.tree_util.tree_map(
-            lambda a, b: jnp.where(improved.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old)
 
     start = time.perf_counter()
     keys = jax.random.split(key, restarts)

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from personax.crl._fit import FittedCRL, _init_params
+from personax.crl._fit import FittedCRL, _init_program
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
 from personax.crl._orient import (PRIOR_REFIT, REFIT_STREAM, _stacked_latents, continued_history, fit_prior, fitted_splits,
                                   refit_prior, rejection_reason, search_rows, start_scores, train_on_side_by_side)
@@ -91,7 +91,7 @@ def search_block_orders(config: CRLConfig, potentials: np.ndarray, train: np.nda
     """
     module = CausalMultimodalVAE(config)
     aux_train, aux_val = (None, None) if auxiliary is None else (jnp.asarray(a) for a in auxiliary)
-    initial = _init_params(config, key)
+    initial = _init_program(config)(key)
     names = config.latent_names
 
     @jax.jit

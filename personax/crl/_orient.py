@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from personax.crl._fit import FittedCRL, _init_params, fit, mechanism_decay, proximal_l1_at
+from personax.crl._fit import FittedCRL, _init_program, fit, mechanism_decay, proximal_l1_at
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
 
 PRIOR_PARAMS = ("adjacency", "mech_w1", "mech_b1", "mech_w2", "mech_b2", "log_sigma_u", "flow_skew",
@@ -164,7 +164,7 @@ def search_shared_axes(config: CRLConfig, train: np.ndarray | Callable[[jax.Arra
     rotation = np.eye(ds)
     scores = []
     aux_train, aux_val = (None, None) if auxiliary is None else (jnp.asarray(a) for a in auxiliary)
-    initial = _init_params(config, key)
+    initial = _init_program(config)(key)
     draw = train if callable(train) else None
     draws_key = jax.random.fold_in(key, SEARCH_DRAWS_STREAM)
 
