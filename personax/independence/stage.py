@@ -301,8 +301,9 @@ def plot_heatmap(sub: pd.DataFrame, features: Sequence[str], traits: Sequence[st
             v = vals[i, j]
             txt = f"{v:.3f}" if np.isfinite(v) else "–"
             dark = np.isfinite(v) and (v < 0.15 or v > 0.85)
+            # inside the cells: left out of the layout, which would otherwise measure every one
             ax.text(j, i, txt, ha="center", va="center", fontsize=6, color="white" if dark else "black",
-                    fontweight="bold" if np.isfinite(v) and v < alpha else "normal")
+                    fontweight="bold" if np.isfinite(v) and v < alpha else "normal", in_layout=False)
     ax.set_yticks(range(len(features)), features, fontsize=7)
     ax.set_xticks(range(len(traits)), [t[-1].upper() for t in traits], fontsize=7)
     raters = [rater_of(t) for t in traits]
