@@ -38,10 +38,6 @@ if "PERSONAX_COMPILATION_CACHE" not in os.environ:
     os.environ["PERSONAX_COMPILATION_CACHE"] = tempfile.mkdtemp(prefix="personax-test-xla-")
     os.environ[TEST_CACHE_OWNER] = str(os.getpid())
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(8 << 30))  # read by the subprocesses' JAX
-# Every program, however small: the stages' eager operations (hundreds of sub-second compiles per
-# crl stage, ~12 s of its 50 s once its big programs were cached) recur in every test. A warm crl
-# stage on the example cohort: 50 s with JAX's 1 s floor, 38 s without it (cold: 72 s and 75 s).
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 enable_compilation_cache(os.environ["PERSONAX_COMPILATION_CACHE"])
 import jax  # noqa: E402  (after XLA_FLAGS is set; enable_compilation_cache has imported it)
 

@@ -7,9 +7,6 @@ later fit of the same shapes (another seed, a sweep's next job, a rerun of the s
 it instead. The data are arguments of those programs, not
 constants in them (``personax.crl.fit``), so the key does not depend on the cohort's values.
 
-JAX's ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS``, if set, replaces the floor below (the tests
-set it to 0: their processes share the cache, and small programs recur in every one).
-
 It is off by default: on some machines and jaxlib builds JAX's CPU cache is known to reject
 its own entries (it then recompiles, losing nothing but time) or, after jaxlib was changed in
 place, to crash while loading one (docs/crl.md, "Compile time"). Delete the folder to start
@@ -56,6 +53,5 @@ def enable_compilation_cache(directory: str | os.PathLike[str] | None) -> Path |
         return Path(current)
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
-    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:  # JAX's own variable wins
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return path

@@ -76,7 +76,6 @@ def test_a_fit_of_the_same_shapes_loads_its_programs_from_the_cache(tmp_path):
     env.pop("PERSONAX_COMPILATION_CACHE", None)
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     env.pop("JAX_COMPILATION_CACHE_MAX_SIZE", None)  # the test session's (conftest.py)
-    env.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
     outcomes = {}
     for mode in ("plain", "cached"):  # plain first: it must write nothing
         result = subprocess.run([sys.executable, "-c", script, mode], env=env, capture_output=True, text=True,
