@@ -558,7 +558,7 @@ class _TrainingPrograms:
 # Programs built for recent configurations in this process, least recently used first (each holds
 # its traces and compiled code, so only a handful are kept).
 _PROGRAMS: dict[tuple, Any] = {}
-_PROGRAMS_KEPT = 16
+_PROGRAMS_KEPT = 8  # a stage's fit and training on use about 7; ~50 MB each for a small model
 
 
 def _cached_program(kind: str, config: CRLConfig, build: Callable[[CRLConfig], Any], *sizes: Any) -> Any:
