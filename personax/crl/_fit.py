@@ -542,7 +542,6 @@ def _split(n: int, config: CRLConfig) -> dict[str, np.ndarray]:
             "train": np.sort(order[n_test + n_val :])}
 
 
-
 @dataclasses.dataclass(frozen=True)
 class _TrainingPrograms:
     """A fit's jitted functions (see :func:`_training_programs`)."""
@@ -650,7 +649,7 @@ def _build_training_programs(config: CRLConfig, *, n_train: int, batch_size: int
 
     # The data are arguments, not constants folded into the programs, so a program's key in the
     # compilation cache depends on the shapes alone (the same for every seed of a cohort size).
-    programs = _TrainingPrograms(
+    return _TrainingPrograms(
         schedule=schedule,
         optimizer_init=jax.jit(jax.vmap(optimizer.init)),
         init=jax.jit(jax.vmap(_init_program(config))),
@@ -658,7 +657,7 @@ def _build_training_programs(config: CRLConfig, *, n_train: int, batch_size: int
         validation=jax.jit(jax.vmap(lambda p, rng, rows: jnp.mean(module.apply({"params": p}, rows, rng)[0]),
                                     in_axes=(0, None, None))),
         keep_improved=keep_improved)
-    return programs
+
 
 def fit(
     modalities: Mapping[str, Sequence[np.ndarray]],
