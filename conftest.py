@@ -53,7 +53,8 @@ def pytest_unconfigure(config):
 # skips slow tests unless CI or PERSONAX_SLOW=1).
 SLOW_DOCTESTS = {"personax/crl/_fit.py::personax.crl._fit", "personax/crl/_reference.py::personax.crl._reference",
                  "personax/crl/_checkpoint.py::personax.crl._checkpoint",
-                 "personax/crl/_order.py::personax.crl._order.order_blocks"}  # ~27 s: a fit and the order search
+                 "personax/crl/_order.py::personax.crl._order.order_blocks",  # ~27 s: a fit and the order search
+                 "personax/crl/_orient.py::personax.crl._orient.orient_shared"}  # ~23 s: a fit and the axes' search
 
 
 @pytest.hookimpl(tryfirst=True)  # before tests/conftest.py's hook skips what is marked slow
