@@ -180,14 +180,18 @@ def mechanism_decay(params: dict) -> jax.Array:
 COLLAPSED_FRACTION = 1e-3
 
 
+# one compiled program per chunk shape, not one per operation (dispatched op by op, each op compiles)
+_edge_functions_program = jax.jit(normalised_edge_functions)
+
+
 def standardised_edge_effects(params: Mapping[str, Any], adjacency: np.ndarray, latents: np.ndarray) -> np.ndarray:
     """(parent, child): the standard deviation over the rows of ``A_ij g_ij(u_i)`` over that of
     ``u_j``, for an additive-mechanism prior's parameters, its effective adjacency and latents
     (rows, in the adjacency's order). Zero exactly where the adjacency is; NaN on an edge into a
     collapsed child (its sd at most ``COLLAPSED_FRACTION`` of the latents' median), where the
     ratio would be a division by about zero, not a strength."""
-    terms = np.concatenate([np.asarray(normalised_edge_functions(jnp.asarray(latents[i : i + 1024]), params["mech_w1"],
-                                                                 params["mech_b1"], params["mech_w2"]))
+    terms = np.concatenate([np.asarray(_edge_functions_program(jnp.asarray(latents[i : i + 1024]), params["mech_w1"],
+                                                               params["mech_b1"], params["mech_w2"]))
                             for i in range(0, len(latents), 1024)])
     child_sd = latents.std(0)
     collapsed = child_sd <= COLLAPSED_FRACTION * np.median(child_sd)
@@ -292,8 +296,9 @@ class FittedCRL:
         excluded measurements (``shared_experts_excluded``) included."""
         data = self._standardise(modalities)
         n = len(next(iter(data.values())))
-        pieces = [self.module.apply({"params": self.params}, {k: jnp.asarray(v[i : i + chunk]) for k, v in data.items()},
-                                    method=CausalMultimodalVAE.view_means) for i in range(0, n, chunk)]
+        view_means = _cached_program("view_means", self.config, lambda c: jax.jit(
+            lambda p, b: CausalMultimodalVAE(c).apply({"params": p}, b, method=CausalMultimodalVAE.view_means)))
+        pieces = [view_means(self.params, {k: v[i : i + chunk] for k, v in data.items()}) for i in range(0, n, chunk)]
         return {name: (np.concatenate([np.asarray(p[name][0]) for p in pieces]),
                        np.concatenate([np.asarray(p[name][2]) for p in pieces]) > 0) for name in pieces[0]}
 

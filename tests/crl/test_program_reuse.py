@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from personax.crl import _fit, fit
-from personax.crl._model import CRLConfig
+from personax.crl._model import CausalMultimodalVAE, CRLConfig
 from personax.data.synthetic import make_multimodal_numeric
 
 OPTIONS = {"latent_dims": {"image": 2, "text": 2}, "shared_dim": 2, "max_epochs": 2, "hidden": (16,)}
@@ -38,6 +38,15 @@ def test_a_later_fit_reuses_the_programs_of_the_same_configuration_and_returns_t
     assert _same_params(fresh.params, another_seed.params) and fresh.history == another_seed.history
     np.testing.assert_array_equal(fresh.encode(bench.modalities)["shared"],
                                   another_seed.encode(bench.modalities)["shared"])
+
+    # The measurements' own proposals for s, compiled as one program, are the module's, op by op.
+    proposals = fresh.shared_proposals(bench.modalities, chunk=150)  # two chunks: two shapes of one program
+    data = {k: jax.numpy.asarray(v) for k, v in fresh._standardise(bench.modalities).items()}
+    eager = fresh.module.apply({"params": fresh.params}, data, method=CausalMultimodalVAE.view_means)
+    assert proposals.keys() == eager.keys()
+    for name, (mean, present) in proposals.items():
+        np.testing.assert_allclose(mean, np.asarray(eager[name][0]), rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(present, np.asarray(eager[name][2]) > 0)
 
 
 def test_only_the_most_recently_used_programs_are_kept():
