@@ -1,5 +1,5 @@
-"""Every experiment in conf/experiment/ runs end to end, shrunk to a smoke size (the two slowest
-only under CI or PERSONAX_SLOW=1: ``SLOW_EXPERIMENTS``).
+"""Every experiment in conf/experiment/ runs end to end, shrunk to a smoke size (``SLOW_EXPERIMENTS``
+only under CI or PERSONAX_SLOW=1).
 
 Parametrised over the files found in the config folder, so a new experiment is covered by
 adding its YAML file. Each runs in-process through :func:`personax.run_pipeline` with its own
