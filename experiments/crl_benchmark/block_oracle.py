@@ -144,7 +144,7 @@ def records_of_seed(seed: int, *, n: int, epochs: int, train_on: str = "stage", 
     spread = np.sqrt(np.trace(np.cov(given_block[train].T)) / np.trace(np.cov(((given_block[train] - centre) @ matrix.T).T)))
     matrix = spread * matrix
     oracle_params = with_block_map(model.params, config, matrix, -matrix @ centre, BLOCK)
-    oracle = dataclasses.replace(model, params=oracle_params, _encode_fn=None, _elbo_fn=None)
+    oracle = dataclasses.replace(model, params=oracle_params)
     oracle_block = oracle.encode(bench.modalities)[BLOCK]
     record = {"seed": seed, "block": BLOCK, "stopped": model.stopped, "train_on": train_on,
               "shared_axes": (model.orientation or {}).get("decision"),

@@ -73,7 +73,7 @@ def records_of_seed(seed: int, streams: list[int], overrides: list[str]):
     spy_target = _orient.train_on_side_by_side
 
     def spy(model, candidate, *args, **kwargs):  # the turned candidate, before any training on
-        candidates.append(dataclasses.replace(model, params=candidate, _encode_fn=None, _elbo_fn=None))
+        candidates.append(dataclasses.replace(model, params=candidate))
         return spy_target(model, candidate, *args, **kwargs)
 
     same_rows = {k: np.asarray(v) for k, v in base.splits.items()}

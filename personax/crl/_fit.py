@@ -242,8 +242,6 @@ class FittedCRL:
     resumed_at_epoch: int | None = None
     start_val_elbo: list[float] | None = None
     selection_val_elbo: list[float] | None = None
-    _encode_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
-    _elbo_fn: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def module(self) -> CausalMultimodalVAE:
@@ -296,8 +294,7 @@ class FittedCRL:
         excluded measurements (``shared_experts_excluded``) included."""
         data = self._standardise(modalities)
         n = len(next(iter(data.values())))
-        view_means = _cached_program("view_means", self.config, lambda c: jax.jit(
-            lambda p, b: CausalMultimodalVAE(c).apply({"params": p}, b, method=CausalMultimodalVAE.view_means)))
+        view_means = _method_program(self.config, CausalMultimodalVAE.view_means)
         pieces = [view_means(self.params, {k: v[i : i + chunk] for k, v in data.items()}) for i in range(0, n, chunk)]
         return {name: (np.concatenate([np.asarray(p[name][0]) for p in pieces]),
                        np.concatenate([np.asarray(p[name][2]) for p in pieces]) > 0) for name in pieces[0]}
@@ -306,10 +303,8 @@ class FittedCRL:
         """Posterior means: ``"shared"`` and one array per modality."""
         data = self._standardise(modalities)
         n = len(next(iter(data.values())))
-        if self._encode_fn is None:  # compiled once per configuration, reused across calls and models
-            self._encode_fn = _cached_program("encode", self.config, lambda c: jax.jit(
-                lambda p, b: CausalMultimodalVAE(c).apply({"params": p}, b, method=CausalMultimodalVAE.encode)))
-        pieces = [self._encode_fn(self.params, {k: v[i : i + chunk] for k, v in data.items()}) for i in range(0, n, chunk)]
+        encode = _method_program(self.config, CausalMultimodalVAE.encode)
+        pieces = [encode(self.params, {k: v[i : i + chunk] for k, v in data.items()}) for i in range(0, n, chunk)]
         return {name: np.concatenate([np.asarray(p[name]) for p in pieces]) for name in pieces[0]}
 
     def elbo(self, modalities: Mapping[str, Sequence[np.ndarray]], *, auxiliary: np.ndarray | None = None,
@@ -324,10 +319,9 @@ class FittedCRL:
                                  "covariates: pass auxiliary=")
             data[AUXILIARY] = np.asarray(auxiliary, np.float32).reshape(len(auxiliary), -1)
         key = validation_key(self.config) if seed is None else jax.random.key(seed)
-        if self._elbo_fn is None:  # one compiled program, not one per operation (and per configuration)
-            self._elbo_fn = _cached_program("elbo", self.config, lambda c: jax.jit(
-                lambda p, b, k: jnp.mean(CausalMultimodalVAE(c).apply({"params": p}, b, k)[0])))
-        return float(self._elbo_fn(self.params, data, key))
+        elbo = _cached_program("elbo", self.config, lambda c: jax.jit(  # one program, not one per operation
+            lambda p, b, k: jnp.mean(CausalMultimodalVAE(c).apply({"params": p}, b, k)[0])))
+        return float(elbo(self.params, data, key))
 
     def edge_effects(self, modalities: Mapping[str, Sequence[np.ndarray]]) -> pd.DataFrame:
         """Each edge's standardised effect on these people: the standard deviation of its term
@@ -584,6 +578,13 @@ def _cached_program(kind: str, config: CRLConfig, build: Callable[[CRLConfig], A
         while len(_PROGRAMS) > _PROGRAMS_KEPT:
             _PROGRAMS.pop(next(iter(_PROGRAMS)))
     return _PROGRAMS[cache_key]
+
+
+def _method_program(config: CRLConfig, method: Callable) -> Callable[[Any, dict], Any]:
+    """(params, batch) -> ``method`` of this configuration's model (``CausalMultimodalVAE.encode``,
+    ``.view_means``), jitted (see :func:`_cached_program`)."""
+    return _cached_program(method.__name__, config, lambda c: jax.jit(
+        lambda p, b: CausalMultimodalVAE(c).apply({"params": p}, b, method=method)))
 
 
 def _init_program(config: CRLConfig) -> Callable[[jax.Array], Any]:

@@ -406,7 +406,7 @@ def _orient_once(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
     # Keep the block's spread (the contrastive term sets the latents' scale), turn its axes.
     matrix = np.sqrt(np.trace(covariance) / ds) * rotation @ whitening
     params = _with_shared_map(model.params, config, matrix, -matrix @ centre)
-    turned = dataclasses.replace(model, params=params, _encode_fn=None, _elbo_fn=None)
+    turned = dataclasses.replace(model, params=params)
     # Both branches' priors refitted by the ELBO, the same way (paired draws): the gate then sees the
     # turn alone, not the refit's own gain (a full-batch prior fit beats the fit's minibatch one).
     refit_key, refit_aux = jax.random.fold_in(key, REFIT_STREAM), None if aux is None else jnp.asarray(aux[fitted])

@@ -360,7 +360,7 @@ def test_a_prior_refitted_by_the_elbo_costs_nothing_where_one_fitted_to_the_mean
     held_out = {name: [array[val] for array in arrays] for name, arrays in bench.modalities.items()}
 
     def score(params):
-        scored = dataclasses.replace(model, params=params, _encode_fn=None, _elbo_fn=None)
+        scored = dataclasses.replace(model, params=params)
         return np.mean([scored.elbo(held_out, seed=draw) for draw in range(32)])
 
     given = score(model.params)
