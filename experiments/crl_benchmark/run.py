@@ -94,6 +94,8 @@ MODEL_VARIANTS = {"personax": {}, "beta-vae": {"prior": "gaussian", "beta": 2.0}
                   # the same with the search's angles scored on posterior draws, not the means
                   # (CRLConfig.orient_search_latents), as the ELBO and the branches' prior refits score the prior
                   "personax-stage-converged-drawsearch": {**CONVERGED, "orient_search_latents": "draws"},
+                  # the same with the L1 on each edge's standardised effect, not |A| (CRLConfig.l1_graph_on)
+                  "personax-stage-converged-effectl1": {**CONVERGED, "l1_graph_on": "effect"},
                   # "-auxiliary": plus the benchmark's observed groups, one-hot, in the prior (iVAE)
                   # (and, through STAGE's auxiliary_in_decoders, in the stage objective's decoders)
                   "personax-auxiliary": {},

@@ -131,7 +131,7 @@ def _standardised_with_masks(flat: Mapping[str, np.ndarray],
     return out
 
 
-def proximal_l1(value: jax.Array, adam_state: optax.ScaleByAdamState, step_size: jax.Array, l1: float, *,
+def proximal_l1(value: jax.Array, adam_state: optax.ScaleByAdamState, step_size: jax.Array, l1: float | jax.Array, *,
                 b2: float = 0.999, eps: float = 1e-8) -> jax.Array:
     """Proximal step for ``l1 * |value|_1`` in Adam's diagonal metric.
 
@@ -141,7 +141,8 @@ def proximal_l1(value: jax.Array, adam_state: optax.ScaleByAdamState, step_size:
     points are those of ``loss + l1 * |value|_1``: a coordinate stays nonzero only
     if its loss gradient reaches ``l1`` in magnitude. (Thresholding at
     ``step_size * l1`` instead would keep edges by their gradient's signal-to-noise
-    ratio, not by their size.) Written by hand: optax has no preconditioned prox.
+    ratio, not by their size.) ``l1`` may be an array of the value's shape: a weighted L1,
+    each coordinate at its own strength. Written by hand: optax has no preconditioned prox.
 
     Example:
         >>> import optax, jax.numpy as jnp
@@ -155,7 +156,7 @@ def proximal_l1(value: jax.Array, adam_state: optax.ScaleByAdamState, step_size:
 
 
 def proximal_l1_at(params: dict, adam_state: optax.ScaleByAdamState, path: tuple[str, ...], step_size: jax.Array,
-                   l1: float) -> dict:
+                   l1: float | jax.Array) -> dict:
     """``params`` with :func:`proximal_l1` applied to the leaf at ``path`` (e.g. ``("adjacency",)``),
     using that leaf's moments from ``adam_state``."""
     def leaf(tree):
@@ -635,8 +636,11 @@ def _build_training_programs(config: CRLConfig, *, n_train: int, batch_size: int
             step_size = step_size * lr_scale
             updates = jax.tree_util.tree_map(lambda u: u * lr_scale, updates)
         p = optax.apply_updates(p, updates)
-        # Proximal L1 step in Adam's metric: exact zeros, and |A| decides which edges stay.
-        p = proximal_l1_at(p, state[0], ("adjacency",), step_size, config.l1_graph)
+        # Proximal L1 step in Adam's metric: exact zeros, and |A| (or each edge's effect) decides which edges stay.
+        l1_graph = config.l1_graph
+        if config.l1_graph_on == "effect":  # the penalty on each edge's standardised effect (CRLConfig)
+            l1_graph = l1_graph * module.apply({"params": p}, batch, method=CausalMultimodalVAE.effect_scales)
+        p = proximal_l1_at(p, state[0], ("adjacency",), step_size, l1_graph)
         for name in sparse_decoders:  # the same step on the sparse decoders' column weights
             p = proximal_l1_at(p, state[0], (name, "weight"), step_size, sparse_decoders[name])
         return (p, state, rng), loss

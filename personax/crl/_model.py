@@ -82,6 +82,12 @@ class CRLConfig:
         l1_graph: L1 strength on the adjacency (per example; the proximal step
             uses Adam's per-coordinate step size, so the fit is a stationary
             point of loss + l1_graph * |A|_1).
+        l1_graph_on: What the L1 on the adjacency measures: "weight" (``|A_ij|``, as
+            above) or "effect" (each ``|A_ij|`` times ``sd(g_ij(u_i)) / sd(u_j)`` on the
+            batch's posterior means, held fixed in the step: the edge's standardised
+            effect, :meth:`FittedCRL.edge_effects`, so the penalty does not weaken as the
+            latents grow; needs ``mechanism: additive``). A reweighted L1: its weights
+            follow the latents' scales from step to step.
         weight_decay: L2 on the mechanism MLPs (stops them absorbing the scale of A).
         graph_threshold: |A| at or below this is "no edge" in reports (0: the
             reported edges are exactly the nonzero entries).
@@ -240,6 +246,7 @@ class CRLConfig:
     plateau_factor: float = 0.3
     plateau_cuts: int = 2
     l1_graph: float = 0.05
+    l1_graph_on: str = "weight"
     weight_decay: float = 1e-3
     graph_threshold: float = 0.0
     val_fraction: float = 0.15
@@ -279,7 +286,8 @@ class CRLConfig:
         choices = {"prior": ("causal", "gaussian"), "mechanism": ("additive", "mlp"),
                    "within_block_order": ("learned", "fixed"), "shared_posterior": ("product", "mixture", "learned_mixture"),
                    "contrastive_pairs": ("all", "cross_modal"), "sparse_decoder_inputs": ("all", "own_block"),
-                   "lr_schedule": ("cosine", "plateau"), "orient_search_latents": ("means", "draws")}
+                   "lr_schedule": ("cosine", "plateau"), "orient_search_latents": ("means", "draws"),
+                   "l1_graph_on": ("weight", "effect")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {getattr(self, name)!r}")
@@ -309,6 +317,10 @@ class CRLConfig:
                              f"got {self.orient_learning_rate}")
         if any(int(levels) < 2 for levels in self.ordinal.values()):
             raise ValueError(f"ordinal = {self.ordinal}: a modality needs at least 2 levels")
+        if self.l1_graph_on == "effect" and not self.additive_edges:
+            raise ValueError("l1_graph_on='effect' weighs each edge by its standardised effect, which needs the "
+                             f"causal prior with additive mechanisms (got prior {self.prior!r}, mechanism "
+                             f"{self.mechanism!r})")
         if self.contrastive and self.contrastive_pairs == "cross_modal" and (len(modalities) < 2 or not self.shared_dim):
             # no pair of different modalities shares a latent: the term would be zero, silently
             raise ValueError("contrastive_pairs='cross_modal' aligns s between modalities: it needs two or more "
@@ -813,6 +825,20 @@ class CausalMultimodalVAE(nn.Module):
             ds = c.shared_dim
             out[f"{m}_{k}"] = (mean[:, :ds], mean[:, ds : ds + c.latent_dims[m]], present[:, 0])
         return out
+
+    def effect_scales(self, batch: dict[str, jnp.ndarray]):
+        """(parent, child): ``sd(g_ij(u_i)) / sd(u_j)`` over this batch's posterior means, the factor
+        that turns ``|A_ij|`` into the edge's standardised effect (``l1_graph_on: effect``); no
+        gradient. A child whose sd is below ``1e-3`` of the latents' median counts as collapsed: its
+        factor is capped, so edges into it cost the most, not an overflow."""
+        c = self.config
+        means = self.encode(batch)
+        u = jnp.concatenate([means[block] for block in c.block_slices()], axis=-1)
+        terms = normalised_edge_functions(u, self.mech_w1, self.mech_b1, self.mech_w2)
+        child_sd = jnp.std(u, axis=0)
+        floor = 1e-3 * jnp.median(child_sd) + 1e-12
+        scales = jnp.std(terms, axis=0) / jnp.maximum(child_sd, floor)[None, :]
+        return jax.lax.stop_gradient(jnp.minimum(scales, 1e3))
 
     def encode(self, batch: dict[str, jnp.ndarray]):
         """Posterior means of s and each z(m)."""

@@ -103,6 +103,22 @@ def test_proximal_step_in_adams_metric_solves_the_lasso():
     assert float(jnp.max(jnp.abs(old - solution))) > 0.1  # the step it replaces
 
 
+def test_a_weighted_proximal_step_solves_the_weighted_lasso():
+    """An array ``l1`` (``l1_graph_on: effect``) is a weighted lasso: coordinate i converges to
+    soft(b_i, lam_i / w_i), its own strength in Adam's metric (tolerance 1e-3)."""
+    b = jnp.array([1.0, 0.3, -0.8, 0.05, 2.0])
+    w = jnp.array([1.0, 10.0, 0.5, 100.0, 0.1])
+    lam = jnp.array([0.5, 0.1, 2.0, 0.0, 0.15])
+    solution = jnp.sign(b) * jnp.maximum(jnp.abs(b) - lam / w, 0.0)
+    optimizer = optax.adam(1e-2)
+    x, state = jnp.zeros_like(b), optimizer.init(jnp.zeros_like(b))
+    for _ in range(4000):
+        updates, state = optimizer.update(w * (x - b), state, x)
+        x = proximal_l1(optax.apply_updates(x, updates), state[0], 1e-2, lam)
+    np.testing.assert_allclose(np.asarray(x), np.asarray(solution), atol=1e-3)
+    assert float(solution[2]) == 0.0 and float(solution[0]) > 0  # one coordinate cut, others kept
+
+
 @pytest.fixture(scope="module")
 def bench():
     return make_multimodal_numeric(800, seed=0)

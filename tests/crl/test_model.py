@@ -81,6 +81,43 @@ def test_edge_effects_are_zero_where_a_is_and_do_not_read_the_latents_scale(mode
     assert (undefined[~active] == 0).all() and np.isfinite(np.delete(undefined, child, axis=1)).all()
 
 
+def test_effect_scales_turn_the_weights_into_the_reported_effects(model, bench):
+    """``l1_graph_on: effect`` weighs each |A_ij| by the model's own factor; |A| times it is the
+    standardised effect that ``edge_effects`` reports, computed independently (relative 1e-4)."""
+    data = model._standardise(bench.modalities)
+    scales = np.asarray(CausalMultimodalVAE(model.config).apply(
+        {"params": model.params}, data, method=CausalMultimodalVAE.effect_scales))
+    effects = model.edge_effects(bench.modalities).to_numpy()
+    weights = model.adjacency()
+    active = weights != 0
+    assert active.sum() >= 3
+    np.testing.assert_allclose((np.abs(weights) * scales)[active], effects[active], rtol=1e-4)
+    assert np.isfinite(scales).all() and (scales >= 0).all()
+
+
+def test_l1_on_effects_is_refused_where_there_are_no_edge_terms_and_for_unknown_names():
+    base = dict(shared_dim=1, latent_dims={"a": 1}, measurements={"a": 1}, input_dims={"a": 3})
+    with pytest.raises(ValueError, match="additive mechanisms"):
+        CRLConfig(**base, mechanism="mlp", l1_graph_on="effect")
+    with pytest.raises(ValueError, match="additive mechanisms"):
+        CRLConfig(**base, prior="gaussian", l1_graph_on="effect")
+    with pytest.raises(ValueError, match="l1_graph_on must be"):
+        CRLConfig(**base, l1_graph_on="effects")
+
+
+def test_a_fit_with_the_l1_on_effects_cuts_edges_to_exact_zeros(bench):
+    fitted = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
+                 l1_graph_on="effect", l1_graph=0.5, **{**SMALL, "max_epochs": 10})
+    weights = fitted.adjacency()
+    effects = fitted.edge_effects(bench.modalities).to_numpy()
+    assert fitted.config.l1_graph_on == "effect"
+    assert np.isfinite(fitted.best_val_elbo)
+    assert ((effects == 0) == (weights == 0)).all()
+    mask = fitted.config.edge_mask()
+    possible = int(np.triu((mask + mask.T) > 0, 1).sum())  # a within-block pair has one direction at a time
+    assert 0 < int((weights != 0).sum()) < possible  # some edges cut to exact zeros, not all
+
+
 @pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI
 def test_fixed_order_keeps_the_index_order(bench):
     fixed = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=2, seed=0,
