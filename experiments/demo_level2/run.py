@@ -54,6 +54,8 @@ def run_seed(seed: int, overrides: list[str], faces: str = "drawn") -> list[dict
                      "best_baseline_mcc": result["best_baseline_mcc"], "verdict": result["verdict"],
                      **{key: result.get(key) for key in ("supervised_readout_mcc", "r2_own_block", "r2_all_latents",
                                                           "r2_measurements", "diagnosis")},
+                     # both by Spearman's correlation (2026-12-07 on; docs/crl.md): compared only with each other
+                     **{key: result.get(key) for key in ("mcc_spearman", "best_baseline_mcc_spearman")},
                      "shd_learned_graph": metrics["recovery"].get("all", {}).get("shd_learned_graph"),
                      # the same, counting only the edges with a standardised effect above 0.2 (2026-12-04 on)
                      "shd_strong_graph": metrics["recovery"].get("all", {}).get("shd_strong_graph"),

@@ -247,6 +247,12 @@ def _found(ctx: _Context) -> list[Finding]:
     return items
 
 
+# under the recovery table: its two kinds of MCC side by side, which must not be compared across
+SPEARMAN_NOTE = ("mcc, the baselines' MCCs and the verdict use Pearson's correlation; mcc_spearman and "
+                 "best_baseline_mcc_spearman score the block and its best baseline by Spearman's, which does not count "
+                 "a monotone transform of a latent as an error: compare each only with its own kind.")
+
+
 # where the summary and the "Latent graphs" section send a reader for why a latent with parents is not unique
 TRANSITIVITY = ('the transitivity indeterminacy, Liu et al. 2022; docs/crl.md, "What the numeric benchmark '
                 'identifies inside a modality block"')
@@ -671,6 +677,8 @@ def crl_metrics_section(ctx: _Context) -> Section:
     if recovery:
         section.blocks.append(Heading("Recovery of the planted latent blocks (test split)"))
         section.blocks.append(mapping_table(recovery, "block"))
+        if any(isinstance(values, Mapping) and "mcc_spearman" in values for values in recovery.values()):
+            section.blocks.append(Note(SPEARMAN_NOTE))
     _figures(section, ctx, [(A.CRL_MCC_FIGURE, None, "|corr| of learned (rows) vs planted (columns) latents")])
     return section
 

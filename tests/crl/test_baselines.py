@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from sklearn.decomposition import PCA
 
 from personax.crl._baselines import baseline_latents, recovery_with_baselines
@@ -39,6 +40,36 @@ def test_verdict_says_not_recovered_below_the_best_baseline_and_is_json():
     assert report["image"]["mcc"] < report["image"]["best_baseline_mcc"]
     assert {k for k in report["text"] if k.startswith("baseline_mcc_")} == {
         "baseline_mcc_pca", "baseline_mcc_fastica", "baseline_mcc_rater_mean", "baseline_mcc_cca_ica"}
+
+
+def test_the_best_baseline_is_also_scored_by_spearman_for_a_like_for_like_comparison():
+    """A bent learned block (a monotone transform of the truth) has a Spearman MCC of 1 but a lower
+    Pearson one; ``best_baseline_mcc_spearman`` scores the best (by Pearson) baseline the same way,
+    checked against scipy's ``spearmanr`` and ``linear_sum_assignment`` (1e-9)."""
+    from scipy.optimize import linear_sum_assignment
+    from scipy.stats import spearmanr
+
+    from personax.crl import diagnostics as D
+
+    bench = make_multimodal_numeric(800, seed=1)
+    train, test = np.arange(500), np.arange(500, 800)
+    true = bench.latents["text"]
+    learned = {"shared": bench.latents["shared"], "image": bench.latents["image"], "text": np.sinh(2.5 * true)}
+    report = recovery_with_baselines(learned, bench.latents, bench.modalities, {"train": train, "test": test}, seed=0)
+    text = report["text"]
+    assert D.mcc(learned["text"][train], true[train], learned["text"][test], true[test], method="spearman")["mcc"] == pytest.approx(1.0)
+    assert text["mcc"] < 0.9  # bent: Pearson's MCC reads the transform as an error
+
+    estimate = baseline_latents(bench.modalities, {b: 2 for b in learned}, train, seed=0)[text["best_baseline"]]["text"]
+    k = estimate.shape[1]
+
+    def rank_corr(rows):
+        return np.abs(spearmanr(estimate[rows], true[rows]).correlation[:k, k:])
+
+    matched, planted = linear_sum_assignment(-rank_corr(train))
+    expected = float(np.mean(rank_corr(test)[matched, planted]))
+    assert text["best_baseline_mcc_spearman"] == pytest.approx(expected, abs=1e-9)
+    assert all(0 <= report[b]["best_baseline_mcc_spearman"] <= 1 for b in report)
 
 
 def test_missing_entries_are_imputed_not_propagated():

@@ -162,6 +162,26 @@ def test_the_summary_judges_the_learned_graph_against_the_planted_one(hostile_bi
     assert "CRL blocks not recovered" not in summary  # the blocks are, and the warning does not say otherwise
 
 
+def test_the_recovery_table_says_which_mcc_is_spearmans(hostile_bios, run_path):
+    """A block's Spearman MCC stands in the table beside the baselines' Pearson ones: a note says
+    to compare it only with the best baseline's Spearman MCC; without it (older runs), no note."""
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+    from personax.report._collect import SPEARMAN_NOTE
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    RunDir(run_path, stage="crl").write(A.CRL_METRICS, {"epochs": 3})
+    block = {"mcc": 0.797, "best_baseline": "rater_mean", "best_baseline_mcc": 0.828, "verdict": "not recovered"}
+    RunDir(run_path, stage="crl").write(A.CRL_RECOVERY, {"text": block})
+    older = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+    assert "| 0.797 |" in older and SPEARMAN_NOTE not in older
+    RunDir(run_path, stage="crl").write(A.CRL_RECOVERY, {"text": {**block, "mcc_spearman": 0.845,
+                                                                   "best_baseline_mcc_spearman": 0.866}})
+    level2 = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+    table = level2.split("### Recovery of the planted latent blocks (test split)", 1)[1]
+    assert table.index("| 0.845 |") < table.index(SPEARMAN_NOTE)
+
+
 @pytest.mark.parametrize("orientation, sentence", [
     ({"decision": "kept", "trained_on_val_elbo": {"given": -98.62, "turned": -98.19}},
      "turned after the fit to the axes the causal prior fits best; the turned model, trained on, scored validation "
