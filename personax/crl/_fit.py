@@ -32,8 +32,8 @@ from flax import serialization
 
 from personax.crl import _checkpoint
 from personax.crl._contrastive import multiview_infonce
-from personax.crl._model import (AUXILIARY, CausalMultimodalVAE, CRLConfig, input_dim, level_key, mask_key,
-                                  measurement_keys, normalised_edge_functions, sparse_block_rows)
+from personax.crl._model import (AUXILIARY, COLLAPSED_FRACTION, CausalMultimodalVAE, CRLConfig, input_dim, level_key,
+                                  mask_key, measurement_keys, normalised_edge_functions, sparse_block_rows)
 
 log = logging.getLogger(__name__)
 
@@ -174,11 +174,6 @@ def proximal_l1_at(params: dict, adam_state: optax.ScaleByAdamState, path: tuple
 def mechanism_decay(params: dict) -> jax.Array:
     """Squared L2 norm of the mechanism functions' weights (``CRLConfig.weight_decay`` multiplies it)."""
     return jnp.sum(params["mech_w1"] ** 2) + jnp.sum(params["mech_w2"] ** 2)
-
-
-# A child latent whose standard deviation is at or below this fraction of the latents' median is
-# constant: an edge into it has no effect that can be divided by the child's spread.
-COLLAPSED_FRACTION = 1e-3
 
 
 # one compiled program per chunk shape, not one per operation (dispatched op by op, each op compiles)

@@ -410,6 +410,11 @@ class ConvDecoder(nn.Module):
         return x[:, :height, :width, :].reshape((x.shape[0], -1))
 
 
+# A child latent whose standard deviation is at or below this fraction of the latents' median is
+# constant: an edge into it has no effect that can be divided by the child's spread.
+COLLAPSED_FRACTION = 1e-3
+
+
 def normalised_edge_functions(x, w1, b1, w2):
     """One small ELU function per (input i, output j) pair, g_ij(x_i), normalised to zero mean and unit
     RMS on a standard-normal grid so that the weight multiplying it carries the strength.
@@ -829,14 +834,14 @@ class CausalMultimodalVAE(nn.Module):
     def effect_scales(self, batch: dict[str, jnp.ndarray]):
         """(parent, child): ``sd(g_ij(u_i)) / sd(u_j)`` over this batch's posterior means, the factor
         that turns ``|A_ij|`` into the edge's standardised effect (``l1_graph_on: effect``); no
-        gradient. A child whose sd is below ``1e-3`` of the latents' median counts as collapsed: its
-        factor is capped, so edges into it cost the most, not an overflow."""
+        gradient. A child whose sd is below ``COLLAPSED_FRACTION`` of the latents' median counts as
+        collapsed: its factor is capped, so edges into it cost the most, not an overflow."""
         c = self.config
         means = self.encode(batch)
         u = jnp.concatenate([means[block] for block in c.block_slices()], axis=-1)
         terms = normalised_edge_functions(u, self.mech_w1, self.mech_b1, self.mech_w2)
         child_sd = jnp.std(u, axis=0)
-        floor = 1e-3 * jnp.median(child_sd) + 1e-12
+        floor = COLLAPSED_FRACTION * jnp.median(child_sd) + 1e-12
         scales = jnp.std(terms, axis=0) / jnp.maximum(child_sd, floor)[None, :]
         return jax.lax.stop_gradient(jnp.minimum(scales, 1e3))
 
