@@ -373,7 +373,7 @@ def test_every_block_oracle_command_the_docs_show_parses():
     assert any(set(args.seeds) <= set(range(1060, 1070)) for _, args in shown)
 
 
-@pytest.mark.slow  # ~30-60 s CPU (a one-epoch fit for the config, then five short prior fits); runs under CI
+@pytest.mark.slow  # ~11 s CPU (five short prior fits), kept out of the quick command's budget; runs under CI
 def test_the_graph_on_true_latents_script_scores_every_within_block_order(monkeypatch, tmp_path):
     """``graph_on_true_latents.py``, the command docs/crl.md shows, run tiny: one learned-order fit and
     one fit per within-block order (2 x 2 on the numeric benchmark), exactly one of them the planted."""

@@ -9,17 +9,23 @@ fake release file in the released column layout (``tests/_release.py``); chat ra
 to the local fake OpenAI-compatible server (:class:`personax.traits.testing.FakeChatServer`).
 The checks look at the outputs, not only at the exit: every stage is ``done`` in the
 manifest, every output it recorded exists, and each stage's key files are there and non-trivial.
+
+``demo``, the default run, is not run in-process: it runs as a user types it, ``python -m
+personax.run`` in a fresh folder with the same size overrides and checks, and then again, when
+every stage must be skipped (one whole run instead of the in-process one plus a separate resume test).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from personax.pipeline import run_pipeline
 from personax.run import config_dir
@@ -27,8 +33,9 @@ from personax.traits.testing import FakeChatServer
 from tests._release import write_release
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
-# Over the `slow` mark's 20 s at smoke size, and not the README's default run (`demo`, which stays in the
-# quick command): athlete_demo 36-41 s; smoke 22-35 s, whose every stage tests/report's full run also
+DEFAULT_RUN = "demo"  # what `python -m personax.run` runs with no experiment (test_the_demo_experiment_is_the_default_run)
+# Over the `slow` mark's 20 s at smoke size, and not the README's default run (`demo`, whose run as typed
+# stays in the quick command, ~60 s with its resume): athlete_demo 36-41 s; smoke 22-35 s, whose every stage tests/report's full run also
 # runs at a tiny size. Both still run under CI.
 SLOW_EXPERIMENTS = {"athlete_demo", "smoke"}
 
@@ -168,7 +175,7 @@ def embedding_cache(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("experiment", [pytest.param(name, marks=pytest.mark.slow) if name in SLOW_EXPERIMENTS else name
-                                        for name in EXPERIMENTS])
+                                        for name in EXPERIMENTS if name != DEFAULT_RUN])
 def test_experiment_smoke_run(experiment, compose_cfg, tmp_path, embedding_cache):
     base = compose_cfg([f"+experiment={experiment}"])
     with FakeChatServer() as server:
@@ -176,8 +183,43 @@ def test_experiment_smoke_run(experiment, compose_cfg, tmp_path, embedding_cache
         run = tmp_path / "run"
         statuses = run_pipeline(cfg, run)
         assert _chat_raters(cfg) == [] or server.requests > 0
+    assert statuses == {stage: "done" for stage in cfg.stages}
+    _check_run(cfg, run)
+
+
+def test_the_demo_experiment_is_the_default_run(compose_cfg):
+    assert DEFAULT_RUN in EXPERIMENTS
+    assert OmegaConf.to_container(compose_cfg([f"+experiment={DEFAULT_RUN}"])) == OmegaConf.to_container(compose_cfg())
+
+
+def _cli(cwd: Path, *args: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "personax.run", *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout + result.stderr
+
+
+def test_the_default_run_as_typed_then_its_resume(compose_cfg, tmp_path, embedding_cache):
+    """``python -m personax.run`` in a fresh folder, shrunk by the size overrides above and checked like
+    every experiment; then the same command again, which skips every stage of the default list."""
+    overrides = _tiny_overrides(compose_cfg(), tmp_path, "http://unused.invalid", embedding_cache)
+    cfg = compose_cfg(overrides)
+    assert _chat_raters(cfg) == []  # nothing to serve: the default run rates offline
+    _cli(tmp_path, *overrides)
+    run = tmp_path / "runs" / cfg.name
+    _check_run(cfg, run)
+    assert (run / "data/ground_truth/ground_truth.json").is_file()  # the synthetic cohort's planted truth
+    assert OmegaConf.to_container(OmegaConf.load(run / ".hydra/config.yaml")) == OmegaConf.to_container(cfg)
+    second = _cli(tmp_path, *overrides)
+    assert "stage ingest: up to date, skipped" in second
+    history = json.loads((run / "manifest.json").read_text())["history"]
     stages = list(cfg.stages)
-    assert statuses == {stage: "done" for stage in stages}
+    assert stages[0] == "ingest" and stages[-1] == "report"
+    assert [(h["stage"], h["status"]) for h in history] == [(s, "done") for s in stages] + [(s, "skipped") for s in stages]
+
+
+def _check_run(cfg: DictConfig, run: Path) -> None:
+    stages = list(cfg.stages)
     manifest = json.loads((run / "manifest.json").read_text())
     for stage in stages:
         record = manifest["stages"][stage]

@@ -40,6 +40,18 @@ def argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def stage_config_and_splits(modalities, dims: dict[str, int], shared: int, seed: int):
+    """The config and splits ``personax.crl.fit`` builds for the stage's objective on these data (one
+    epoch, restarts 1), without fitting: only they are used here, not a fit (whose compile took most of
+    this script's time on a small ``--n``)."""
+    from personax.crl._fit import CRLConfig, _data_fields, _split, _typed_options
+
+    n, fields = _data_fields(modalities, dims, shared, seed)
+    options = {**benchmark.MODEL_VARIANTS["personax-stage-oriented"], "max_epochs": 1, "restarts": 1}
+    config = CRLConfig(**fields, **_typed_options(options))
+    return config, _split(n, config)
+
+
 def graph_on_true_latents(seed: int, *, n: int, steps: int) -> list[dict]:
     """One row per prior fit on the true latents: the order (learned, or a fixed permutation),
     the validation log-likelihood per person, and the SHDs against the planted graph."""
@@ -47,23 +59,20 @@ def graph_on_true_latents(seed: int, *, n: int, steps: int) -> list[dict]:
     import jax.numpy as jnp
 
     from personax.crl import diagnostics as D
-    from personax.crl import fit
     from personax.crl._fit import FittedCRL, _init_params, standardised_edge_effects
     from personax.crl._orient import _prior_log_lik, fit_prior
 
     bench, dims, shared, _ = benchmark._data("numeric", n, seed, 16)
-    # one epoch: only the stage objective's config and its splits are used, not the fit
-    model = fit(bench.modalities, latent_dims=dims, shared_dim=shared, seed=seed, max_epochs=1, restarts=1,
-                **benchmark.MODEL_VARIANTS["personax-stage-oriented"])
+    config, splits = stage_config_and_splits(bench.modalities, dims, shared, seed)
     true = np.concatenate([bench.latents[b] for b in ["shared", *dims]], axis=1)
     planted = bench.graph.to_numpy()
-    train, val = model.splits["train"], model.splits["val"]
-    blocks = [list(range(s.start, s.stop)) for name, s in model.config.block_slices().items() if name != "shared"]
-    candidates = {"learned": (model.config, list(range(true.shape[1])))}
-    fixed = dataclasses.replace(model.config, within_block_order="fixed")
+    train, val = splits["train"], splits["val"]
+    blocks = [list(range(s.start, s.stop)) for name, s in config.block_slices().items() if name != "shared"]
+    candidates = {"learned": (config, list(range(true.shape[1])))}
+    fixed = dataclasses.replace(config, within_block_order="fixed")
     for orders in itertools.product(*(itertools.permutations(block) for block in blocks)):
         permutation = list(range(shared)) + [i for order in orders for i in order]
-        label = "fixed " + "; ".join(" < ".join(model.config.latent_names[i] for i in order) for order in orders)
+        label = "fixed " + "; ".join(" < ".join(config.latent_names[i] for i in order) for order in orders)
         candidates[label] = (fixed, permutation)
     rows = []
     for label, (config, permutation) in candidates.items():

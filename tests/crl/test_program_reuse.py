@@ -66,3 +66,18 @@ def test_only_the_most_recently_used_programs_are_kept():
     other = dataclasses.replace(config, hidden=(8,))  # another model: its own program
     assert _fit._cached_program("test", other, lambda c: c.hidden, "seed") == (8,)
     _fit._PROGRAMS.clear()
+
+
+def test_restarts_initialise_from_the_single_key_program_with_the_values_of_a_vmapped_one():
+    """A fit's restarts call the one-key initialisation per key (which the searches of s's axes and of
+    the within-block orders use too, so it compiles once): bit for bit what vmapping it gives."""
+    config = CRLConfig(shared_dim=2, latent_dims={"image": 2, "text": 3}, measurements={"image": 2, "text": 3},
+                       input_dims={"image": 16, "text": 5}, image_shapes={"image": (4, 4, 1)}, ordinal={"text": 5},
+                       sparse_decoder={"text": 0.1}, auxiliary_dim=2, hidden=(8,))
+    keys = jax.random.split(jax.random.key(3), 3)
+    stacked = _fit._restart_init(config)(keys)
+    vmapped = jax.jit(jax.vmap(_fit._init_program(config)))(keys)
+    assert jax.tree_util.tree_structure(stacked) == jax.tree_util.tree_structure(vmapped)
+    assert _same_params(stacked, vmapped)
+    first = _fit._init_program(config)(keys[0])
+    assert _same_params(jax.tree_util.tree_map(lambda x: x[0], stacked), first)
