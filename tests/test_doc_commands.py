@@ -117,3 +117,5 @@ def test_readme_own_cohort_with_an_llm_rater_runs_every_stage(tmp_path):
     assert "trait_scores:trait_llm_?" in (run_dir / "report/report.html").read_text(encoding="utf-8")
     html = (run_dir / "report/report.html").read_text(encoding="utf-8")
     assert "Level I" in html and "Level II" in html
+    # no planted truth in one's own cohort: the summary says nothing checked the CRL's latents or graph
+    assert "CRL on a cohort with no planted latents" in (run_dir / "report/report.md").read_text(encoding="utf-8")

@@ -515,3 +515,27 @@ def test_the_summary_says_that_latents_with_parents_are_identified_only_up_to_th
     graphs = markdown.split("## Latent graphs\n", 1)[1].split("\n## ", 1)[0]  # and next to the graph
     assert ("image1, text1: each is identified at best up to adding a multiple of its parents" in graphs) == edges
     assert "edge width ~ standardised effect" in graphs  # what the figure's widths are, since graph.json has effects
+
+
+@pytest.mark.parametrize("recovery", [None, {"shared": {"mcc": 0.9, "verdict": "recovered"}}])
+def test_a_crl_run_with_no_planted_truth_says_nothing_checked_it(hostile_bios, run_path, recovery):
+    """A user's own cohort has no planted truth: the summary says that nothing scored the CRL's latents or
+    graph, and what the synthetic cohort's record says of the default model; a scored run does not."""
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    crl = RunDir(run_path, stage="crl")
+    crl.write(A.CRL_METRICS, {"model": "personax", "people": 10})
+    if recovery is not None:
+        crl.write(A.CRL_RECOVERY, recovery)
+    summary = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text().split(
+        "## Summary\n", 1)[1].split("\n## ", 1)[0]
+    assert ("CRL on a cohort with no planted latents" in summary) == (recovery is None)
+    assert ("recovers no block of latents on any recorded seed" in summary) == (recovery is None)
+
+
+def test_a_run_without_the_crl_stage_gets_no_crl_warning(hostile_bios, run_path):
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    summary = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+    assert "CRL on a cohort with no planted latents" not in summary
