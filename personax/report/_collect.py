@@ -702,6 +702,17 @@ def graphs_section(ctx: _Context) -> Section:
     width = "standardised effect" if graph.get("effects") else "|weight|"
     _figures(section, ctx, [(A.CRL_GRAPH_FIGURE, None, f"Learned latent DAG (edge width ~ {width}, red: negative weight)"),
                             (A.CRL_PC_GRAPH_FIGURE, None, "PC (causal-learn) on the learned latents")])
+    # the graph's recovery next to it, as the summary says it (the issue's "next to the learned graph")
+    recovery = ctx.value(A.CRL_RECOVERY)
+    overall = (recovery or {}).get("all")
+    if isinstance(overall, Mapping) and "shd_learned_graph" in overall:
+        against = _graph_against_truth(overall)
+        section.blocks.append(Note(f"{against[0].upper()}{against[1:]}."))
+    elif recovery is None:
+        section.blocks.append(Note("No planted graph to check this one against: read its edges as hypotheses."))
+    else:  # blocks scored, the graph not: the learned latents do not pair one to one with planted ones
+        section.blocks.append(Note("Not scored against the planted graph: the learned blocks' sizes are not the planted "
+                                   "ones, so their latents do not pair one to one. Read its edges as hypotheses."))
     children = _latents_with_parents(graph)
     if children:  # said next to the graph, as in the summary
         section.blocks.append(Note(f"{', '.join(children)}: each is identified at best up to adding a multiple of its "

@@ -539,3 +539,44 @@ def test_a_run_without_the_crl_stage_gets_no_crl_warning(hostile_bios, run_path)
     run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
     summary = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
     assert "CRL on a cohort with no planted latents" not in summary
+
+
+@pytest.mark.parametrize("recovery, expected", [
+    ({"all": {"mcc": 0.5, "shd_learned_graph": 3, "planted_edges": 2, "learned_edges": 3, "graph_verdict": "not recovered"}},
+     "Learned graph SHD 3 against the planted graph (2 planted edge(s), 3 learned): graph not recovered."),
+    ({"all": {"mcc": 0.9, "shd_learned_graph": 0, "planted_edges": 2, "learned_edges": 2, "graph_verdict": "recovered"}},
+     "Learned graph SHD 0 against the planted graph (2 planted edge(s), 2 learned): graph recovered."),
+    ({"shared": {"mcc": 0.9}}, "Not scored against the planted graph"),
+    (None, "No planted graph to check this one against: read its edges as hypotheses."),
+])
+def test_the_learned_graph_says_next_to_it_how_it_compares_with_the_planted_one(hostile_bios, run_path, recovery,
+                                                                                 expected):
+    import matplotlib.pyplot as plt
+
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    crl = RunDir(run_path, stage="crl")
+    figure = plt.figure()
+    crl.write(A.CRL_GRAPH_FIGURE, figure)
+    plt.close(figure)
+    crl.write(A.CRL_GRAPH, {"nodes": ["s1", "t1"], "adjacency": [[0, 0.5], [0, 0]]})
+    if recovery is not None:
+        crl.write(A.CRL_RECOVERY, recovery)
+    section = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text().split(
+        "## Latent graphs\n", 1)[1].split("\n## ", 1)[0]
+    assert expected in section
+
+
+@pytest.mark.parametrize("overall, expected", [
+    ({"shd_learned_graph": 4, "shd_strong_graph": 1, "graph_verdict": "not recovered"},
+     "planted graph: not recovered (SHD 4, strong edges only 1)"),
+    ({"shd_learned_graph": 0}, "planted graph: recovered (SHD 0)"),
+    (None, "no planted graph to check it against: its edges are hypotheses"),
+    ({"mcc": 0.7}, "no planted graph to check it against: its edges are hypotheses"),
+])
+def test_the_learned_graph_figure_s_title_line_says_whether_it_is_the_planted_graph(overall, expected):
+    from personax.crl.stage import graph_verdict_line
+
+    assert graph_verdict_line(overall) == expected
