@@ -264,8 +264,10 @@ def save_diagnostics(
     row_labels: Sequence[str] = (),
     col_labels: Sequence[str] = (),
     title: str = "",
+    caption: str = "",
 ) -> dict[str, Path]:
-    """Writes ``<name>.json`` and, given a matrix, ``<name>.png`` (annotated heatmap)."""
+    """Writes ``<name>.json`` and, given a matrix, ``<name>.png`` (annotated heatmap, with ``caption``
+    under it when given)."""
     from personax.artifacts import atomic_path, write_json
 
     directory = Path(directory)
@@ -288,8 +290,10 @@ def save_diagnostics(
         ax.set_title(title or name, fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.046)
         fig.tight_layout()
+        if caption:  # below the axes; the saved area grows to hold it
+            fig.text(0.02, 0.0, caption, ha="left", va="top", fontsize=8)
         paths["png"] = directory / f"{name}.png"
         with atomic_path(paths["png"]) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
+            fig.savefig(tmp, dpi=120, format="png", **({"bbox_inches": "tight"} if caption else {}))
         plt.close(fig)
     return paths

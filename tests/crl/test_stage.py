@@ -116,3 +116,28 @@ def test_a_proposal_for_s_that_shows_nothing_the_others_agree_on_gets_a_warning(
     assert shared_proposal_agreement(stub(("image_0",)), {}, names)[1] == []  # left out already: no warning
     proposals["image_1"] = (rng.normal(size=s.shape), np.ones(400, bool))  # now no two proposals agree
     assert shared_proposal_agreement(stub(()), {}, names)[1] == []  # no consensus, so none stands out
+
+
+@pytest.mark.parametrize("recovery, expected", [
+    ({"all": {"shd_learned_graph": 4, "shd_strong_graph": 1, "graph_verdict": "not recovered"}},
+     "planted graph: not recovered (SHD 4, strong edges only 1)"),
+    ({"all": {"shd_learned_graph": 0}}, "planted graph: recovered (SHD 0)"),
+    (None, "no planted graph to check it against: its edges are hypotheses"),
+    ({"shared": {"mcc": 0.7}}, "not scored: its blocks' sizes are not the planted ones; its edges are hypotheses"),
+])
+def test_the_learned_graph_figure_s_title_line_says_whether_it_is_the_planted_graph(recovery, expected):
+    from personax.crl.stage import graph_verdict_line
+
+    assert graph_verdict_line(recovery) == expected
+
+
+def test_the_mcc_figure_s_caption_gives_each_block_s_verdict_beside_its_best_baseline():
+    from personax.crl.stage import recovery_caption
+
+    caption = recovery_caption({
+        "shared": {"mcc": 0.4238, "best_baseline": "rater_mean", "best_baseline_mcc": 0.826, "verdict": "not recovered"},
+        "text": {"mcc": 0.91, "best_baseline": "pca", "best_baseline_mcc": 0.5, "verdict": "recovered"},
+        "image": {"mcc": 0.3},  # scored before verdicts existed: no line
+        "all": {"mcc": 0.5, "shd_learned_graph": 3}})
+    assert caption.splitlines() == ["shared: MCC 0.424, best baseline rater_mean 0.826: not recovered",
+                                    "text: MCC 0.910, best baseline pca 0.500: recovered"]

@@ -567,16 +567,3 @@ def test_the_learned_graph_says_next_to_it_how_it_compares_with_the_planted_one(
     section = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text().split(
         "## Latent graphs\n", 1)[1].split("\n## ", 1)[0]
     assert expected in section
-
-
-@pytest.mark.parametrize("overall, expected", [
-    ({"shd_learned_graph": 4, "shd_strong_graph": 1, "graph_verdict": "not recovered"},
-     "planted graph: not recovered (SHD 4, strong edges only 1)"),
-    ({"shd_learned_graph": 0}, "planted graph: recovered (SHD 0)"),
-    (None, "no planted graph to check it against: its edges are hypotheses"),
-    ({"mcc": 0.7}, "no planted graph to check it against: its edges are hypotheses"),
-])
-def test_the_learned_graph_figure_s_title_line_says_whether_it_is_the_planted_graph(overall, expected):
-    from personax.crl.stage import graph_verdict_line
-
-    assert graph_verdict_line(overall) == expected
