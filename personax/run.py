@@ -28,7 +28,7 @@ from personax._compilation_cache import enable_compilation_cache
 from personax._config_checks import ConfigError, check_config, check_person_columns
 from personax._secrets import redact
 from personax.artifacts import PERSONS, REPORT_HTML
-from personax.pipeline import MANIFEST_NAME, RunDir, run_pipeline
+from personax.pipeline import MANIFEST_NAME, Manifest, RunDir, run_pipeline
 
 log = logging.getLogger("personax")
 
@@ -126,6 +126,25 @@ def _preflight(config: DictConfig, workdir: Path) -> None:
         check_person_columns(config, pq.read_schema(persons).names, str(persons))
 
 
+def crl_recovery_line(record: dict) -> str | None:
+    """What the crl stage's recovery said, for the run's last lines (from its summary in the manifest):
+    the blocks and graph it did not recover, or that nothing checked it; None when every one was
+    recovered, or the stage did not run."""
+    if record.get("status") not in ("done", "skipped"):
+        return None
+    summary = record.get("summary") or {}
+    if "recovery_verdicts" not in summary:  # a run directory from before this line existed
+        return None
+    verdicts = summary["recovery_verdicts"]
+    if verdicts is None:
+        return ("crl: no planted latents, so nothing checks the learned latents or graph: read them as hypotheses "
+                "(the report's summary)")
+    missed = [name for name, verdict in verdicts.items() if verdict != "recovered"]
+    if not missed:
+        return None
+    return f"crl: not recovered against the planted truth: {', '.join(missed)} (the report's summary says why)"
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(config: DictConfig) -> None:
     """Runs the configured pipeline in the Hydra run directory."""
@@ -143,6 +162,9 @@ def main(config: DictConfig) -> None:
         sys.exit(1)
     for stage, status in statuses.items():
         log.info("%-12s %s", stage, status)
+    crl_line = crl_recovery_line(Manifest(workdir).stages.get("crl") or {}) if "crl" in statuses else None
+    if crl_line:  # a result that did not work says so in the last lines too, not only in the report
+        log.warning(crl_line)
     log.info("run directory: %s (manifest.json lists every output)", workdir)
     report = RunDir(workdir).locate(REPORT_HTML)
     # The last line: what to open next.

@@ -43,3 +43,18 @@ def test_multirun_sequential_and_joblib(tmp_path):
         assert bios[0] != bios[1]  # different seeds, different people
         for job in jobs:
             assert json.loads((job / "manifest.json").read_text())["stages"]["ingest"]["status"] == "done"
+
+
+def test_the_last_lines_say_which_crl_results_were_not_recovered():
+    from personax.run import crl_recovery_line
+
+    done = {"status": "done", "summary": {"recovery_verdicts": {"shared": "not recovered", "image": "recovered",
+                                                                "text": "not recovered", "graph": "not recovered"}}}
+    assert crl_recovery_line(done) == ("crl: not recovered against the planted truth: shared, text, graph (the report's "
+                                       "summary says why)")
+    recovered = {"status": "done", "summary": {"recovery_verdicts": {"shared": "recovered", "graph": "recovered"}}}
+    assert crl_recovery_line(recovered) is None
+    unchecked = {"status": "done", "summary": {"recovery_verdicts": None}}
+    assert crl_recovery_line(unchecked).startswith("crl: no planted latents, so nothing checks")
+    assert crl_recovery_line({"status": "failed", "summary": {"recovery_verdicts": None}}) is None
+    assert crl_recovery_line({"status": "done", "summary": {}}) is None  # a run directory from before the line

@@ -205,11 +205,16 @@ def test_the_default_run_as_typed_then_its_resume(compose_cfg, tmp_path, embeddi
     overrides = _tiny_overrides(compose_cfg(), tmp_path, "http://unused.invalid", embedding_cache)
     cfg = compose_cfg(overrides)
     assert _chat_raters(cfg) == []  # nothing to serve: the default run rates offline
-    _cli(tmp_path, *overrides)
+    first = _cli(tmp_path, *overrides)
     run = tmp_path / "runs" / cfg.name
     _check_run(cfg, run)
     assert (run / "data/ground_truth/ground_truth.json").is_file()  # the synthetic cohort's planted truth
     assert OmegaConf.to_container(OmegaConf.load(run / ".hydra/config.yaml")) == OmegaConf.to_container(cfg)
+    # the default run recovers none of its planted blocks yet (experiments/demo_level2): its last lines say so
+    verdicts = json.loads((run / "manifest.json").read_text())["stages"]["crl"]["summary"]["recovery_verdicts"]
+    assert set(verdicts) >= {"shared", "image", "text", "graph"}
+    missed = [name for name, verdict in verdicts.items() if verdict != "recovered"]
+    assert (f"crl: not recovered against the planted truth: {', '.join(missed)}" in first) == bool(missed)
     second = _cli(tmp_path, *overrides)
     assert "stage ingest: up to date, skipped" in second
     history = json.loads((run / "manifest.json").read_text())["history"]

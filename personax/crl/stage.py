@@ -97,6 +97,17 @@ def graph_verdict_line(recovery: dict[str, Any] | None) -> str:
     return f"planted graph: {verdict} (SHD {overall['shd_learned_graph']}{strong})"
 
 
+def recovery_verdicts(recovery: dict[str, Any] | None) -> dict[str, str] | None:
+    """Each scored block's verdict and the graph's (``graph``), for the manifest's summary of the stage
+    (the command line's last lines say them); None when no planted latents scored the run."""
+    if not recovery:
+        return None
+    verdicts = {block: values["verdict"] for block, values in recovery.items() if block != "all" and "verdict" in values}
+    if "graph_verdict" in (recovery.get("all") or {}):
+        verdicts["graph"] = recovery["all"]["graph_verdict"]
+    return verdicts
+
+
 def recovery_caption(recovery: dict[str, Any]) -> str:
     """The lines under the MCC figure: each block's MCC, its best baseline on the same split and the
     verdict (recovery.json), so that the figure says what it shows when it travels alone."""
@@ -542,4 +553,5 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
             log.warning("crl: %s", warning)
     run_dir.write(A.CRL_METRICS, metrics)
     A.remove_with_leftovers(run_dir.locate(A.CRL_FIT_CHECKPOINT))  # every output is written: nothing to resume
-    return {k: v for k, v in metrics.items() if k != "recovery"}
+    return {**{k: v for k, v in metrics.items() if k != "recovery"},
+            "recovery_verdicts": recovery_verdicts(metrics.get("recovery"))}
