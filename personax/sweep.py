@@ -170,7 +170,30 @@ def job_metrics(job_dir: Path, manifest: Mapping[str, Any]) -> dict[str, float]:
         if spec.keep is not None and isinstance(data, dict):
             data = {key: data[key] for key in spec.keep if key in data}
         metrics.update(flatten_numbers(data, spec.prefix, spec.skip))
+        if spec.artifact is A.CRL_METRICS and isinstance(data, dict):
+            metrics.update(recovered_flags(data.get("recovery")))
     return metrics
+
+
+def recovered_flags(recovery: Any) -> dict[str, float]:
+    """``crl.recovery.<block>.recovered`` (and ``crl.recovery.all.graph_recovered``): 1 where the verdict
+    is "recovered", else 0, so that a group's mean is the share of its jobs that recovered it: the
+    MCC's mean alone does not say whether any job passed the verdict.
+
+    Example:
+        >>> recovered_flags({"shared": {"mcc": 0.9, "verdict": "recovered"}, "text": {"verdict": "not recovered"},
+        ...                  "all": {"graph_verdict": "not recovered"}})
+        {'crl.recovery.shared.recovered': 1.0, 'crl.recovery.text.recovered': 0.0, 'crl.recovery.all.graph_recovered': 0.0}
+    """
+    flags: dict[str, float] = {}
+    for block, values in (recovery or {}).items() if isinstance(recovery, Mapping) else ():
+        if not isinstance(values, Mapping):
+            continue
+        if "verdict" in values:
+            flags[f"crl.recovery.{block}.recovered"] = float(values["verdict"] == "recovered")
+        if "graph_verdict" in values:
+            flags[f"crl.recovery.{block}.graph_recovered"] = float(values["graph_verdict"] == "recovered")
+    return flags
 
 
 def _job_dirs(sweep_dir: Path) -> list[Path]:
@@ -370,6 +393,9 @@ def summary_markdown(sweep_dir: Path, jobs: pd.DataFrame, summary: pd.DataFrame)
         lines.append("Same in every job: " + ", ".join(f"`{c}={jobs[c].dropna().iloc[0]}`" for c in constant
                                                         if jobs[c].notna().any()) + ".")
     lines += ["", "Cells: mean ± sample SD (n finished jobs) of each result, per group.", ""]
+    if summary["metric"].str.endswith("recovered").any():  # recovered_flags: verdicts as 0 / 1
+        lines[-1:] = ["`crl.recovery.<block>.recovered` and `.graph_recovered`: the share of the group's jobs whose "
+                      "verdict was \"recovered\" (1: all of them; 0: none).", ""]
     labels = [" ".join(f"{g}={v}" for g, v in zip(groups, key)) if groups else "all jobs"
               for key in summary[groups].itertuples(index=False, name=None)]
     summary = summary.assign(group_label=labels, stage_name=summary["metric"].str.split(".").str[0])

@@ -104,7 +104,8 @@ def _synthetic_sweep(tmp_path: Path) -> tuple[Path, dict]:
             "ingest": {"status": "done", "duration_s": 1.0, "summary": {"persons": 120, "source": "synthetic"}},
             "crl": {"status": "done", "duration_s": seconds, "summary": {"best_val_elbo": elbo, "people": 120}}},
             files={"crl/metrics.json": {"best_val_elbo": elbo, "people": 120,
-                                        "recovery": {"shared": {"mcc": mcc}}}})
+                                        "recovery": {"shared": {"mcc": mcc, "verdict": "recovered" if mcc >= 0.8
+                                                                else "not recovered"}}}})
     return sweep, values
 
 
@@ -125,6 +126,9 @@ def test_summary_groups_by_non_seed_overrides_and_matches_numpy(tmp_path):
                 assert math.isnan(part.loc[metric, "sd"])
         assert part.loc["ingest.persons", "mean"] == 120
         assert "ingest.source" not in part.index  # strings are not metrics
+        # a verdict counts as 1 where recovered: the mean is the share of the group's jobs that recovered it
+        assert part.loc["crl.recovery.shared.recovered", "mean"] == pytest.approx(
+            np.mean([job["mcc"] >= 0.8 for job in jobs]))
     assert summary.set_index(["crl.shared_dim", "metric"]).loc[("2", "ingest.persons"), "sd"] == 0
     assert summary.set_index(["crl.shared_dim", "metric"]).loc[("2", "crl.people"), "n"] == 3
     assert summary.set_index(["crl.shared_dim", "metric"]).loc[("4", "crl.people"), "n"] == 1  # job 3 failed, 5 missing
@@ -153,6 +157,8 @@ def test_failed_incomplete_and_missing_jobs_are_listed(tmp_path):
     paths = write_summary(sweep)
     markdown = paths["summary.md"].read_text()
     assert "6 jobs: 4 done, 1 failed, 1 missing." in markdown
+    assert "`crl.recovery.<block>.recovered` and `.graph_recovered`: the share of the group's jobs" in markdown
+    assert "| crl.recovery.shared.recovered |" in markdown
     assert "Varied: `crl.shared_dim` (2, 4)." in markdown and "Repetitions over `seed`: 0, 1, 2." in markdown
     left_out = markdown.split("## Jobs left out")[1]
     assert "| 3 | failed | seed=1 crl.shared_dim=4 | stage crl failed: ValueError: only 3 people |" in left_out
