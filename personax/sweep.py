@@ -393,7 +393,7 @@ def summary_markdown(sweep_dir: Path, jobs: pd.DataFrame, summary: pd.DataFrame)
         lines.append("Same in every job: " + ", ".join(f"`{c}={jobs[c].dropna().iloc[0]}`" for c in constant
                                                         if jobs[c].notna().any()) + ".")
     lines += ["", "Cells: mean ± sample SD (n finished jobs) of each result, per group.", ""]
-    if summary["metric"].str.endswith("recovered").any():  # recovered_flags: verdicts as 0 / 1
+    if summary["metric"].astype(str).str.endswith("recovered").any():  # recovered_flags: verdicts as 0 / 1
         lines[-1:] = ["`crl.recovery.<block>.recovered` and `.graph_recovered`: the share of the group's jobs whose "
                       "verdict was \"recovered\" (1: all of them; 0: none).", ""]
     labels = [" ".join(f"{g}={v}" for g, v in zip(groups, key)) if groups else "all jobs"

@@ -593,7 +593,8 @@ def _restart_init(config: CRLConfig) -> Callable[[jax.Array], Any]:
 
     The single-key program (:func:`_init_program`) is called per key rather than vmapped: the
     shared block's and the within-block orders' searches initialise from it too, so a fit and its
-    searches compile the model's initialisation once instead of twice (4-6 s on 2 CPU cores). Runs
+    searches compile the model's initialisation once instead of twice (the stage default's took about
+    7 s to compile at XLA's default level on 2 CPU cores; docs/crl.md, "Benchmark"). Runs
     once per fit, for a handful of restarts; the values are those of the vmapped program (a key's
     random bits do not depend on the batch it is drawn in; tests/crl/test_program_reuse.py).
     """
