@@ -32,7 +32,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ class ResultFile:
         root: Key to descend into first (None: the whole file).
         keep: Top-level keys to take (None: all).
         skip: Keys left out at any depth.
+        derived: Metrics computed from the file's contents besides its numbers (e.g. verdicts as 0 / 1).
     """
 
     artifact: A.Artifact
@@ -66,11 +67,13 @@ class ResultFile:
     root: str | None = None
     keep: tuple[str, ...] | None = None
     skip: frozenset[str] = frozenset()
+    derived: Callable[[Any], dict[str, float]] | None = None
 
 
 #: Result files read besides ``manifest.json``; they add the detail the stages' manifest summaries leave out.
 RESULT_FILES: tuple[ResultFile, ...] = (
-    ResultFile(A.CRL_METRICS, "crl"),  # the crl summary plus recovery.<block>.mcc on synthetic data
+    # the crl summary plus recovery.<block>.mcc on synthetic data, and each verdict as 0 / 1
+    ResultFile(A.CRL_METRICS, "crl", derived=lambda data: recovered_flags(data.get("recovery"))),
     ResultFile(A.TRAIT_RELIABILITY, "traits", keep=("alpha", "recovery", "discrepancy")),
     ResultFile(A.LEVEL1_RECOVERY, "independence.recovery", root="tests", skip=frozenset({"raters"})),
 )
@@ -170,8 +173,8 @@ def job_metrics(job_dir: Path, manifest: Mapping[str, Any]) -> dict[str, float]:
         if spec.keep is not None and isinstance(data, dict):
             data = {key: data[key] for key in spec.keep if key in data}
         metrics.update(flatten_numbers(data, spec.prefix, spec.skip))
-        if spec.artifact is A.CRL_METRICS and isinstance(data, dict):
-            metrics.update(recovered_flags(data.get("recovery")))
+        if spec.derived is not None and isinstance(data, dict):
+            metrics.update(spec.derived(data))
     return metrics
 
 

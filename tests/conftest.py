@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,3 +63,12 @@ def run_path(tmp_path: Path) -> Path:
     path = tmp_path / "run"
     path.mkdir()
     return path
+
+
+def run_cli(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -m personax.run <args>`` in ``cwd``, as a user types it; fails the test with the output's
+    tail unless it exits 0."""
+    result = subprocess.run([sys.executable, "-m", "personax.run", *args], cwd=cwd, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result

@@ -6,21 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 
-
-def _run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "personax.run", *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+from tests.conftest import run_cli
 
 
 def test_experiment_and_bad_input_exit_nonzero_with_the_reason(tmp_path):
-    _run(tmp_path, "+experiment=smoke", "stages=[ingest]")
+    run_cli(tmp_path, "+experiment=smoke", "stages=[ingest]")
     assert (tmp_path / "runs/smoke/data/persons.parquet").is_file()
     bios = tmp_path / "bios.csv"
     bios.write_text("person_id,height_cm\na,-3\n")
@@ -33,8 +26,8 @@ def test_experiment_and_bad_input_exit_nonzero_with_the_reason(tmp_path):
 
 
 def test_multirun_sequential_and_joblib(tmp_path):
-    _run(tmp_path, "-m", "seed=0,1", "data.n=40", "data.images=false", "name=sweep", "stages=[ingest]")
-    _run(tmp_path, "-m", "seed=2,3", "data.n=40", "data.images=false", "name=par", "stages=[ingest]", "hydra/launcher=joblib",
+    run_cli(tmp_path, "-m", "seed=0,1", "data.n=40", "data.images=false", "name=sweep", "stages=[ingest]")
+    run_cli(tmp_path, "-m", "seed=2,3", "data.n=40", "data.images=false", "name=par", "stages=[ingest]", "hydra/launcher=joblib",
          "hydra.launcher.n_jobs=2")
     for name, seeds in (("sweep", [0, 1]), ("par", [2, 3])):
         jobs = sorted((tmp_path / "multirun" / name).glob("*/[0-9]*"))

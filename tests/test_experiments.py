@@ -18,8 +18,6 @@ every stage must be skipped (one whole run instead of the in-process one plus a 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,7 @@ from personax.pipeline import run_pipeline
 from personax.run import config_dir
 from personax.traits.testing import FakeChatServer
 from tests._release import write_release
+from tests.conftest import run_cli
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
 DEFAULT_RUN = "demo"  # what `python -m personax.run` runs with no experiment (test_the_demo_experiment_is_the_default_run)
@@ -193,9 +192,7 @@ def test_the_demo_experiment_is_the_default_run(compose_cfg):
 
 
 def _cli(cwd: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "personax.run", *args], cwd=cwd, capture_output=True, text=True,
-                            timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = run_cli(cwd, *args, timeout=900)
     return result.stdout + result.stderr
 
 

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from personax.run import config_dir
 from personax.sweep import collect_jobs, main, summarize_multirun, write_summary
-from tests.test_cli import _run as run_cli
+from tests.conftest import run_cli
 
 # ----------------------------------------------------------------------------- launchers
 

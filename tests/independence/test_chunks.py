@@ -9,8 +9,8 @@ from personax.independence import test_matrix
 from personax.independence._chunks import (chunk_features, chunk_slice, data_digest, mark_chunk, merge_chunks,
                                             parse_chunk)
 from personax.sweep import main as sweep_main
+from tests.conftest import run_cli
 from tests.independence.test_lowrank import cohort_frame
-from tests.test_cli import _run as run_cli
 
 
 @pytest.mark.parametrize("bad", ["0/2", "3/2", "a/b", "1-2", "1/0", "/2", 3])
