@@ -580,8 +580,11 @@ def _run_stages(specs: Sequence[StageSpec], config: DictConfig, manifest: Manife
                 inputs=_file_records(run_dir, run_dir.inputs, groups=run_dir.file_groups),
                 outputs=_file_records(run_dir, run_dir.outputs),
             )
-            manifest.record(spec.name, entry)
-            raise
+            try:
+                manifest.record(spec.name, entry)
+            except OSError as record_err:  # e.g. the disk that filled up under the stage: keep the stage's own error
+                log.error("stage %s: its failure could not be recorded in %s: %s", spec.name, MANIFEST_NAME, record_err)
+            raise err
         entry.update(
             status="done",
             finished=_now(),

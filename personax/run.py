@@ -13,6 +13,7 @@ redacted from both (:func:`personax._secrets.redact`). The exit status is 1.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -112,7 +113,22 @@ def report_failure(err: BaseException, config: DictConfig, workdir: Path, *, deb
     if isinstance(err, ConfigError):
         return headline
     where = f"the full traceback is in {logs[0]}; " if logs else ""
-    return f"{headline}\n({where}rerun with debug=true to print it here)"
+    hint = f"{headline}\n({where}rerun with debug=true to print it here)"
+    if _disk_full(err):
+        hint += (f"\nThe disk that holds {workdir} is full. The stages that finished are kept (manifest.json): "
+                 "free some space and rerun; a run in the same run directory skips them.")
+    return hint
+
+
+def _disk_full(err: BaseException) -> bool:
+    """Whether ``err``, or an error it was raised from or during, is "No space left on device"."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def _preflight(config: DictConfig, workdir: Path) -> None:

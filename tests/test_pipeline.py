@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -134,6 +135,22 @@ def test_a_failure_is_recorded_and_earlier_work_kept(toy_stages, run_path):
     with pytest.raises(RuntimeError):
         run_pipeline(_config(["produce", "explode"]), run_path)
     assert CALLS == ["explode"]  # the finished stage is not redone
+
+
+def test_a_full_disk_that_stops_the_failure_record_keeps_the_stages_own_error(toy_stages, run_path, monkeypatch):
+    run_pipeline(_config(["produce"]), run_path)
+    record = pipeline.Manifest.record
+
+    def record_unless_failed(self, name, entry):
+        if entry.get("status") == "failed":  # the disk filled up under the stage
+            raise OSError(errno.ENOSPC, "No space left on device")
+        record(self, name, entry)
+
+    monkeypatch.setattr(pipeline.Manifest, "record", record_unless_failed)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline(_config(["produce", "explode"]), run_path)
+    manifest = json.loads((run_path / "manifest.json").read_text())
+    assert manifest["stages"]["produce"]["status"] == "done"  # the finished stage's record is intact
 
 
 def test_missing_requirements_and_unknown_names_fail_clearly(toy_stages, run_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import subprocess
 import sys
@@ -112,3 +113,20 @@ def test_failure_text_and_run_log_never_hold_a_secret(tmp_path, monkeypatch):
     for secret in ("sk-run-errors-0123456789", "abcdef123"):
         assert secret not in text and secret not in logged
     assert text.startswith("personax: error: RuntimeError: server said: bad key <redacted>")
+
+
+def test_a_full_disk_gets_a_hint_that_the_finished_stages_are_kept(tmp_path):
+    config = OmegaConf.create({})
+    full = OSError(errno.ENOSPC, "No space left on device")
+    assert "The disk that holds" in report_failure(full, config, tmp_path)
+    try:
+        try:
+            raise full
+        except OSError as err:
+            raise RuntimeError("could not save the checkpoint") from err
+    except RuntimeError as wrapped:
+        text = report_failure(wrapped, config, tmp_path)
+    assert text.startswith("personax: error: RuntimeError: could not save the checkpoint")
+    assert f"The disk that holds {tmp_path} is full" in text and "skips them" in text
+    for other in (OSError(errno.EACCES, "Permission denied"), RuntimeError("boom")):
+        assert "The disk that holds" not in report_failure(other, config, tmp_path)
