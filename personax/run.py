@@ -95,7 +95,8 @@ def report_failure(err: BaseException, config: DictConfig, workdir: Path, *, deb
 
     Returns:
         ``personax: stage '<name>' failed: <Type>: <message>`` and a hint line,
-        preceded by the traceback when ``debug``.
+        preceded by the traceback when ``debug``; for a full disk ("No space left on device",
+        raised or behind the error raised), a last line that says the finished stages are kept.
     """
     if isinstance(err, ConfigError):
         headline = redact(f"personax: config error: {err}", config)
@@ -108,16 +109,14 @@ def report_failure(err: BaseException, config: DictConfig, workdir: Path, *, deb
     for handler in handlers:  # the full traceback in run.log only; the console gets the headline
         handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, f"{headline}\n{full.rstrip()}", None, None))
     logs = [Path(h.baseFilename) for h in handlers]
+    disk = (f"\nThe disk that holds {workdir} is full. The stages that finished are kept (manifest.json): "
+            "free some space and rerun; a run in the same run directory skips them." if _disk_full(err) else "")
     if debug:
-        return f"{full.rstrip()}\n{headline}"
+        return f"{full.rstrip()}\n{headline}{disk}"
     if isinstance(err, ConfigError):
         return headline
     where = f"the full traceback is in {logs[0]}; " if logs else ""
-    hint = f"{headline}\n({where}rerun with debug=true to print it here)"
-    if _disk_full(err):
-        hint += (f"\nThe disk that holds {workdir} is full. The stages that finished are kept (manifest.json): "
-                 "free some space and rerun; a run in the same run directory skips them.")
-    return hint
+    return f"{headline}\n({where}rerun with debug=true to print it here){disk}"
 
 
 def _disk_full(err: BaseException) -> bool:

@@ -119,6 +119,7 @@ def test_a_full_disk_gets_a_hint_that_the_finished_stages_are_kept(tmp_path):
     config = OmegaConf.create({})
     full = OSError(errno.ENOSPC, "No space left on device")
     assert "The disk that holds" in report_failure(full, config, tmp_path)
+    assert report_failure(full, config, tmp_path, debug=True).endswith("a run in the same run directory skips them.")
     try:
         try:
             raise full
