@@ -142,6 +142,12 @@ def _check_crl(cfg: DictConfig, run: Path) -> None:
     assert ((np.asarray(graph["effects"]) != 0) == (np.asarray(graph["adjacency"]) != 0)).all()
     # strong: effect above the threshold, or undefined (null: into a collapsed latent)
     assert graph["strong_edges"] == int((~(np.asarray(graph["effects"], float) <= graph["strong_threshold"])).sum())
+    # every learned edge inside a modality block, and only those, has its direction tested (Vuong's test)
+    adjacency, nodes = np.asarray(graph["adjacency"]), graph["nodes"]
+    block = [name.rstrip("0123456789") for name in nodes]
+    inside = {(nodes[i], nodes[j]) for i, j in zip(*np.nonzero(adjacency)) if block[i] == block[j] != "s"}
+    assert {(d["parent"], d["child"]) for d in graph["directions"]} == inside
+    assert all(d["verdict"] in ("decided", "undetermined", "reverse preferred") for d in graph["directions"])
     assert len(pd.read_parquet(run / "crl/latents.parquet")) > 0
     orientation = json.loads((run / "crl/metrics.json").read_text()).get("orientation")
     if cfg.name == "demo":  # the default run searched the shared block's axes, and its report says what it did

@@ -10,6 +10,8 @@ Public surface:
   if the validation ELBO says so (``fit(..., orient_shared=True)`` does it after training);
 * :func:`order_blocks` — puts each modality block of a fitted model in the within-block order its
   prior fits best, if the validation ELBO says so (``fit(..., order_search=True)``);
+* :func:`edge_direction_evidence` — whether the data decide the direction of each learned edge
+  inside a modality block (Vuong's test between the block's orders);
 * :func:`fit_reference` — the original study's design with its defects, for comparison only;
 * :mod:`personax.crl.diagnostics` — MCC, block R², SHD, seed stability, edge frequency.
 
@@ -23,8 +25,8 @@ from personax.crl import diagnostics
 from personax.crl._fit import FittedCRL, fit, load_pretrained
 from personax.crl._model import CRLConfig
 from personax.crl._orient import orient_shared
-from personax.crl._order import order_blocks
+from personax.crl._order import edge_direction_evidence, order_blocks
 from personax.crl._reference import FittedReference, fit_reference
 
-__all__ = ["CRLConfig", "FittedCRL", "FittedReference", "diagnostics", "fit", "fit_reference", "load_pretrained",
+__all__ = ["CRLConfig", "FittedCRL", "FittedReference", "diagnostics", "edge_direction_evidence", "fit", "fit_reference", "load_pretrained",
            "order_blocks", "orient_shared"]

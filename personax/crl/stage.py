@@ -14,7 +14,10 @@ not an ELBO). Writes (artifacts ``crl_*``) into ``crl/``:
 * ``model/`` — the fitted model (``personax.load_pretrained``);
 * ``latents.parquet`` — person_id, split, and every learned latent;
 * ``graph.json`` / ``graph.png`` — the learned weighted DAG, and each edge's standardised effect
-  (``effects``: |weight| depends on the latents' scale, the effect does not);
+  (``effects``: |weight| depends on the latents' scale, the effect does not), and for each edge
+  inside a modality block whether the data decide its direction (``directions``, Vuong's test
+  between the block's orders: :func:`personax.crl.edge_direction_evidence`; the figure draws
+  the undecided ones dashed; ``crl.edge_directions: false`` leaves it out);
 * ``pc_graph.json`` / ``pc_graph.png`` — PC (causal-learn) on the learned latents with
   background knowledge that nothing points into the shared block, as the study did;
 * ``training_curve.png`` and ``metrics.json``;
@@ -29,8 +32,9 @@ import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
+import jax
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
@@ -39,6 +43,7 @@ from personax.crl import diagnostics as D
 from personax.crl._auxiliary import auxiliary_design
 from personax.crl._baselines import recovery_with_baselines
 from personax.crl._fit import fit, learning_rate_cuts, missing_entries, standardised_edge_effects, usable_rows
+from personax.crl._order import DIRECTION_LEVEL, edge_direction_evidence
 from personax.crl._orient import fit_stop
 from personax.crl._reference import fit_reference
 from personax import artifacts as A
@@ -50,9 +55,11 @@ log = logging.getLogger(__name__)
 
 
 def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only: bool = True,
-               strengths: np.ndarray | None = None) -> None:
+               strengths: np.ndarray | None = None, undecided: Sequence[tuple[str, str]] = ()) -> None:
     """Draws a weighted DAG with nodes on a circle (edge width ~ ``strengths``, by default |weight|;
-    colour: the weight's sign; a NaN strength is drawn dotted)."""
+    colour: the weight's sign; a NaN strength is drawn dotted; the (parent, child) edges in
+    ``undecided``, whose direction the data do not decide, dashed with a hollow head, and a line
+    under the graph says so)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,12 +73,17 @@ def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only
     widths = np.abs(weights) if strengths is None else np.abs(np.asarray(strengths, dtype=float))
     undefined = np.isnan(widths)  # an effect into a collapsed child latent: drawn dotted, at full width
     top = np.nanmax(widths, initial=0.0) or 1.0
+    undecided = {(names.index(a), names.index(b)) for a, b in undecided}
     for i, j in zip(*np.nonzero(weights)):
+        head = "-" if not directed_only else "-|>" if (i, j) not in undecided else "->"
         ax.annotate("", xy=xy[j] * 0.9, xytext=xy[i] * 0.9,
-                    arrowprops=dict(arrowstyle="-|>" if directed_only else "-",
+                    arrowprops=dict(arrowstyle=head,
                                     lw=3.0 if undefined[i, j] else 0.5 + 2.5 * widths[i, j] / top,
-                                    linestyle=":" if undefined[i, j] else "-",
+                                    linestyle=":" if undefined[i, j] else "--" if (i, j) in undecided else "-",
                                     color="tab:red" if weights[i, j] < 0 else "tab:blue", shrinkA=8, shrinkB=8))
+    if undecided:
+        ax.text(0.5, 0.0, "dashed: the data do not decide this edge's direction", transform=ax.transAxes,
+                ha="center", va="top", fontsize=8)
     for (x, y), name in zip(xy, names):
         colour = "#f4d35e" if name.startswith("s") else "#cfe8fc"
         ax.text(x, y, name, ha="center", va="center", fontsize=9, bbox=dict(boxstyle="round", fc=colour))
@@ -82,6 +94,12 @@ def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only
     with A.atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
     plt.close(fig)
+
+
+def undecided_edges(graph_record: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (parent, child) edges of graph.json whose direction the data do not decide
+    (``edge_direction_evidence``: undetermined, or the reverse preferred)."""
+    return [(d["parent"], d["child"]) for d in graph_record.get("directions") or [] if d["verdict"] != "decided"]
 
 
 def graph_verdict_line(recovery: dict[str, Any] | None) -> str:
@@ -426,6 +444,11 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         graph_record["effects"] = [[None if np.isnan(e) else float(e) for e in row] for row in effects]
         # the edges a reader should take as strong (diagnostics.strong_edges), and by which threshold
         graph_record.update(strong_threshold=D.STRONG_EFFECT, strong_edges=int(D.strong_edges(effects).sum()))
+    if kind == "personax" and options.get("edge_directions", True):
+        # whether the data decide each within-block edge's direction: reversed orders are the main source of the
+        # numeric benchmark's SHD, and the likelihood often barely prefers the learned one (docs/crl.md)
+        graph_record.update(direction_level=DIRECTION_LEVEL, directions=edge_direction_evidence(
+            model, data, auxiliary=auxiliary, key=jax.random.key(int(options.seed))))
     run_dir.write(A.CRL_GRAPH, graph_record)
     pc_graph = pc_on_latents(stacked[train_rows], names, int(options.shared_dim),
                              alpha=float(options.pc.alpha), test=str(options.pc.test))
@@ -543,7 +566,7 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     draw_graph(graph, run_dir.output_path(A.CRL_GRAPH_FIGURE),
                ("learned latent DAG (width: standardised effect)" if "effects" in graph_record
                 else "learned latent DAG (weights)") + "\n" + graph_verdict_line(metrics.get("recovery")),
-               strengths=graph_record.get("effects"))
+               strengths=graph_record.get("effects"), undecided=undecided_edges(graph_record))
     if kind == "personax":
         metrics["warnings"] = sparse_decoder_warnings(model, measurement_names)
         if model.config.shared_dim and sum(model.config.measurements.values()) > 1:

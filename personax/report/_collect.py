@@ -266,6 +266,20 @@ UNCHECKED_CRL = ("CRL on a cohort with no planted latents: nothing in this run c
                  "latents and the graph's edges as hypotheses.")
 
 
+def _undecided_directions(graph: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """graph.json's within-block edges whose direction the data do not decide, in words: those whose
+    reverse fits as well (undetermined) and those whose reverse fits better (reverse preferred)."""
+    def words(d: Mapping[str, Any]) -> str:
+        return f"{d['parent']} → {d['child']} (z {d['vuong_z']:+.2f}, {d['margin_per_person']:+.4f} nats per person)"
+    directions = graph.get("directions") or []
+    return ([words(d) for d in directions if d.get("verdict") == "undetermined"],
+            [words(d) for d in directions if d.get("verdict") == "reverse preferred"])
+
+
+# where the report sends a reader for the test of a within-block edge's direction
+DIRECTIONS = 'Vuong\'s test between the block\'s orders; docs/crl.md, "Does the data decide a within-block edge\'s direction?"'
+
+
 def _latents_with_parents(graph: Mapping[str, Any]) -> list[str]:
     """The latents of graph.json with at least one incoming edge (a nonzero weight), in its order."""
     nodes, weights = graph.get("nodes") or [], graph.get("adjacency") or []
@@ -335,6 +349,15 @@ def _unreliable(ctx: _Context) -> list[Finding]:
         blocks = "; ".join(f"{block} ({diagnosis})" if diagnosis else block for block, diagnosis in below.items())
         items.append(Finding(f"CRL blocks not recovered (MCC below 0.8 or below the best baseline): {blocks}.",
                              _anchor(CRL_TITLE), "warning"))
+    undetermined, reverse = _undecided_directions(ctx.value(A.CRL_GRAPH) or {})
+    if reverse:
+        items.append(Finding(f"The reverse direction fits the validation rows better than the learned one for {'; '.join(reverse)}: "
+                             "the learned order of that block is likely wrong, and the edges from s into it may follow "
+                             f"the wrong order ({DIRECTIONS}).", _anchor("Latent graphs"), "warning"))
+    if undetermined:
+        items.append(Finding(f"The data do not decide the direction of {'; '.join(undetermined)}: the reverse fits the "
+                             f"validation rows as well. Read each as an undirected link ({DIRECTIONS}).",
+                             _anchor("Latent graphs"), "warning"))
     children = _latents_with_parents(ctx.value(A.CRL_GRAPH) or {})
     if children:
         items.append(Finding(
@@ -713,6 +736,14 @@ def graphs_section(ctx: _Context) -> Section:
     else:  # blocks scored, the graph not: the learned latents do not pair one to one with planted ones
         section.blocks.append(Note("Not scored against the planted graph: the learned blocks' sizes are not the planted "
                                    "ones, so their latents do not pair one to one. Read its edges as hypotheses."))
+    if "directions" in graph:  # runs from 2026-12-07 on: the test of each within-block edge's direction
+        level = graph.get("direction_level", 0.05)
+        rows = [f"{d['parent']} → {d['child']}: {d['verdict']} (z {d['vuong_z']:+.2f}, p {d['p_value']:.3f}, "
+                f"{d['margin_per_person']:+.4f} nats per person)" for d in graph["directions"]]
+        section.blocks.append(Note(
+            (f"Within-block edge directions, each against its reverse at the {level:g} level ({DIRECTIONS}; dashed in "
+             "the figure when not decided): " + "; ".join(rows) + ".") if rows else
+            "No learned edge inside a modality block: no direction to test."))
     children = _latents_with_parents(graph)
     if children:  # said next to the graph, as in the summary
         section.blocks.append(Note(f"{', '.join(children)}: each is identified at best up to adding a multiple of its "

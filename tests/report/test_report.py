@@ -517,6 +517,44 @@ def test_the_summary_says_that_latents_with_parents_are_identified_only_up_to_th
     assert "edge width ~ standardised effect" in graphs  # what the figure's widths are, since graph.json has effects
 
 
+def test_within_block_edges_whose_direction_the_data_do_not_decide_are_said_where_the_user_looks(hostile_bios,
+                                                                                                   run_path):
+    """graph.json's ``directions`` (Vuong's test of each within-block edge against its reverse): an
+    undetermined edge and one whose reverse fits better each get a summary warning and a line next to
+    the graph; a decided edge gets the line only. A graph.json from before the test says nothing of it."""
+    from PIL import Image
+
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    nodes = ["s1", "image1", "image2", "text1", "text2", "text3"]
+    weights = [[0.0] * 6 for _ in nodes]
+    weights[1][2], weights[3][4], weights[4][5] = 0.3, -0.2, 0.5
+    directions = [{"parent": "image1", "child": "image2", "block": "image", "margin_per_person": 0.0321,
+                   "vuong_z": 4.03, "p_value": 0.0001, "verdict": "decided"},
+                  {"parent": "text1", "child": "text2", "block": "text", "margin_per_person": 0.0043,
+                   "vuong_z": 1.61, "p_value": 0.1074, "verdict": "undetermined"},
+                  {"parent": "text2", "child": "text3", "block": "text", "margin_per_person": -0.0655,
+                   "vuong_z": -4.04, "p_value": 0.0001, "verdict": "reverse preferred"}]
+    run_dir = RunDir(run_path, stage="crl")
+    Image.new("RGB", (4, 4)).save(run_dir.output_path(A.CRL_GRAPH_FIGURE))
+    for tested in (True, False):
+        run_dir.write(A.CRL_GRAPH, {"nodes": nodes, "adjacency": weights,
+                                    **({"directions": directions, "direction_level": 0.05} if tested else {})})
+        markdown = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+        summary = markdown.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+        graphs = markdown.split("## Latent graphs\n", 1)[1].split("\n## ", 1)[0]
+        assert ("The data do not decide the direction of text1 → text2 (z +1.61, +0.0043 nats per person)"
+                in summary) == tested
+        assert ("The reverse direction fits the validation rows better than the learned one for text2 → text3 "
+                "(z -4.04, -0.0655 nats per person)" in summary) == tested
+        assert "image1 → image2" not in summary.split("**What is unreliable**", 1)[1]  # decided: no warning
+        assert ("Within-block edge directions, each against its reverse at the 0.05 level" in graphs) == tested
+        assert ("image1 → image2: decided (z +4.03, p 0.000, +0.0321 nats per person)" in graphs) == tested
+        assert ("text2 → text3: reverse preferred" in graphs) == tested
+
+
 @pytest.mark.parametrize("recovery", [None, {"shared": {"mcc": 0.9, "verdict": "recovered"}}])
 def test_a_crl_run_with_no_planted_truth_says_nothing_checked_it(hostile_bios, run_path, recovery):
     """A user's own cohort has no planted truth: the summary says that nothing scored the CRL's latents or
