@@ -630,3 +630,47 @@ def test_every_gate_noise_command_the_docs_show_parses():
     stream: parsed, not run); the recorded one names the three spent seeds whose turn was rejected."""
     shown = _shown_commands("crl_benchmark/gate_noise.py", minimum=1)
     assert any(args.seeds == [1030, 1046, 1049] and args.streams == [0, 1, 2] for _, args in shown)
+
+
+@pytest.mark.slow  # a two-epoch fit with the stage's options and the test of its within-block edges; runs under CI
+def test_the_edge_directions_command_records_each_within_block_edge_against_the_planted_graph(monkeypatch, tmp_path):
+    """``edge_directions.py fits``, run tiny: one record per learned within-block edge (or one saying
+    there is none), each with the test's verdict and the planted graph's say; the summary counts them."""
+    import json
+
+    script = _load_benchmark_script("edge_directions.py")
+    monkeypatch.setitem(script.append_records.__globals__, "RESULTS", tmp_path)  # run.py writes the record
+    monkeypatch.setattr(script, "RESULTS", tmp_path)
+    monkeypatch.setattr("sys.argv", ["edge_directions.py", "fits", "--seeds", "0", "--n", "300", "--epochs", "2"])
+    script.main()
+    records = [json.loads(line) for line in (tmp_path / "edge_directions_fits.jsonl").read_text().splitlines()]
+    assert records and all(r["seed"] == 0 for r in records)
+    edges = [r for r in records if r.get("parent")]
+    assert all(r["verdict"] in ("decided", "undetermined", "reverse preferred")
+               and r["truth"] in ("planted", "planted reversed", "not planted")
+               and r["parent"][:-1] == r["child"][:-1] == r["block"] for r in edges)
+    assert f"{len(edges)} learned within-block edges" in (tmp_path / "edge_directions_fits.md").read_text()
+
+
+def test_the_edge_directions_summary_counts_verdicts_against_the_truth(tmp_path):
+    import json
+
+    script = _load_benchmark_script("edge_directions.py")
+    rows = [{"seed": 1, "parent": "a1", "child": "a2", "margin_per_person": 0.03, "vuong_z": 4.0, "verdict": "decided",
+             "truth": "planted"},
+            {"seed": 1, "parent": "b2", "child": "b1", "margin_per_person": -0.06, "vuong_z": -4.0,
+             "verdict": "reverse preferred", "truth": "planted reversed"},
+            {"seed": 2, "edge": None}]
+    path = tmp_path / "edge_directions_fits_x.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = script.summary(path)
+    assert "2 learned within-block edges (1 seeds learned none)" in table
+    assert "| decided | 1 | 0 | 0 |" in table and "| reverse preferred | 0 | 1 | 0 |" in table
+    assert "| undetermined | 0 | 0 | 0 |" in table
+
+
+def test_every_edge_directions_command_the_docs_show_parses():
+    """The record's commands, and the seeds they name: fresh set 1080-1089 and development seeds 0-4."""
+    shown = _shown_commands("crl_benchmark/edge_directions.py", minimum=2)
+    assert any(args.seeds == list(range(1080, 1090)) for _, args in shown)
+    assert any(args.seeds == [0, 1, 2, 3, 4] and args.tag == "dev" for _, args in shown)

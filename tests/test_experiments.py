@@ -78,8 +78,10 @@ def _tiny_overrides(cfg: DictConfig, tmp_path: Path, chat_url: str, cache_dir: P
         out.append("independence.tests=[kci,chisq]")  # one kernel test, one discrete test
     if "crl" in stages:
         out += ["crl.fit.max_epochs=2", "crl.fit.hidden=[16]"]
-        if cfg.name == "demo":  # what `python -m personax.run` runs: the stage's search of s's axes too, toy budgets
-            out += ["crl.fit.orient_epochs=2", "+crl.fit.orient_steps=5"]
+        # toy budgets for the prior fits after the fit (the search of s's axes, the test of within-block directions)
+        out.append("++crl.fit.orient_steps=5")
+        if cfg.name == "demo":  # what `python -m personax.run` runs: the stage's search of s's axes too
+            out += ["crl.fit.orient_epochs=2"]
         else:  # its compiles would add ~20 s per experiment; tests/crl covers it ("++": digits has no such key)
             out.append("++crl.fit.orient_shared=false")
     return out
