@@ -195,7 +195,7 @@ def edge_direction_evidence(model: FittedCRL, modalities: Mapping[str, Sequence[
     hand: no library offers Vuong's test.
 
     A block of more than ``MAX_TESTED_BLOCK`` (3) latents would need k! prior fits (120 for 5:
-    about 15 minutes per block on 2 CPU cores at the default run's size); there, each edge
+    an estimated 15 minutes per block on 2 CPU cores at the default run's size); there, each edge
     ``i -> j`` is tested between the given order and the given order with ``j`` moved to just
     before ``i`` (the best of those candidates on each side): one prior fit per edge, plus one.
 
