@@ -112,8 +112,8 @@ def _block_order_scores(config: CRLConfig, potentials: np.ndarray, train: np.nda
                         steps: int, key: jax.Array, auxiliary: tuple[np.ndarray, np.ndarray] | None = None,
                         blocks: Sequence[str] | None = None,
                         candidates: Mapping[str, Sequence[Sequence[int]]] | None = None):
-    """For each searchable block (or each of ``blocks``; ``candidates`` may name a block's orders to
-    score, the given one first, instead of all of them): its orders (the given one first) and each order's log-likelihood of
+    """For each searchable block (or each of ``blocks``): its orders, the given one first (every
+    permutation, or those ``candidates`` names for the block), and each order's log-likelihood of
     the block's latents given their parents on every validation row, (orders, rows), from a prior
     fitted to ``train`` with that order held (one fresh start, shared by every order)."""
     module = CausalMultimodalVAE(config)
@@ -138,6 +138,19 @@ def _block_order_scores(config: CRLConfig, potentials: np.ndarray, train: np.nda
         per_node = np.asarray(scored(jnp.asarray(potential_sets), initial, train, val, aux_train, aux_val),
                               dtype=np.float64)
         yield block, orders, per_node[:, :, list(current)].sum(2)
+
+
+def _order_inputs(model: FittedCRL, modalities, auxiliary: np.ndarray | None, search: str):
+    """What the searches of orders fit priors to: every row's posterior means standardised on the
+    training rows, the validation rows, the training rows a prior fit uses (``search_rows``), the
+    covariates (rows, covariates) or None, and the model's order potentials."""
+    splits = fitted_splits(model, search)  # before encoding: a clear error first
+    latents = _stacked_latents(model, modalities).astype(np.float64)
+    train = splits["train"]
+    latents = (latents - latents[train].mean(0)) / latents[train].std(0)
+    aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(latents), -1)
+    given = np.asarray(jax.device_get(model.params["order_potential"]), np.float32)
+    return latents, splits["val"], search_rows(model), aux, given
 
 
 def edge_reversing_orders(order: Sequence[int], edges: Sequence[tuple[int, int]]) -> list[tuple[int, ...]]:
@@ -231,7 +244,7 @@ def edge_direction_evidence(model: FittedCRL, modalities: Mapping[str, Sequence[
     config = model.config
     if config.prior != "causal" or config.within_block_order != "learned":
         return []
-    splits = fitted_splits(model, "edge_direction_evidence")
+    fitted_splits(model, "edge_direction_evidence")  # before anything else: a clear error first
     adjacency = np.asarray(model.adjacency())
     slices = config.block_slices()
     inside = [(block, i, j) for block, dim in config.latent_dims.items() if dim >= 2
@@ -239,25 +252,18 @@ def edge_direction_evidence(model: FittedCRL, modalities: Mapping[str, Sequence[
               for j in range(slices[block].start, slices[block].stop) if adjacency[i, j] != 0]
     if not inside:
         return []
-    latents = _stacked_latents(model, modalities).astype(np.float64)
-    train, val, rows = splits["train"], splits["val"], search_rows(model)
-    latents = (latents - latents[train].mean(0)) / latents[train].std(0)
-    aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(latents), -1)
-    given = np.asarray(jax.device_get(model.params["order_potential"]), np.float32)
+    latents, val, rows, aux, given = _order_inputs(model, modalities, auxiliary, "edge_direction_evidence")
     steps = 4 * config.orient_steps if steps is None else steps
     names = config.latent_names
+    tested = [block for block in config.latent_dims if any(b == block for b, _, _ in inside)]
     # A block of more than MAX_TESTED_BLOCK latents: not its k! orders (120 prior fits for 5) but its given
     # order and, for each edge i -> j, the given order with j moved to just before i.
-    candidates = {}
-    for block in {block for block, _, _ in inside}:
-        current = block_order(config, given, block)
-        if len(current) > MAX_TESTED_BLOCK:
-            candidates[block] = edge_reversing_orders(current, [(i, j) for b, i, j in inside if b == block])
+    candidates = {block: edge_reversing_orders(current, [(i, j) for b, i, j in inside if b == block])
+                  for block in tested if len(current := block_order(config, given, block)) > MAX_TESTED_BLOCK}
     records = []
     for block, orders, per_row in _block_order_scores(config, given, latents[rows], latents[val], steps=steps,
                                                       key=key, auxiliary=None if aux is None else (aux[rows], aux[val]),
-                                                      blocks=sorted({block for block, _, _ in inside},
-                                                                    key=list(slices).index), candidates=candidates):
+                                                      blocks=tested, candidates=candidates):
         for edge_block, i, j in inside:
             if edge_block == block:
                 records.append({"parent": names[i], "child": names[j], "block": block,
@@ -313,12 +319,7 @@ def order_blocks(model: FittedCRL, modalities: Mapping[str, Sequence[np.ndarray]
                   "the within-block order is fixed (within_block_order: fixed)" if config.within_block_order != "learned"
                   else f"no modality block has 2 to {MAX_SEARCHED_BLOCK} latents")
         return dataclasses.replace(model, reordering={"decision": "skipped", "reason": reason})
-    splits = fitted_splits(model, "order_blocks")  # before encoding: a clear error first
-    latents = _stacked_latents(model, modalities).astype(np.float64)
-    train, val, rows = splits["train"], splits["val"], search_rows(model)
-    latents = (latents - latents[train].mean(0)) / latents[train].std(0)
-    aux = None if auxiliary is None else np.asarray(auxiliary, np.float32).reshape(len(latents), -1)
-    given = np.asarray(jax.device_get(model.params["order_potential"]), np.float32)
+    latents, val, rows, aux, given = _order_inputs(model, modalities, auxiliary, "order_blocks")
     potentials, searched = search_block_orders(config, given, latents[rows], latents[val], steps=steps, key=key,
                                                auxiliary=None if aux is None else (aux[rows], aux[val]))
     record: dict[str, Any] = {"search": searched, "search_rows": len(rows), "given_val_elbo": model.best_val_elbo,
