@@ -650,6 +650,8 @@ def test_the_edge_directions_command_records_each_within_block_edge_against_the_
                and r["truth"] in ("planted", "planted reversed", "not planted")
                and r["parent"][:-1] == r["child"][:-1] == r["block"] for r in edges)
     assert f"{len(edges)} learned within-block edges" in (tmp_path / "edge_directions_fits.md").read_text()
+    scores = [r["scores"] for r in records if "scores" in r]  # the fit's own held-out scores, once per seed
+    assert len(scores) == 1 and 0 <= scores[0]["mcc"] <= 1 and scores[0]["shd"] >= 0
 
 
 def test_the_edge_directions_summary_counts_verdicts_against_the_truth(tmp_path):
@@ -667,6 +669,32 @@ def test_the_edge_directions_summary_counts_verdicts_against_the_truth(tmp_path)
     assert "2 learned within-block edges (1 seeds learned none)" in table
     assert "| decided | 1 | 0 | 0 |" in table and "| reverse preferred | 0 | 1 | 0 |" in table
     assert "| undetermined | 0 | 0 | 0 |" in table
+
+
+def test_the_edge_directions_summary_tables_each_fits_scores(tmp_path):
+    import json
+
+    script = _load_benchmark_script("edge_directions.py")
+    rows = [{"seed": 1, "scores": {"mcc": 0.9, "mcc_digit": 0.8, "shd": 2.0, "shd_nonzero": 3.0, "shd_effect": 2.0}},
+            {"seed": 1, "edge": None},
+            {"seed": 2, "scores": {"mcc": 0.7, "mcc_digit": 0.6, "shd": 4.0, "shd_nonzero": 5.0, "shd_effect": 3.0}},
+            {"seed": 2, "parent": "a1", "child": "a2", "margin_per_person": 0.03, "vuong_z": 4.0,
+             "verdict": "decided", "truth": "planted"}]
+    path = tmp_path / "edge_directions_fits_x.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = script.summary(path)
+    assert "1 learned within-block edges (1 seeds learned none)" in table  # a scores line is not an edge
+    assert "| seed | mcc | mcc_digit | shd | shd_nonzero | shd_effect |" in table
+    assert "| 1 | 0.9 | 0.8 | 2 | 3 | 2 |" in table and "| median | 0.8 | 0.7 | 3 | 4 | 2.5 |" in table
+
+
+def test_edge_directions_matches_each_learned_latent_to_its_planted_one():
+    """``diagnostics.mcc``'s assignment gives the learned index of each planted latent; the script needs
+    the inverse. With a 3-cycle the two differ (a swap inside a block is its own inverse)."""
+    script = _load_benchmark_script("edge_directions.py")
+    assignment = [2, 0, 1]  # planted 0 -> learned 2, planted 1 -> learned 0, planted 2 -> learned 1
+    assert [script.planted_index(assignment, learned) for learned in range(3)] == [1, 2, 0]
+    assert [script.planted_index([1, 0, 3, 2], learned) for learned in range(4)] == [1, 0, 3, 2]
 
 
 def test_every_edge_directions_command_the_docs_show_parses():

@@ -11,9 +11,13 @@ edge in its direction, the planted edge reversed, or not planted.
 
     .venv/bin/python experiments/crl_benchmark/edge_directions.py fits --seeds 1080 1081 1082 1083 1084 1085 1086 1087 1088 1089
 
-Appends one JSON line per learned within-block edge to ``results/edge_directions_fits[_<tag>].jsonl``
-and prints them; ``summary`` rewrites ``results/edge_directions_fits[_<tag>].md`` from it.
-Nothing here tunes the model or the test.
+``--dataset digits`` (with ``--n 10000``, the variant digits records' size) does the same on variant
+digits, whose planted graph has an edge inside each block (digit1 -> digit2, fashion1 -> fashion2).
+
+Appends one JSON line per learned within-block edge to ``results/edge_directions_fits[_<tag>].jsonl``,
+and from 2026-12-08 on one line per seed with the fit's held-out MCC and SHDs as ``run.py`` scores
+them (``scores``), and prints them; ``summary`` rewrites ``results/edge_directions_fits[_<tag>].md``
+from it. Nothing here tunes the model or the test.
 """
 
 from __future__ import annotations
@@ -27,27 +31,44 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import RESULTS, append_records, diagnostic_parser, fit_and_encode  # noqa: E402
+from run import RESULTS, _score, _training_effects, append_records, diagnostic_parser, fit_and_encode  # noqa: E402
 
 from personax.crl import diagnostics as D  # noqa: E402
 from personax.crl import edge_direction_evidence  # noqa: E402
 
 
-def fits(seed: int, *, n: int, epochs: int, method: str) -> list[dict]:
-    """One fit; its within-block edges' verdicts against the planted graph."""
-    bench, model, _, planted, learned = fit_and_encode("numeric", n, seed, epochs=epochs, method=method)
+def planted_index(assignment, learned: int) -> int:
+    """The planted latent a learned latent is matched to: ``assignment`` (``diagnostics.mcc``) gives
+    the learned index of each planted latent, so this is its inverse.
+
+    Example:
+        >>> planted_index([2, 0, 1], 0)  # planted 1 is matched to learned 0
+        1
+    """
+    return int(list(assignment).index(learned))
+
+
+def fits(seed: int, *, n: int, epochs: int, method: str, dataset: str = "numeric") -> list[dict]:
+    """One fit; its held-out scores, and its within-block edges' verdicts against the planted graph."""
+    bench, model, encoded, planted, learned = fit_and_encode(dataset, n, seed, epochs=epochs, method=method)
     train, test = model.splits["train"], model.splits["test"]
     assignment = D.mcc(learned[train], planted[train], learned[test], planted[test])["assignment"]
     true = bench.graph.to_numpy()
     names = model.config.latent_names
-    records = []
-    for edge in edge_direction_evidence(model, bench.modalities, key=jax.random.key(seed)):
+    blocks = list(model.config.latent_dims)
+    scores = _score(encoded, bench, model.splits, blocks, np.asarray(model.adjacency()),
+                    effects=_training_effects(model, encoded, train))
+    scores.pop("_graphs", None)
+    records = [{"seed": seed, "method": method, "dataset": dataset,
+                "scores": {k: round(float(v), 4) for k, v in scores.items()}}]
+    edges = edge_direction_evidence(model, bench.modalities, key=jax.random.key(seed))
+    for edge in edges:
         i, j = names.index(edge["parent"]), names.index(edge["child"])
-        a, b = int(assignment[i]), int(assignment[j])  # the planted nodes these latents are matched to
+        a, b = planted_index(assignment, i), planted_index(assignment, j)  # the planted nodes they are matched to
         truth = "planted" if true[a, b] != 0 else "planted reversed" if true[b, a] != 0 else "not planted"
         records.append({"seed": seed, "method": method, **edge, "planted_parent": a, "planted_child": b,
                         "truth": truth})
-    if not records:
+    if not edges:
         records.append({"seed": seed, "method": method, "edge": None})  # no within-block edge learned
     return records
 
@@ -61,19 +82,30 @@ def summary(path: Path) -> str:
     truths = ["planted", "planted reversed", "not planted"]
     lines = [f"# Within-block edge directions: Vuong's verdict against the planted graph ({path.stem})", "",
              f"Seeds {sorted({r['seed'] for r in rows})}; {len(edges)} learned within-block edges "
-             f"({sum(1 for r in rows if not r.get('parent'))} seeds learned none).", "",
+             f"({sum(1 for r in rows if 'edge' in r and r['edge'] is None)} seeds learned none).", "",
              "| verdict | " + " | ".join(truths) + " |", "|---|" + "---|" * len(truths)]
     for verdict in verdicts:
         lines.append(f"| {verdict} | " + " | ".join(str(counts[(verdict, t)]) for t in truths) + " |")
     lines += ["", "| seed | edge | margin per person | Vuong z | verdict | truth |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['parent']} → {r['child']} | {r['margin_per_person']} | {r['vuong_z']} | "
               f"{r['verdict']} | {r['truth']} |" for r in edges]
+    scored = [r for r in rows if "scores" in r]
+    if scored:  # records from 2026-12-08 on: each fit's held-out scores, as run.py computes them
+        columns = [c for c in ("mcc", *(f"mcc_{b}" for b in ("shared", "image", "text", "digit", "fashion")),
+                               "shd", "shd_nonzero", "shd_effect") if c in scored[0]["scores"]]
+        lines += ["", "Each fit's held-out scores (test split; `shd*` as in `run.py`'s tables):", "",
+                  "| seed | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+        lines += [f"| {r['seed']} | " + " | ".join(f"{r['scores'][c]:g}" for c in columns) + " |" for r in scored]
+        lines.append("| median | " + " | ".join(f"{np.median([r['scores'][c] for r in scored]):.4g}" for c in columns)
+                     + " |")
     return "\n".join(lines) + "\n"
 
 
 def argument_parser():
     """The command line (a test parses every command the docs show with it)."""
-    return diagnostic_parser(__doc__.splitlines()[0], ["fits", "summary"])
+    parser = diagnostic_parser(__doc__.splitlines()[0], ["fits", "summary"])
+    parser.add_argument("--dataset", choices=["numeric", "digits"], default="numeric", help="fits: the benchmark")
+    return parser
 
 
 def main() -> None:
@@ -81,7 +113,7 @@ def main() -> None:
     path = RESULTS / f"edge_directions_fits{'_' + args.tag if args.tag else ''}.jsonl"
     if args.part == "fits":
         append_records("edge_directions", args, lambda seed: fits(seed, n=args.n, epochs=args.epochs,
-                                                                   method=args.method))
+                                                                   method=args.method, dataset=args.dataset))
     path.with_suffix(".md").write_text(summary(path))
     print(path.with_suffix(".md").read_text())
 

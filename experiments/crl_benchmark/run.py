@@ -187,10 +187,11 @@ def _training_effects(model, latents: dict[str, np.ndarray], train: np.ndarray) 
     return standardised_edge_effects(model.params, model.adjacency(), ordered)
 
 
-def fit_and_encode(dataset: str, n: int, seed: int, *, epochs: int, method: str):
+def fit_and_encode(dataset: str, n: int, seed: int, *, epochs: int, method: str, image_size: int = 16):
     """One fit of ``method`` (1 restart) for this folder's diagnostics: the benchmark, the model, its
-    encoded blocks, and the planted and learned latents stacked [s, z(1), ...]."""
-    bench, dims, shared_dim, settings = _data(dataset, n, seed, image_size=0)
+    encoded blocks, and the planted and learned latents stacked [s, z(1), ...]. ``image_size``: variant
+    digits' pixels per side (the records' 16, as ``run.py``'s default)."""
+    bench, dims, shared_dim, settings = _data(dataset, n, seed, image_size=image_size)
     model = fit(bench.modalities, latent_dims=dims, shared_dim=shared_dim, seed=seed, max_epochs=epochs, restarts=1,
                 **{**settings, **fit_options(method, bench)})
     encoded = model.encode(bench.modalities)
