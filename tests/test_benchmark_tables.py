@@ -688,6 +688,24 @@ def test_the_edge_directions_summary_tables_each_fits_scores(tmp_path):
     assert "| 1 | 0.9 | 0.8 | 2 | 3 | 2 |" in table and "| median | 0.8 | 0.7 | 3 | 4 | 2.5 |" in table
 
 
+def test_the_edge_directions_summary_judges_old_records_by_todays_rule(tmp_path):
+    """A record made before the margin floor (z alone) whose margin is negligible reads undetermined,
+    with the recorded verdict in brackets; one that clears the floor is unchanged."""
+    import json
+
+    script = _load_benchmark_script("edge_directions.py")
+    rows = [{"seed": 1, "parent": "a1", "child": "a2", "margin_per_person": 0.0001, "vuong_z": 2.72,
+             "verdict": "decided", "truth": "not planted"},
+            {"seed": 1, "parent": "b1", "child": "b2", "margin_per_person": 0.0408, "vuong_z": 3.93,
+             "verdict": "decided", "truth": "planted"}]
+    path = tmp_path / "edge_directions_fits_x.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = script.summary(path)
+    assert "| 1 | a1 → a2 | 0.0001 | 2.72 | undetermined [decided] | not planted |" in table
+    assert "| 1 | b1 → b2 | 0.0408 | 3.93 | decided | planted |" in table
+    assert "| decided | 1 | 0 | 0 |" in table and "| undetermined | 0 | 0 | 1 |" in table
+
+
 def test_edge_directions_matches_each_learned_latent_to_its_planted_one():
     """``diagnostics.mcc``'s assignment gives the learned index of each planted latent; the script needs
     the inverse. With a 3-cycle the two differ (a swap inside a block is its own inverse)."""

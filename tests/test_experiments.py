@@ -150,6 +150,10 @@ def _check_crl(cfg: DictConfig, run: Path) -> None:
     inside = {(nodes[i], nodes[j]) for i, j in zip(*np.nonzero(adjacency)) if block[i] == block[j] != "s"}
     assert {(d["parent"], d["child"]) for d in graph["directions"]} == inside
     assert all(d["verdict"] in ("decided", "undetermined", "reverse preferred") for d in graph["directions"])
+    # a decided direction won significantly and by the declared floor (graph.json says which)
+    assert graph["direction_min_margin"] == 0.01 and all(
+        abs(d["margin_per_person"]) >= graph["direction_min_margin"] for d in graph["directions"]
+        if d["verdict"] != "undetermined")
     assert len(pd.read_parquet(run / "crl/latents.parquet")) > 0
     orientation = json.loads((run / "crl/metrics.json").read_text()).get("orientation")
     if cfg.name == "demo":  # the default run searched the shared block's axes, and its report says what it did

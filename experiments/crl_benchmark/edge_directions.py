@@ -35,6 +35,7 @@ from run import RESULTS, _score, _training_effects, append_records, diagnostic_p
 
 from personax.crl import diagnostics as D  # noqa: E402
 from personax.crl import edge_direction_evidence  # noqa: E402
+from personax.crl._order import DIRECTION_LEVEL, DIRECTION_MIN_MARGIN, direction_verdict  # noqa: E402
 
 
 def planted_index(assignment, learned: int) -> int:
@@ -76,19 +77,26 @@ def fits(seed: int, *, n: int, epochs: int, method: str, dataset: str = "numeric
 def summary(path: Path) -> str:
     """The verdicts against the truth, counted over the record's edges."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    edges = [r for r in rows if r.get("parent")]
+    # Every verdict by the rule of today's code, from the recorded margin and z (z is recorded to 2 decimals):
+    # records made before the margin floor (2026-12-07 11:00) were judged by z alone, and say so in brackets.
+    edges = [{**r, "recorded": r["verdict"], "verdict": direction_verdict(r["margin_per_person"], r["vuong_z"])}
+             for r in rows if r.get("parent")]
     counts = Counter((r["verdict"], r["truth"]) for r in edges)
     verdicts = ["decided", "undetermined", "reverse preferred"]
     truths = ["planted", "planted reversed", "not planted"]
     lines = [f"# Within-block edge directions: Vuong's verdict against the planted graph ({path.stem})", "",
              f"Seeds {sorted({r['seed'] for r in rows})}; {len(edges)} learned within-block edges "
-             f"({sum(1 for r in rows if 'edge' in r and r['edge'] is None)} seeds learned none).", "",
+             f"({sum(1 for r in rows if 'edge' in r and r['edge'] is None)} seeds learned none). Verdicts by the "
+             f"rule of today's code: Vuong's z beyond the two-sided {DIRECTION_LEVEL:g} level and a margin of at "
+             f"least {DIRECTION_MIN_MARGIN:g} nats per person; [the recorded verdict] where it differs (records "
+             "made before the margin floor, 2026-12-07 11:00, were judged by z alone).", "",
              "| verdict | " + " | ".join(truths) + " |", "|---|" + "---|" * len(truths)]
     for verdict in verdicts:
         lines.append(f"| {verdict} | " + " | ".join(str(counts[(verdict, t)]) for t in truths) + " |")
     lines += ["", "| seed | edge | margin per person | Vuong z | verdict | truth |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['parent']} → {r['child']} | {r['margin_per_person']} | {r['vuong_z']} | "
-              f"{r['verdict']} | {r['truth']} |" for r in edges]
+              f"{r['verdict']}{'' if r['recorded'] == r['verdict'] else ' [' + r['recorded'] + ']'} | {r['truth']} |"
+              for r in edges]
     scored = [r for r in rows if "scores" in r]
     if scored:  # records from 2026-12-08 on: each fit's held-out scores, as run.py computes them
         columns = [c for c in ("mcc", *(f"mcc_{b}" for b in ("shared", "image", "text", "digit", "fashion")),

@@ -44,7 +44,7 @@ from personax.crl import diagnostics as D
 from personax.crl._auxiliary import auxiliary_design
 from personax.crl._baselines import recovery_with_baselines
 from personax.crl._fit import fit, learning_rate_cuts, missing_entries, standardised_edge_effects, usable_rows
-from personax.crl._order import DIRECTION_LEVEL, edge_direction_evidence
+from personax.crl._order import DIRECTION_LEVEL, DIRECTION_MIN_MARGIN, edge_direction_evidence
 from personax.crl._orient import fit_stop
 from personax.crl._reference import fit_reference
 from personax import artifacts as A
@@ -450,8 +450,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         # numeric benchmark's SHD, and the likelihood often barely prefers the learned one (docs/crl.md)
         started = time.perf_counter()
         log.info("crl: testing the direction of each learned edge inside a modality block (a prior fit per order) ...")
-        graph_record.update(direction_level=DIRECTION_LEVEL, directions=edge_direction_evidence(
-            model, data, auxiliary=auxiliary, key=jax.random.key(int(options.seed))))
+        directions = edge_direction_evidence(model, data, auxiliary=auxiliary, key=jax.random.key(int(options.seed)))
+        graph_record.update(direction_level=DIRECTION_LEVEL, direction_min_margin=DIRECTION_MIN_MARGIN,
+                            directions=directions)
         log.info("crl: %d within-block edge(s) tested in %.1f s: %s", len(graph_record["directions"]),
                  time.perf_counter() - started, ", ".join(f"{d['parent']} -> {d['child']} {d['verdict']}"
                                                           for d in graph_record["directions"]) or "none")

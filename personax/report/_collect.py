@@ -738,10 +738,13 @@ def graphs_section(ctx: _Context) -> Section:
                                    "ones, so their latents do not pair one to one. Read its edges as hypotheses."))
     if "directions" in graph:  # runs from 2026-12-07 on: the test of each within-block edge's direction
         level = graph.get("direction_level", 0.05)
+        # runs from 2026-12-07 11:00 on: a decided direction also wins by at least this much
+        floor = (f" and by at least {graph['direction_min_margin']:g} nats per person"
+                 if graph.get("direction_min_margin") else "")
         rows = [f"{d['parent']} → {d['child']}: {d['verdict']} (z {d['vuong_z']:+.2f}, p {d['p_value']:.3f}, "
                 f"{d['margin_per_person']:+.4f} nats per person)" for d in graph["directions"]]
         section.blocks.append(Note(
-            (f"Within-block edge directions, each against its reverse at the {level:g} level ({DIRECTIONS}; dashed in "
+            (f"Within-block edge directions, each against its reverse at the {level:g} level{floor} ({DIRECTIONS}; dashed in "
              "the figure when not decided): " + "; ".join(rows) + ".") if rows else
             "No learned edge inside a modality block: no direction to test."))
     children = _latents_with_parents(graph)

@@ -167,6 +167,25 @@ def test_the_direction_test_decides_at_its_level_when_the_orders_fit_equally():
     assert abs(verdicts.count("decided") - verdicts.count("reverse preferred")) < 0.03 * 2000  # two-sided, symmetric
 
 
+def test_a_significant_direction_that_wins_by_a_negligible_margin_is_undetermined():
+    """Two orders that fit almost alike: the rows' differences are 0.0001 nats plus tiny noise, so z is
+    large (about 7) while the margin is of no consequence. Below the margin floor (0.01 nats per
+    person) the verdict is "undetermined", either way round; without the floor it would be decided."""
+    from personax.crl._order import DIRECTION_MIN_MARGIN, direction_test, direction_verdict
+
+    rng = np.random.default_rng(3)
+    base = rng.laplace(size=500)
+    per_row = np.stack([base + 1e-4 + 3e-4 * rng.normal(size=500), base])
+    result = direction_test(per_row, [(0, 1), (1, 0)], 0, 1)
+    assert result["vuong_z"] > 5 and abs(result["margin_per_person"]) < DIRECTION_MIN_MARGIN
+    assert result["verdict"] == "undetermined"
+    assert direction_test(per_row, [(0, 1), (1, 0)], 1, 0)["verdict"] == "undetermined"
+    assert direction_test(per_row, [(0, 1), (1, 0)], 0, 1, min_margin=0.0)["verdict"] == "decided"
+    # both conditions, each side: significance and the floor
+    assert direction_verdict(0.02, 1.5) == "undetermined" and direction_verdict(0.02, 2.5) == "decided"
+    assert direction_verdict(-0.02, -2.5) == "reverse preferred" and direction_verdict(-0.005, -9.0) == "undetermined"
+
+
 @pytest.mark.slow  # ~10 s (two prior fits of 1,200 steps), ~25 s at the other tests' XLA level 0; runs under CI
 @pytest.mark.xla_default_level
 def test_a_planted_direction_is_decided_and_its_reverse_is_not():

@@ -541,7 +541,8 @@ def test_within_block_edges_whose_direction_the_data_do_not_decide_are_said_wher
     Image.new("RGB", (4, 4)).save(run_dir.output_path(A.CRL_GRAPH_FIGURE))
     for tested in (True, False):
         run_dir.write(A.CRL_GRAPH, {"nodes": nodes, "adjacency": weights,
-                                    **({"directions": directions, "direction_level": 0.05} if tested else {})})
+                                    **({"directions": directions, "direction_level": 0.05,
+                                        "direction_min_margin": 0.01} if tested else {})})
         markdown = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
         summary = markdown.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
         graphs = markdown.split("## Latent graphs\n", 1)[1].split("\n## ", 1)[0]
@@ -550,7 +551,8 @@ def test_within_block_edges_whose_direction_the_data_do_not_decide_are_said_wher
         assert ("The reverse direction fits the validation rows better than the learned one for text2 → text3 "
                 "(z -4.04, -0.0655 nats per person)" in summary) == tested
         assert "image1 → image2" not in summary.split("**What is unreliable**", 1)[1]  # decided: no warning
-        assert ("Within-block edge directions, each against its reverse at the 0.05 level" in graphs) == tested
+        assert ("Within-block edge directions, each against its reverse at the 0.05 level and by at least 0.01 "
+                "nats per person" in graphs) == tested
         assert ("image1 → image2: decided (z +4.03, p 0.000, +0.0321 nats per person)" in graphs) == tested
         assert ("text2 → text3: reverse preferred" in graphs) == tested
 
