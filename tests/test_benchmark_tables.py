@@ -641,7 +641,8 @@ def test_the_edge_directions_command_records_each_within_block_edge_against_the_
     script = _load_benchmark_script("edge_directions.py")
     monkeypatch.setitem(script.append_records.__globals__, "RESULTS", tmp_path)  # run.py writes the record
     monkeypatch.setattr(script, "RESULTS", tmp_path)
-    monkeypatch.setattr("sys.argv", ["edge_directions.py", "fits", "--seeds", "0", "--n", "300", "--epochs", "2"])
+    # 700 people: 105 validation rows, enough for the test to run (MIN_DIRECTION_ROWS)
+    monkeypatch.setattr("sys.argv", ["edge_directions.py", "fits", "--seeds", "0", "--n", "700", "--epochs", "2"])
     script.main()
     records = [json.loads(line) for line in (tmp_path / "edge_directions_fits.jsonl").read_text().splitlines()]
     assert records and all(r["seed"] == 0 for r in records)

@@ -15,7 +15,7 @@ edge in its direction, the planted edge reversed, or not planted.
 digits, whose planted graph has an edge inside each block (digit1 -> digit2, fashion1 -> fashion2).
 
 Appends one JSON line per learned within-block edge to ``results/edge_directions_fits[_<tag>].jsonl``,
-and from 2026-12-08 on one line per seed with the fit's held-out MCC and SHDs as ``run.py`` scores
+and from 2026-12-07 on one line per seed with the fit's held-out MCC and SHDs as ``run.py`` scores
 them (``scores``), and prints them; ``summary`` rewrites ``results/edge_directions_fits[_<tag>].md``
 from it. Nothing here tunes the model or the test.
 """
@@ -79,10 +79,11 @@ def summary(path: Path) -> str:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     # Every verdict by the rule of today's code, from the recorded margin and z (z is recorded to 2 decimals):
     # records made before the margin floor (2026-12-07 11:00) were judged by z alone, and say so in brackets.
-    edges = [{**r, "recorded": r["verdict"], "verdict": direction_verdict(r["margin_per_person"], r["vuong_z"])}
-             for r in rows if r.get("parent")]
+    edges = [{**r, "recorded": r["verdict"], "verdict": r["verdict"] if r["vuong_z"] is None  # "not tested"
+              else direction_verdict(r["margin_per_person"], r["vuong_z"])} for r in rows if r.get("parent")]
     counts = Counter((r["verdict"], r["truth"]) for r in edges)
-    verdicts = ["decided", "undetermined", "reverse preferred"]
+    verdicts = ["decided", "undetermined", "reverse preferred",
+                *(["not tested"] if any(r["verdict"] == "not tested" for r in edges) else [])]
     truths = ["planted", "planted reversed", "not planted"]
     lines = [f"# Within-block edge directions: Vuong's verdict against the planted graph ({path.stem})", "",
              f"Seeds {sorted({r['seed'] for r in rows})}; {len(edges)} learned within-block edges "
@@ -98,7 +99,7 @@ def summary(path: Path) -> str:
               f"{r['verdict']}{'' if r['recorded'] == r['verdict'] else ' [' + r['recorded'] + ']'} | {r['truth']} |"
               for r in edges]
     scored = [r for r in rows if "scores" in r]
-    if scored:  # records from 2026-12-08 on: each fit's held-out scores, as run.py computes them
+    if scored:  # records from 2026-12-07 on: each fit's held-out scores, as run.py computes them
         columns = [c for c in ("mcc", *(f"mcc_{b}" for b in ("shared", "image", "text", "digit", "fashion")),
                                "shd", "shd_nonzero", "shd_effect") if c in scored[0]["scores"]]
         lines += ["", "Each fit's held-out scores (test split; `shd*` as in `run.py`'s tables):", "",

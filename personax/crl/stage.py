@@ -56,11 +56,12 @@ log = logging.getLogger(__name__)
 
 
 def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only: bool = True,
-               strengths: np.ndarray | None = None, undecided: Sequence[tuple[str, str]] = ()) -> None:
+               strengths: np.ndarray | None = None, undecided: Sequence[tuple[str, str]] = (),
+               undecided_note: str = "dashed: the data do not decide this edge's direction") -> None:
     """Draws a weighted DAG with nodes on a circle (edge width ~ ``strengths``, by default |weight|;
     colour: the weight's sign; a NaN strength is drawn dotted; the (parent, child) edges in
-    ``undecided``, whose direction the data do not decide, dashed with a hollow head, and a line
-    under the graph says so)."""
+    ``undecided``, whose direction the data do not decide, dashed with a hollow head, and
+    ``undecided_note`` under the graph says so)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,7 +84,7 @@ def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only
                                     linestyle=":" if undefined[i, j] else "--" if (i, j) in undecided else "-",
                                     color="tab:red" if weights[i, j] < 0 else "tab:blue", shrinkA=8, shrinkB=8))
     if undecided:
-        ax.text(0.5, 0.0, "dashed: the data do not decide this edge's direction", transform=ax.transAxes,
+        ax.text(0.5, 0.0, undecided_note, transform=ax.transAxes,
                 ha="center", va="top", fontsize=8)
     for (x, y), name in zip(xy, names):
         colour = "#f4d35e" if name.startswith("s") else "#cfe8fc"
@@ -99,8 +100,18 @@ def draw_graph(adjacency: pd.DataFrame, path: Path, title: str, *, directed_only
 
 def undecided_edges(graph_record: dict[str, Any]) -> list[tuple[str, str]]:
     """The (parent, child) edges of graph.json whose direction the data do not decide
-    (``edge_direction_evidence``: undetermined, or the reverse preferred)."""
+    (``edge_direction_evidence``: undetermined, the reverse preferred, or not tested)."""
     return [(d["parent"], d["child"]) for d in graph_record.get("directions") or [] if d["verdict"] != "decided"]
+
+
+def undecided_note(graph_record: dict[str, Any]) -> str:
+    """The line under the learned graph that says what its dashed edges are."""
+    verdicts = {d["verdict"] for d in graph_record.get("directions") or [] if d["verdict"] != "decided"}
+    if verdicts == {"not tested"}:
+        return "dashed: direction not tested (too few validation rows)"
+    if "not tested" in verdicts:
+        return "dashed: the data do not decide this edge's direction, or it was not tested"
+    return "dashed: the data do not decide this edge's direction"
 
 
 def graph_verdict_line(recovery: dict[str, Any] | None) -> str:
@@ -573,7 +584,8 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
     draw_graph(graph, run_dir.output_path(A.CRL_GRAPH_FIGURE),
                ("learned latent DAG (width: standardised effect)" if "effects" in graph_record
                 else "learned latent DAG (weights)") + "\n" + graph_verdict_line(metrics.get("recovery")),
-               strengths=graph_record.get("effects"), undecided=undecided_edges(graph_record))
+               strengths=graph_record.get("effects"), undecided=undecided_edges(graph_record),
+               undecided_note=undecided_note(graph_record))
     if kind == "personax":
         metrics["warnings"] = sparse_decoder_warnings(model, measurement_names)
         if model.config.shared_dim and sum(model.config.measurements.values()) > 1:

@@ -266,14 +266,20 @@ UNCHECKED_CRL = ("CRL on a cohort with no planted latents: nothing in this run c
                  "latents and the graph's edges as hypotheses.")
 
 
-def _undecided_directions(graph: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+def _direction_words(d: Mapping[str, Any]) -> str:
+    """One edge of graph.json ``directions``: the edge, with its z and margin where it was tested."""
+    if d.get("vuong_z") is None:
+        return f"{d['parent']} → {d['child']}"
+    return f"{d['parent']} → {d['child']} (z {d['vuong_z']:+.2f}, {d['margin_per_person']:+.4f} nats per person)"
+
+
+def _undecided_directions(graph: Mapping[str, Any]) -> tuple[list[str], list[str], list[str]]:
     """graph.json's within-block edges whose direction the data do not decide, in words: those whose
-    reverse fits as well (undetermined) and those whose reverse fits better (reverse preferred)."""
-    def words(d: Mapping[str, Any]) -> str:
-        return f"{d['parent']} → {d['child']} (z {d['vuong_z']:+.2f}, {d['margin_per_person']:+.4f} nats per person)"
+    reverse fits as well (undetermined), those whose reverse fits better (reverse preferred), and
+    those not tested (too few validation rows)."""
     directions = graph.get("directions") or []
-    return ([words(d) for d in directions if d.get("verdict") == "undetermined"],
-            [words(d) for d in directions if d.get("verdict") == "reverse preferred"])
+    return tuple([_direction_words(d) for d in directions if d.get("verdict") == verdict]  # type: ignore[return-value]
+                 for verdict in ("undetermined", "reverse preferred", "not tested"))
 
 
 # where the report sends a reader for the test of a within-block edge's direction
@@ -349,7 +355,7 @@ def _unreliable(ctx: _Context) -> list[Finding]:
         blocks = "; ".join(f"{block} ({diagnosis})" if diagnosis else block for block, diagnosis in below.items())
         items.append(Finding(f"CRL blocks not recovered (MCC below 0.8 or below the best baseline): {blocks}.",
                              _anchor(CRL_TITLE), "warning"))
-    undetermined, reverse = _undecided_directions(ctx.value(A.CRL_GRAPH) or {})
+    undetermined, reverse, untested = _undecided_directions(ctx.value(A.CRL_GRAPH) or {})
     if reverse:
         items.append(Finding(f"The reverse direction fits the validation rows better than the learned one for {'; '.join(reverse)}: "
                              "the learned order of that block is likely wrong, and the edges from s into it may follow "
@@ -357,6 +363,12 @@ def _unreliable(ctx: _Context) -> list[Finding]:
     if undetermined:
         items.append(Finding(f"The data do not decide the direction of {'; '.join(undetermined)}: the reverse fits the "
                              f"validation rows as well. Read each as an undirected link ({DIRECTIONS}).",
+                             _anchor("Latent graphs"), "warning"))
+    if untested:
+        why = next((d.get("reason") for d in (ctx.value(A.CRL_GRAPH) or {}).get("directions") or []
+                    if d.get("verdict") == "not tested" and d.get("reason")), None)
+        items.append(Finding(f"The direction of {'; '.join(untested)} was not tested{f' ({why})' if why else ''}: "
+                             f"nothing says the data decide it. Read each as an undirected link ({DIRECTIONS}).",
                              _anchor("Latent graphs"), "warning"))
     children = _latents_with_parents(ctx.value(A.CRL_GRAPH) or {})
     if children:
@@ -741,7 +753,9 @@ def graphs_section(ctx: _Context) -> Section:
         # runs from 2026-12-07 11:00 on: a decided direction also wins by at least this much
         floor = (f" and by at least {graph['direction_min_margin']:g} nats per person"
                  if graph.get("direction_min_margin") else "")
-        rows = [f"{d['parent']} → {d['child']}: {d['verdict']} (z {d['vuong_z']:+.2f}, p {d['p_value']:.3f}, "
+        rows = [f"{d['parent']} → {d['child']}: not tested ({d.get('reason') or 'no reason given'})"
+                if d.get("vuong_z") is None else
+                f"{d['parent']} → {d['child']}: {d['verdict']} (z {d['vuong_z']:+.2f}, p {d['p_value']:.3f}, "
                 f"{d['margin_per_person']:+.4f} nats per person)" for d in graph["directions"]]
         section.blocks.append(Note(
             (f"Within-block edge directions, each against its reverse at the {level:g} level{floor} ({DIRECTIONS}; dashed in "

@@ -116,6 +116,27 @@ def test_models_whose_orders_cannot_be_searched_are_returned_as_they_are():
     assert same.params is model.params
 
 
+def test_too_few_validation_rows_leave_every_within_block_edge_not_tested():
+    """300 people give 45 validation rows, below MIN_DIRECTION_ROWS: no prior is fitted, and every
+    learned within-block edge is "not tested", with the reason and no numbers (the smoke run's 15 rows
+    gave margins of thousands of nats per person)."""
+    from personax.crl import edge_direction_evidence
+    from personax.crl._order import MIN_DIRECTION_ROWS
+
+    bench = make_multimodal_numeric(300, seed=4)
+    model = fit(bench.modalities, latent_dims={"image": 2, "text": 2}, shared_dim=1, seed=4, max_epochs=1,
+                orient_shared=False, hidden=(16,))
+    assert len(model.splits["val"]) < MIN_DIRECTION_ROWS
+    adjacency, names = np.asarray(model.adjacency()), model.config.latent_names
+    inside = {(names[i], names[j]) for i, j in zip(*np.nonzero(adjacency))
+              if names[i][:-1] == names[j][:-1] and not names[i].startswith("s")}
+    evidence = edge_direction_evidence(model, bench.modalities, key=jax.random.key(0))
+    assert inside and {(e["parent"], e["child"]) for e in evidence} == inside
+    assert all(e["verdict"] == "not tested" and e["vuong_z"] is None and e["margin_per_person"] is None
+               and e["reason"] == f"{len(model.splits['val'])} validation rows; the test needs at least "
+                                  f"{MIN_DIRECTION_ROWS}" for e in evidence)
+
+
 def test_fit_stop_counts_out_the_order_search_s_training_on():
     config = CRLConfig(shared_dim=2, latent_dims={"a": 1}, measurements={"a": 1}, input_dims={"a": 1})
     history = [{"epoch": i + 1} for i in range(100)]

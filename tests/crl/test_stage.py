@@ -141,3 +141,20 @@ def test_the_mcc_figure_s_caption_gives_each_block_s_verdict_beside_its_best_bas
         "all": {"mcc": 0.5, "shd_learned_graph": 3}})
     assert caption.splitlines() == ["shared: MCC 0.424, best baseline rater_mean 0.826: not recovered",
                                     "text: MCC 0.910, best baseline pca 0.500: recovered"]
+
+
+def test_the_learned_graph_dashes_every_edge_whose_direction_is_not_decided_and_says_why():
+    """graph.json ``directions`` -> the dashed edges and the line under the graph: undetermined, reverse
+    preferred and not tested are dashed; the line names what the dashes mean in this graph."""
+    from personax.crl.stage import undecided_edges, undecided_note
+
+    def record(*verdicts):
+        return {"directions": [{"parent": f"a{k}", "child": f"b{k}", "verdict": v} for k, v in enumerate(verdicts)]}
+
+    tested = record("decided", "undetermined", "reverse preferred")
+    assert undecided_edges(tested) == [("a1", "b1"), ("a2", "b2")]
+    assert undecided_note(tested) == "dashed: the data do not decide this edge's direction"
+    assert undecided_note(record("not tested", "not tested")) == "dashed: direction not tested (too few validation rows)"
+    assert undecided_note(record("undetermined", "not tested")) == \
+        "dashed: the data do not decide this edge's direction, or it was not tested"
+    assert undecided_edges(record("decided")) == [] and undecided_edges({}) == []

@@ -557,6 +557,35 @@ def test_within_block_edges_whose_direction_the_data_do_not_decide_are_said_wher
         assert ("text2 → text3: reverse preferred" in graphs) == tested
 
 
+def test_within_block_edges_not_tested_for_want_of_rows_are_said_where_the_user_looks(hostile_bios, run_path):
+    """A cohort too small for the test of directions: the summary warns once, with the reason, and the
+    line next to the graph says "not tested" for each edge; no number is made up."""
+    from PIL import Image
+
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    nodes = ["s1", "image1", "image2", "text1", "text2"]
+    weights = [[0.0] * 5 for _ in nodes]
+    weights[1][2], weights[4][3] = 0.3, 0.2
+    reason = "15 validation rows; the test needs at least 100"
+    directions = [{"parent": p, "child": c, "block": p[:-1], "margin_per_person": None, "vuong_z": None,
+                   "p_value": None, "verdict": "not tested", "reason": reason}
+                  for p, c in (("image1", "image2"), ("text2", "text1"))]
+    run_dir = RunDir(run_path, stage="crl")
+    Image.new("RGB", (4, 4)).save(run_dir.output_path(A.CRL_GRAPH_FIGURE))
+    run_dir.write(A.CRL_GRAPH, {"nodes": nodes, "adjacency": weights, "directions": directions,
+                                "direction_level": 0.05, "direction_min_margin": 0.01})
+    markdown = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+    summary = markdown.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    graphs = markdown.split("## Latent graphs\n", 1)[1].split("\n## ", 1)[0]
+    assert (f"The direction of image1 → image2; text2 → text1 was not tested ({reason}): nothing says the data "
+            "decide it." in summary)
+    assert "The data do not decide" not in summary and "nats per person" not in summary
+    assert f"image1 → image2: not tested ({reason}); text2 → text1: not tested ({reason})" in graphs
+
+
 @pytest.mark.parametrize("recovery", [None, {"shared": {"mcc": 0.9, "verdict": "recovered"}}])
 def test_a_crl_run_with_no_planted_truth_says_nothing_checked_it(hostile_bios, run_path, recovery):
     """A user's own cohort has no planted truth: the summary says that nothing scored the CRL's latents or
