@@ -555,6 +555,11 @@ def test_within_block_edges_whose_direction_the_data_do_not_decide_are_said_wher
                 "nats per person" in graphs) == tested
         assert ("image1 → image2: decided (z +4.03, p 0.000, +0.0321 nats per person)" in graphs) == tested
         assert ("text2 → text3: reverse preferred" in graphs) == tested
+        # what a verdict is about, next to the verdicts and in the reverse-preferred warning
+        assert ("compares orders of the encoded latents" in graphs and "a decided direction is not thereby the planted "
+                "one" in graphs) == tested
+        assert ("the learned direction is in doubt" in summary and "compares orders of the encoded latents" in summary
+                ) == tested
 
 
 def test_within_block_edges_not_tested_for_want_of_rows_are_said_where_the_user_looks(hostile_bios, run_path):
