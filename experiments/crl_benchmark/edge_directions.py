@@ -100,8 +100,7 @@ def summary(path: Path) -> str:
               for r in edges]
     scored = [r for r in rows if "scores" in r]
     if scored:  # records from 2026-12-07 on: each fit's held-out scores, as run.py computes them
-        columns = [c for c in ("mcc", *(f"mcc_{b}" for b in ("shared", "image", "text", "digit", "fashion")),
-                               "shd", "shd_nonzero", "shd_effect") if c in scored[0]["scores"]]
+        columns = [c for c in scored[0]["scores"] if c.split("_")[0] in ("mcc", "shd")]  # run.py's order
         lines += ["", "Each fit's held-out scores (test split; `shd*` as in `run.py`'s tables):", "",
                   "| seed | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
         lines += [f"| {r['seed']} | " + " | ".join(f"{r['scores'][c]:g}" for c in columns) + " |" for r in scored]

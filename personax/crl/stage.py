@@ -464,9 +464,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         directions = edge_direction_evidence(model, data, auxiliary=auxiliary, key=jax.random.key(int(options.seed)))
         graph_record.update(direction_level=DIRECTION_LEVEL, direction_min_margin=DIRECTION_MIN_MARGIN,
                             directions=directions)
-        log.info("crl: the directions of %d within-block edge(s), in %.1f s: %s", len(graph_record["directions"]),
+        log.info("crl: the directions of %d within-block edge(s), in %.1f s: %s", len(directions),
                  time.perf_counter() - started, ", ".join(f"{d['parent']} -> {d['child']} {d['verdict']}"
-                                                          for d in graph_record["directions"]) or "none")
+                                                          for d in directions) or "none")
     run_dir.write(A.CRL_GRAPH, graph_record)
     pc_graph = pc_on_latents(stacked[train_rows], names, int(options.shared_dim),
                              alpha=float(options.pc.alpha), test=str(options.pc.test))

@@ -359,7 +359,8 @@ def _unreliable(ctx: _Context) -> list[Finding]:
         blocks = "; ".join(f"{block} ({diagnosis})" if diagnosis else block for block, diagnosis in below.items())
         items.append(Finding(f"CRL blocks not recovered (MCC below 0.8 or below the best baseline): {blocks}.",
                              _anchor(CRL_TITLE), "warning"))
-    undetermined, reverse, untested = _undecided_directions(ctx.value(A.CRL_GRAPH) or {})
+    graph = ctx.value(A.CRL_GRAPH) or {}
+    undetermined, reverse, untested = _undecided_directions(graph)
     if reverse:
         items.append(Finding(f"The reverse direction fits the validation rows better than the learned one for {'; '.join(reverse)}: "
                              "the learned direction is in doubt, and so are the edges from s into that block, which follow "
@@ -369,12 +370,12 @@ def _unreliable(ctx: _Context) -> list[Finding]:
                              f"validation rows as well. Read each as an undirected link ({DIRECTIONS}).",
                              _anchor("Latent graphs"), "warning"))
     if untested:
-        why = next((d.get("reason") for d in (ctx.value(A.CRL_GRAPH) or {}).get("directions") or []
+        why = next((d.get("reason") for d in graph.get("directions") or []
                     if d.get("verdict") == "not tested" and d.get("reason")), None)
         items.append(Finding(f"The direction of {'; '.join(untested)} was not tested{f' ({why})' if why else ''}: "
                              f"nothing says the data decide it. Read each as an undirected link ({DIRECTIONS}).",
                              _anchor("Latent graphs"), "warning"))
-    children = _latents_with_parents(ctx.value(A.CRL_GRAPH) or {})
+    children = _latents_with_parents(graph)
     if children:
         items.append(Finding(
             f"CRL latents with parents in the learned graph ({', '.join(children)}) are identified at best up to "
