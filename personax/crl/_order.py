@@ -251,9 +251,11 @@ def edge_direction_evidence(model: FittedCRL, modalities: Mapping[str, Sequence[
 
     The test counts the validation rows' noise, not the noise of the prior fits themselves, and
     it compares the orders of the latents as encoded: a direction the data decide is not thereby
-    the planted one (the block's latents may be mixed, or a nonlinear map of the planted ones: on
-    the variant digits benchmark, fresh seeds 1010-1019, 5 of its 13 definite verdicts
-    contradicted the planted direction, at |z| up to 16).
+    the planted one. Where a block's learned latents mix its planted ones, the test can favour the
+    wrong direction decisively: on the variant digits benchmark, fresh seeds 1010-1019, 5 of its 13
+    definite verdicts contradicted the planted direction, at |z| up to 16, and the planted latents,
+    mixed as the learned ones mix them, gave the same 5 wrong verdicts, while a map of each planted
+    latent alone gave none of them (``experiments/crl_benchmark/direction_maps.py``).
 
     Args:
         model: A fitted model, with its splits (right after ``fit``).

@@ -284,8 +284,10 @@ def _undecided_directions(graph: Mapping[str, Any]) -> tuple[list[str], list[str
 
 # what every verdict of the test of directions is about (docs/crl.md, "On variant digits the test often contradicts
 # the planted direction")
-ENCODED_CAVEAT = ("The test compares orders of the encoded latents, not of the true ones: on a benchmark whose latents "
-                  "are encoded less exactly (variant digits) it contradicted the planted direction on 5 of its 13 definite verdicts")
+ENCODED_CAVEAT = ("The test compares orders of the encoded latents, not of the true ones, and where a block's learned latents "
+                  "mix its true ones it can favour the wrong direction decisively: on variant digits it contradicted the "
+                  "planted direction on 5 of its 13 definite verdicts, and the planted latents, mixed as the learned ones "
+                  "mix them, gave the same 5 wrong verdicts")
 # where the report sends a reader for the test of a within-block edge's direction
 DIRECTIONS = 'Vuong\'s test between the block\'s orders; docs/crl.md, "Does the data decide a within-block edge\'s direction?"'
 

@@ -558,6 +558,7 @@ def test_within_block_edges_whose_direction_the_data_do_not_decide_are_said_wher
         # what a verdict is about, next to the verdicts and in the reverse-preferred warning
         assert ("compares orders of the encoded latents" in graphs and "a decided direction is not thereby the planted "
                 "one" in graphs) == tested
+        assert ("where a block's learned latents mix its true ones it can favour the wrong direction" in graphs) == tested
         assert ("the learned direction is in doubt" in summary and "compares orders of the encoded latents" in summary
                 ) == tested
 
