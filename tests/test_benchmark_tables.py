@@ -775,3 +775,28 @@ def test_every_direction_maps_command_the_docs_show_parses():
     graph (spent seeds, not fresh evidence)."""
     shown = _shown_commands("crl_benchmark/direction_maps.py", minimum=1)
     assert any(args.seeds == [1013, 1015, 1016, 1017, 1019] and args.n == 10000 for _, args in shown)
+
+
+def test_the_reports_caveat_on_directions_quotes_the_records_numbers():
+    """The report's caveat next to the direction verdicts quotes two benchmark records; its numbers are
+    recounted here from them by today's rule, so that a new record cannot leave the report's text behind."""
+    import json
+
+    from personax.crl._order import direction_verdict
+    from personax.report._collect import ENCODED_CAVEAT
+
+    results = EXPERIMENTS / "crl_benchmark" / "results"
+    record = [json.loads(line) for line in (results / "edge_directions_fits_digits_fresh2.jsonl").read_text().splitlines()]
+    verdicts = [(direction_verdict(r["margin_per_person"], r["vuong_z"]), r["truth"]) for r in record if r.get("parent")]
+    definite = [(v, truth) for v, truth in verdicts if v in ("decided", "reverse preferred") and truth != "not planted"]
+    wrong = [(v, truth) for v, truth in definite if (v == "decided") != (truth == "planted")]
+    assert f"contradicted the planted direction on {len(wrong)} of its {len(definite)} definite verdicts" in ENCODED_CAVEAT
+    # direction_maps.py on the seeds of those wrong verdicts: the planted latents mixed as the learned ones
+    # (the smooth mix) give each wrong verdict of the learned latents (margins oriented to the planted edge)
+    maps = [json.loads(line) for line in (results / "direction_maps_fits.jsonl").read_text().splitlines()]
+    verdict = {(r["seed"], r["block"], r["variant"]): r["verdict"] for r in maps}
+    wrong_learned = [(seed, block) for (seed, block, variant), v in verdict.items()
+                     if variant == "learned" and v == "reverse preferred"]
+    assert len(wrong_learned) == len(wrong)  # the same five, refitted
+    assert all(verdict[(seed, block, "smooth mix")] == "reverse preferred" for seed, block in wrong_learned)
+    assert f"gave the same {len(wrong)} wrong verdicts" in ENCODED_CAVEAT
