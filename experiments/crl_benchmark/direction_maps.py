@@ -122,7 +122,8 @@ def fits(seed: int, *, n: int, epochs: int, method: str) -> list[dict]:
             r2 = [round(float(np.corrcoef(raw[val, c], learned[val, c])[0, 1] ** 2), 3) for c in columns]
             monotone = [monotone_in(raw[:, c], planted[:, planted_index(assignment, c)]) for c in columns]
             # each learned latent's linear fit on the block's standardised planted latents, planted order
-            # (the linear mix's coefficients: which planted latent leaks into which learned one)
+            # (the linear mix's coefficients: which planted latent leaks into which learned one; variant
+            # digits stacks its planted latents in the learned blocks' order, so one slice serves both)
             mix = [np.round(np.linalg.lstsq(np.column_stack([standard[train][:, blocks[block]], np.ones(len(train))]),
                                             (learned[train, c] - learned[train, c].mean()) / learned[train, c].std(),
                                             rcond=None)[0][:-1], 3).tolist() for c in columns]

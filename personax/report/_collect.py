@@ -283,7 +283,7 @@ def _undecided_directions(graph: Mapping[str, Any]) -> tuple[list[str], list[str
 
 
 # what every verdict of the test of directions is about (docs/crl.md, "On variant digits the test often contradicts
-# the planted direction")
+# the planted direction" and "What turns the verdicts on variant digits"); a test recounts its numbers from the records
 ENCODED_CAVEAT = ("The test compares orders of the encoded latents, not of the true ones, and where a block's learned latents "
                   "mix its true ones it can favour the wrong direction decisively: on variant digits it contradicted the "
                   "planted direction on 5 of its 13 definite verdicts, and the planted latents, mixed as the learned ones "
