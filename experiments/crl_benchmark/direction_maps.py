@@ -72,15 +72,17 @@ def latent_variants(planted: np.ndarray, learned: np.ndarray, assignment, blocks
             target = learned[:, column]
             sign = np.sign(np.corrcoef(source[train], target[train])[0, 1]) or 1.0
             out["planted"][:, column] = sign * source
-
-            def fitted(features, degree):
-                model = make_pipeline(PolynomialFeatures(degree, include_bias=False), LinearRegression())
-                return model.fit(features[train], target[train]).predict(features)
-
-            out["own map"][:, column] = fitted(source[:, None], 3)
-            out["linear mix"][:, column] = fitted(own_block, 1)
-            out["smooth mix"][:, column] = fitted(own_block, 3)
+            out["own map"][:, column] = _polynomial_fit(source[:, None], target, train, degree=3)
+            out["linear mix"][:, column] = _polynomial_fit(own_block, target, train, degree=1)
+            out["smooth mix"][:, column] = _polynomial_fit(own_block, target, train, degree=3)
     return out
+
+
+def _polynomial_fit(features: np.ndarray, target: np.ndarray, train: np.ndarray, *, degree: int) -> np.ndarray:
+    """Least squares of ``target`` on the polynomial of ``features`` (cross terms included), fitted
+    on the ``train`` rows, predicted on every row."""
+    model = make_pipeline(PolynomialFeatures(degree, include_bias=False), LinearRegression())
+    return model.fit(features[train], target[train]).predict(features)
 
 
 def monotone_in(values: np.ndarray, source: np.ndarray) -> bool:
@@ -110,6 +112,13 @@ def fits(seed: int, *, n: int, epochs: int, method: str) -> list[dict]:
         raise RuntimeError("the test's latents are not the stacked encoded blocks this script matches")
     true = bench.graph.to_numpy()
     standard = (planted - planted[train].mean(0)) / planted[train].std(0)
+    # each learned latent's linear fit on its block's standardised planted latents, planted order (which
+    # planted latent leaks into which learned one; variant digits stacks its planted latents in the learned
+    # blocks' order, so one slice serves both): the same for every variant, so computed once
+    mix = {block: [np.round(np.linalg.lstsq(np.column_stack([standard[train][:, span], np.ones(len(train))]),
+                                            (learned[train, c] - learned[train, c].mean()) / learned[train, c].std(),
+                                            rcond=None)[0][:-1], 3).tolist() for c in range(span.start, span.stop)]
+           for block, span in blocks.items()}
     records = []
     for variant, raw in latent_variants(planted, learned, assignment, blocks, train).items():
         latents = (raw - raw[train].mean(0)) / raw[train].std(0)  # standardised as the test does
@@ -121,14 +130,8 @@ def fits(seed: int, *, n: int, epochs: int, method: str) -> list[dict]:
             # map whether it is monotone in its planted latent (a cubic fit can fold)
             r2 = [round(float(np.corrcoef(raw[val, c], learned[val, c])[0, 1] ** 2), 3) for c in columns]
             monotone = [monotone_in(raw[:, c], planted[:, planted_index(assignment, c)]) for c in columns]
-            # each learned latent's linear fit on the block's standardised planted latents, planted order
-            # (the linear mix's coefficients: which planted latent leaks into which learned one; variant
-            # digits stacks its planted latents in the learned blocks' order, so one slice serves both)
-            mix = [np.round(np.linalg.lstsq(np.column_stack([standard[train][:, blocks[block]], np.ones(len(train))]),
-                                            (learned[train, c] - learned[train, c].mean()) / learned[train, c].std(),
-                                            rcond=None)[0][:-1], 3).tolist() for c in columns]
             for a in columns:
-                for b in range(blocks[block].start, blocks[block].stop):
+                for b in columns:
                     pa, pb = planted_index(assignment, a), planted_index(assignment, b)
                     if a != b and true[pa, pb] != 0:  # learned a, b stand for the planted edge's parent, child
                         result = direction_test(per_row, orders, a, b)
@@ -136,7 +139,7 @@ def fits(seed: int, *, n: int, epochs: int, method: str) -> list[dict]:
                                         "planted_edge": f"{bench.graph.index[pa]} -> {bench.graph.index[pb]}",
                                         "learned_edge": f"{config.latent_names[a]} -> {config.latent_names[b]}",
                                         **result, "r2_with_learned": r2, "monotone_in_own_planted": monotone,
-                                        "linear_mix": mix})
+                                        "linear_mix": mix[block]})
     return records
 
 
