@@ -223,6 +223,12 @@ class FittedCRL:
         selection_val_elbo: With ``fit(..., restart_draws=k)``, k > 1, and several restarts: each
             restart's best parameters' validation ELBO averaged over the k draws the choice among
             them compared; else None. Not saved either.
+        restart_params: With several restarts (not warm starts): every restart's best parameters,
+            in restart order, as training left them, before any search after the fit
+            (``orient_shared``, ``order_search``); ``chosen_restart`` indexes the one returned.
+            Their latents' agreement is a check of identifiability that needs no ground truth
+            (:func:`personax.crl.diagnostics.restart_agreement`). Else None. Not saved either.
+        chosen_restart: The index of the returned restart in ``restart_params``; else None.
     """
 
     config: CRLConfig
@@ -238,6 +244,8 @@ class FittedCRL:
     resumed_at_epoch: int | None = None
     start_val_elbo: list[float] | None = None
     selection_val_elbo: list[float] | None = None
+    restart_params: list[Any] | None = None
+    chosen_restart: int | None = None
 
     @property
     def module(self) -> CausalMultimodalVAE:
@@ -302,6 +310,15 @@ class FittedCRL:
         encode = _method_program(self.config, CausalMultimodalVAE.encode)
         pieces = [encode(self.params, {k: v[i : i + chunk] for k, v in data.items()}) for i in range(0, n, chunk)]
         return {name: np.concatenate([np.asarray(p[name]) for p in pieces]) for name in pieces[0]}
+
+    def encode_restarts(self, modalities: Mapping[str, Sequence[np.ndarray]], *,
+                        chunk: int = 4096) -> list[dict[str, np.ndarray]]:
+        """Posterior means under every restart's parameters (``restart_params``), in restart order:
+        the input of :func:`personax.crl.diagnostics.restart_agreement`. Raises ValueError for a
+        model fitted with one restart, or loaded from disk (the restarts are not saved)."""
+        if not self.restart_params:
+            raise ValueError("this model keeps no restarts: fit with restarts >= 2 (they are not saved with the model)")
+        return [dataclasses.replace(self, params=params).encode(modalities, chunk=chunk) for params in self.restart_params]
 
     def elbo(self, modalities: Mapping[str, Sequence[np.ndarray]], *, auxiliary: np.ndarray | None = None,
              seed: int | None = None) -> float:
@@ -966,6 +983,10 @@ def fit(
     if restarts > 1:
         for entry, (_, elbo, _) in zip(history, curves):
             entry["val_elbo_restarts"] = [float(v) for v in elbo]
+    every_restart = None
+    if restarts > 1 and initial_params is None:
+        stacked = jax.device_get(best_params)
+        every_restart = [jax.tree_util.tree_map(lambda x, r=r: x[r], stacked) for r in range(restarts)]
     best_params = jax.device_get(jax.tree_util.tree_map(lambda x: x[chosen], best_params))
     model = FittedCRL(config=config, params=best_params, standardization=standardization, history=history,
                       splits=splits, fit_seconds=time.perf_counter() - start, stopped=stopped,
@@ -987,4 +1008,6 @@ def fit(
         model.start_val_elbo = [float(v) for v in start_val_elbo]
     if selection is not None:
         model.selection_val_elbo = [float(v) for v in selection]
+    if every_restart is not None:
+        model.restart_params, model.chosen_restart = every_restart, chosen
     return model

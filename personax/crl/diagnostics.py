@@ -14,6 +14,8 @@ With ground truth:
 Without ground truth:
 
 * :func:`seed_stability` — MCC between the latents of independent restarts;
+* :func:`restart_agreement` — the same per block, with each block's shared content
+  (how much of one restart's block another restart's block predicts);
 * :func:`edge_frequency` — how often each edge appears over restarts.
 
 :func:`save_diagnostics` writes the numbers as JSON and a figure.
@@ -248,6 +250,71 @@ def seed_stability(latents: Sequence[np.ndarray], *, method: str = "pearson") ->
              for i, j in itertools.combinations(range(len(latents)), 2)}
     values = np.array(list(pairs.values()))
     return {"pairs": pairs, "mean": float(values.mean()), "min": float(values.min())}
+
+
+# restart_agreement's ``axes`` below this flags a block whose restarts turn its axes differently
+# (declared before experiments/crl_benchmark/restart_agreement.py ran its first seed)
+AXES_AGREEMENT_FLOOR = 0.9
+
+
+def restart_agreement(latents: Sequence[Mapping[str, np.ndarray]], train: np.ndarray, test: np.ndarray, *,
+                      method: str = "pearson") -> dict[str, dict[str, Any]]:
+    """How far independent restarts of one model agree, block by block: a check of identifiability
+    that needs no ground truth (the idea of Duan et al. 2020's unsupervised disentanglement ranking:
+    what the data identify, every restart finds).
+
+    For every pair of restarts and every block: ``axes``, the MCC between the two restarts' latents
+    of the block (matching fitted on the ``train`` rows, scored on the ``test`` rows), and
+    ``content``, the mean held-out R² of each restart's latents from the other's whole block by a
+    linear fit, both ways. High content with low axes is a block found but turned differently by
+    each restart; low content, a block whose content the restarts do not share.
+
+    Args:
+        latents: One mapping per restart, block name -> (rows, latents), the same rows in each
+            (e.g. :meth:`personax.crl.FittedCRL.encode_restarts`).
+        train: Rows that fit the matching and the linear maps.
+        test: Rows that score them.
+        method: ``pearson`` or ``spearman`` (the MCC's correlation).
+
+    Returns:
+        block -> ``axes`` and ``content``: the median over the pairs, with ``axes_min`` and
+        ``content_min``, and ``pairs``, the number of pairs.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> z = rng.normal(size=(600, 2))
+        >>> turn = np.array([[0.8, 0.6], [-0.6, 0.8]])
+        >>> runs = [{"b": z}, {"b": z[:, ::-1] * [1, -1]}, {"b": z @ turn}]
+        >>> out = restart_agreement(runs, np.arange(400), np.arange(400, 600))["b"]
+        >>> round(out["content"], 3), out["axes_min"] < 0.85
+        (1.0, True)
+    """
+    if len(latents) < 2:
+        raise ValueError("restart agreement needs the latents of at least two restarts")
+    out = {}
+    for block in latents[0]:
+        axes, content = [], []
+        for first, second in itertools.combinations(range(len(latents)), 2):
+            a, b = np.asarray(latents[first][block], float), np.asarray(latents[second][block], float)
+            if a.shape[1] == 0:
+                continue
+            axes.append(mcc(a[train], b[train], a[test], b[test], method=method)["mcc"])
+            content.append(float(np.mean([_linear_r2(x, y, train, test) for x, y in ((a, b), (b, a))])))
+        if axes:
+            out[block] = {"axes": float(np.median(axes)), "axes_min": float(np.min(axes)),
+                          "content": float(np.median(content)), "content_min": float(np.min(content)),
+                          "pairs": len(axes)}
+    return out
+
+
+def _linear_r2(source: np.ndarray, target: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+    """Mean held-out R² of each column of ``target`` from ``source`` by least squares (with an
+    intercept), fitted on ``train``; a constant target column scores 0."""
+    design = np.column_stack([source, np.ones(len(source))])
+    coefficients, *_ = np.linalg.lstsq(design[train], target[train], rcond=None)
+    residual = ((target[test] - design[test] @ coefficients) ** 2).sum(0)
+    total = ((target[test] - target[test].mean(0)) ** 2).sum(0)
+    return float(np.mean(np.where(total > 0, 1.0 - residual / np.where(total > 0, total, 1.0), 0.0)))
 
 
 def edge_frequency(adjacencies: Sequence[np.ndarray], *, threshold: float = 0.0) -> np.ndarray:

@@ -86,6 +86,30 @@ def test_stability_and_edge_frequency():
         D.seed_stability(runs[:1])
 
 
+def test_restart_agreement_tells_a_turned_block_from_an_agreed_one_and_from_other_content():
+    """Restarts that return the block up to order and sign agree on axes and content; a turned copy
+    agrees on content only; unrelated latents on neither. Content is sklearn's held-out R²."""
+    rng = np.random.default_rng(6)
+    z, other = rng.normal(size=(800, 2)), rng.normal(size=(800, 2))
+    turn = np.array([[np.cos(0.6), np.sin(0.6)], [-np.sin(0.6), np.cos(0.6)]])
+    train, test = np.arange(500), np.arange(500, 800)
+    same = D.restart_agreement([{"b": z}, {"b": -2 * z[:, ::-1]}], train, test)["b"]
+    assert same["axes"] == pytest.approx(1.0) and same["content"] == pytest.approx(1.0) and same["pairs"] == 1
+    turned = D.restart_agreement([{"b": z}, {"b": z @ turn}, {"b": z}], train, test)["b"]
+    assert turned["content"] == pytest.approx(1.0) and turned["axes_min"] < D.AXES_AGREEMENT_FLOOR
+    # 3 pairs, two of them with the turned copy: their median is a turned pair's
+    assert turned["pairs"] == 3 and turned["axes"] == pytest.approx(turned["axes_min"])
+    noisy = z + 0.5 * rng.normal(size=z.shape)
+    apart = D.restart_agreement([{"b": z, "s": z[:, :0]}, {"b": other, "s": z[:, :0]}], train, test)
+    assert set(apart) == {"b"} and apart["b"]["content"] < 0.02  # an empty block has nothing to agree on
+    reference = np.mean([r2_score(y[test], LinearRegression().fit(x[train], y[train]).predict(x[test]),
+                                  multioutput="uniform_average") for x, y in ((z, noisy), (noisy, z))])
+    got = D.restart_agreement([{"b": z}, {"b": noisy}], train, test)["b"]["content"]
+    assert got == pytest.approx(reference, abs=1e-9)
+    with pytest.raises(ValueError, match="at least two"):
+        D.restart_agreement([{"b": z}], train, test)
+
+
 def test_save_writes_json_and_a_figure(tmp_path):
     paths = D.save_diagnostics(tmp_path, "mcc", {"mcc": np.float64(0.9)}, matrix=np.eye(2), row_labels=["a", "b"])
     assert json.loads(paths["json"].read_text()) == {"mcc": 0.9}

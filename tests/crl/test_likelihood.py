@@ -135,6 +135,14 @@ def test_reported_edges_are_exactly_the_nonzero_entries_and_the_returned_model_s
     assert model.elbo(val) == pytest.approx(model.best_val_elbo, abs=1e-4)
     assert model.best_val_elbo == pytest.approx(max(h["val_elbo"] for h in model.history), abs=1e-9)
     assert model.stopped in ("epoch cap", "early stopping on validation")
+    # every restart's best parameters are kept for the check of their agreement; the returned one among them
+    assert len(model.restart_params) == 2 and model.chosen_restart in (0, 1)
+    for got, kept in zip(jax.tree_util.tree_leaves(model.params),
+                         jax.tree_util.tree_leaves(model.restart_params[model.chosen_restart])):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(kept))
+    every = model.encode_restarts(bench.modalities)
+    np.testing.assert_array_equal(every[model.chosen_restart]["text"], model.encode(bench.modalities)["text"])
+    assert not np.allclose(every[0]["text"], every[1]["text"])  # two initialisations, two fits
 
 
 @pytest.mark.slow  # ~20-30 s CPU (a fit and its JIT compile); runs under CI

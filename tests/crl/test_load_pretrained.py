@@ -46,8 +46,11 @@ def _rewrite_weights(directory, change):
 
 def test_intact_model_loads_and_encodes_finite_latents(saved):
     directory, bench = saved
-    latents = load_pretrained(directory).encode(bench.modalities)
+    model = load_pretrained(directory)
+    latents = model.encode(bench.modalities)
     assert all(np.isfinite(v).all() for v in latents.values())
+    with pytest.raises(ValueError, match="restarts >= 2"):  # restarts are not saved with the model
+        model.encode_restarts(bench.modalities)
 
 
 def test_truncated_weights_file_error_names_the_file(copy):
