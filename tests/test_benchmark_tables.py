@@ -800,3 +800,33 @@ def test_the_reports_caveat_on_directions_quotes_the_records_numbers():
     assert len(wrong_learned) == len(wrong)  # the same five, refitted
     assert all(verdict[(seed, block, "smooth mix")] == "reverse preferred" for seed, block in wrong_learned)
     assert f"gave the same {len(wrong)} wrong verdicts" in ENCODED_CAVEAT
+
+
+def test_the_restart_agreement_summary_counts_the_flag_against_recovery_over_the_modality_blocks(tmp_path):
+    """The summary's table sorts the modality blocks by the declared flag and by the returned model's
+    recovery; the shared block is tabled but not counted (the search after the fit turns it)."""
+    import json
+
+    script = _load_benchmark_script("restart_agreement.py")
+    agreed = {"axes": 0.95, "axes_min": 0.93, "content": 0.99, "content_min": 0.98, "pairs": 3}
+    turned = {**agreed, "axes": 0.80, "axes_min": 0.75}
+    rows = [{"seed": seed, "restarts": 3, "chosen_restart": 0, "agreement": {"shared": turned, "image": image, "text": agreed},
+             "returned": {"shared": 0.99, "image": recovered, "text": 0.70},
+             "per_restart": [{"shared": 0.9, "image": recovered, "text": 0.70}, {"shared": 0.8, "image": 0.5, "text": 0.95},
+                             {"shared": 0.7, "image": 0.6, "text": 0.90}]}
+            for seed, image, recovered in [(1, turned, 0.95), (2, agreed, 0.97), (3, turned, 0.80)]]
+    path = tmp_path / "restart_agreement_fits_x.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = script.summary(path)
+    assert "| 1 | image | 0.800 (0.750) | 0.990 (0.980) | 0.950 | 0.950, 0.500, 0.600 | yes |" in table
+    assert "| 1 | shared | 0.800 (0.750) |" in table  # tabled, not counted
+    assert "| recovery below 0.85 | 1 | 3 |" in table and "| recovery 0.85 or above | 1 | 1 |" in table
+    # the returned restart (0) recovered its block best in the 3 image blocks, not in the 3 text blocks
+    assert "best of the 3 restarts in 3 of 6 blocks" in table
+
+
+def test_every_restart_agreement_command_the_docs_show_parses():
+    """The record's command names the spent numeric seeds 1050-1059 (not fresh evidence)."""
+    shown = _shown_commands("crl_benchmark/restart_agreement.py", minimum=1)
+    assert any(args.seeds == list(range(1050, 1060)) and args.restarts == 3 for _, args in shown)
+
