@@ -830,3 +830,21 @@ def test_every_restart_agreement_command_the_docs_show_parses():
     shown = _shown_commands("crl_benchmark/restart_agreement.py", minimum=1)
     assert any(args.seeds == list(range(1050, 1060)) and args.restarts == 3 for _, args in shown)
 
+
+def test_the_reports_note_on_the_restarts_agreement_quotes_the_records_numbers():
+    """The report's note under the restarts' agreement quotes restart_agreement.py's record; its numbers
+    are recounted here from it, so that a new record cannot leave the report's text behind."""
+    import json
+
+    from personax.crl.diagnostics import AXES_AGREEMENT_FLOOR
+    from personax.report._collect import RESTART_AGREEMENT_NOTE
+
+    record = [json.loads(line) for line in
+              (EXPERIMENTS / "crl_benchmark" / "results" / "restart_agreement_fits.jsonl").read_text().splitlines()]
+    blocks = [(row["agreement"][b]["axes"], row["returned"][b]) for row in record for b in ("image", "text")]
+    low = [axes for axes, recovered in blocks if recovered < 0.85]
+    turned = [recovered for axes, recovered in blocks if axes < AXES_AGREEMENT_FLOOR]
+    assert len(record) == 10 and all(row["restarts"] == 3 for row in record)
+    assert (f"agreed (axes {np.floor(min(low) * 100) / 100:.2f} or more) on each of the {len(low)} modality blocks "
+            "the returned model recovered below 0.85") in RESTART_AGREEMENT_NOTE
+    assert min(turned) >= 0.85 and f"each of the {len(turned)} blocks they turned differently" in RESTART_AGREEMENT_NOTE

@@ -322,6 +322,26 @@ def shared_proposal_agreement(model: Any, data: dict[str, list[np.ndarray]],
     return named, warnings
 
 
+def restart_agreement_record(model: Any, data: dict[str, list[np.ndarray]]) -> tuple[dict[str, Any], list[str]]:
+    """metrics.json ``restart_agreement`` for a fit with several restarts: each block's agreement
+    between the restarts as trained (:func:`personax.crl.diagnostics.restart_agreement`, test rows),
+    and a warning for each block whose restarts' axes agree below
+    :data:`~personax.crl.diagnostics.AXES_AGREEMENT_FLOOR`."""
+    blocks = D.restart_agreement(model.encode_restarts(data), model.splits["train"], model.splits["test"])
+    record = {"restarts": len(model.restart_params), "returned_restart": model.chosen_restart,
+              "axes_floor": D.AXES_AGREEMENT_FLOOR,
+              "blocks": {block: {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
+                         for block, values in blocks.items()}}
+    searched = " (the search of the shared axes then turns the returned restart's s, so this says how far the fit "
+    searched += "alone fixes them)" if model.orientation else ""
+    warnings = [f"the {len(model.restart_params)} restarts turn the {block} block's axes differently (axes agreement "
+                f"{values['axes']:.2f} below {D.AXES_AGREEMENT_FLOOR}, content agreement {values['content']:.2f}): its "
+                f"latents are not reproducible one by one, as another initialisation returns other axes"
+                + (searched if block == "shared" else "")
+                for block, values in record["blocks"].items() if values["axes"] < D.AXES_AGREEMENT_FLOOR]
+    return record, warnings
+
+
 @dataclasses.dataclass(frozen=True)
 class CRLInputs:
     """What the crl stage fits on, as it reads it from the run directory (:func:`crl_inputs`).
@@ -591,6 +611,9 @@ def run(config: DictConfig, run_dir: RunDir) -> dict[str, Any]:
         if model.config.shared_dim and sum(model.config.measurements.values()) > 1:
             metrics["shared_proposal_agreement"], weak = shared_proposal_agreement(model, data, measurement_names)
             metrics["warnings"] += weak
+        if model.restart_params:  # crl.fit.restarts >= 2: do the restarts find the same blocks? (no truth needed)
+            metrics["restart_agreement"], disagreeing = restart_agreement_record(model, data)
+            metrics["warnings"] += disagreeing
         for warning in metrics["warnings"]:
             log.warning("crl: %s", warning)
     run_dir.write(A.CRL_METRICS, metrics)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
 import personax
-from personax.crl.stage import pc_on_latents
+from personax.crl.stage import pc_on_latents, restart_agreement_record
 from personax.pipeline import run_pipeline
 
 
@@ -18,7 +19,7 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     cfg = compose_cfg(["stages=[ingest,traits,embeddings,crl]", "data.n=150", "crl.fit.max_epochs=3",
                        "crl.fit.hidden=[16]", "crl.latent_dims.image=4", "crl.latent_dims.text=3",
                        "crl.fit.orient_epochs=2", "+crl.fit.orient_steps=20", "crl.auxiliary=[group,gender]",
-                       "crl.fit.shared_experts_excluded=[image_embedding]",
+                       "crl.fit.shared_experts_excluded=[image_embedding]", "crl.fit.restarts=2",
                        "traits.raters.embedding.enabled=false", "traits.aggregate.bayes.enabled=false"])
     run_pipeline(cfg, run_path)
     crl = run_path / "crl"
@@ -50,7 +51,14 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert set(metrics["shared_proposal_agreement"]) == {name for names in metrics["measurements"].values() for name in names}
     # the stage trains to convergence (conf/crl/default.yaml): no plateau in 3 epochs, so no cut yet
     assert model.config.lr_schedule == "plateau" and metrics["learning_rate_cuts"] == []
-    assert metrics["warnings"] == []  # score columns, and the sparse decoder kept the text block in use
+    # score columns, and the sparse decoder kept the text block in use: no warning but the restarts' (3 epochs
+    # leave their axes apart) ...
+    assert [w for w in metrics["warnings"] if "restarts turn" not in w] == []
+    # ... whose agreement, block by block, is recorded for the 2 restarts (crl.fit.restarts)
+    agreement = metrics["restart_agreement"]
+    assert agreement["restarts"] == 2 and set(agreement["blocks"]) == {"shared", "image", "text"}
+    assert sum("restarts turn" in w for w in metrics["warnings"]) == sum(
+        b["axes"] < agreement["axes_floor"] for b in agreement["blocks"].values())
     assert metrics["best_val_elbo"] == model.best_val_elbo
     assert "mixture_weights" not in metrics  # only a learned mixture (crl.fit.shared_posterior) has weights to report
     # the stage searched the shared block's axes (its default): the decision, without the turn's matrix
@@ -116,6 +124,22 @@ def test_a_proposal_for_s_that_shows_nothing_the_others_agree_on_gets_a_warning(
     assert shared_proposal_agreement(stub(("image_0",)), {}, names)[1] == []  # left out already: no warning
     proposals["image_1"] = (rng.normal(size=s.shape), np.ones(400, bool))  # now no two proposals agree
     assert shared_proposal_agreement(stub(()), {}, names)[1] == []  # no consensus, so none stands out
+
+
+def test_a_block_whose_restarts_turn_its_axes_gets_a_warning_naming_the_block():
+    """metrics.json restart_agreement: each block's agreement, and a warning only for a block whose
+    restarts' axes agree below the floor (the shared block's says that the search turns it after)."""
+    rng = np.random.default_rng(7)
+    z = {"shared": rng.normal(size=(300, 2)), "image": rng.normal(size=(300, 2)), "text": rng.normal(size=(300, 2))}
+    turn = np.array([[np.cos(0.7), np.sin(0.7)], [-np.sin(0.7), np.cos(0.7)]])
+    restarts = [z, {**z, "shared": z["shared"] @ turn, "text": -z["text"][:, ::-1]}]
+    model = SimpleNamespace(restart_params=[{}, {}], chosen_restart=1, orientation={"decision": "kept"},
+                            splits={"train": np.arange(200), "test": np.arange(200, 300)},
+                            encode_restarts=lambda data: restarts)
+    record, warnings = restart_agreement_record(model, data={})
+    assert record["restarts"] == 2 and record["returned_restart"] == 1 and set(record["blocks"]) == set(z)
+    assert record["blocks"]["text"]["axes"] == pytest.approx(1.0)  # the same axes, reordered and flipped
+    assert len(warnings) == 1 and "shared block's axes" in warnings[0] and "search of the shared axes" in warnings[0]
 
 
 @pytest.mark.parametrize("recovery, expected", [

@@ -610,6 +610,32 @@ def test_a_crl_run_with_no_planted_truth_says_nothing_checked_it(hostile_bios, r
     assert ("recovers no block of latents on any recorded seed" in summary) == (recovery is None)
 
 
+@pytest.mark.parametrize("restarts", [1, 3])
+def test_the_restarts_agreement_is_tabled_and_a_run_without_it_says_how_to_get_it(hostile_bios, run_path, restarts):
+    """With several restarts the CRL section tables their agreement per block and explains it, and the
+    stage's warning for a turned block reaches the summary; with one, the summary says how to get it."""
+    from personax import artifacts as A
+    from personax.pipeline import RunDir
+
+    run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
+    metrics = {"model": "personax", "people": 10, "warnings": []}
+    if restarts > 1:
+        warning = "the 3 restarts turn the text block's axes differently (axes agreement 0.78 below 0.9, content 0.98)"
+        metrics.update(warnings=[warning], restart_agreement={
+            "restarts": 3, "returned_restart": 2, "axes_floor": 0.9,
+            "blocks": {"text": {"axes": 0.7829, "axes_min": 0.7533, "content": 0.9763, "content_min": 0.9712, "pairs": 3}}})
+    RunDir(run_path, stage="crl").write(A.CRL_METRICS, metrics)
+    markdown = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
+    summary = markdown.split("## Summary\n", 1)[1].split("\n## ", 1)[0]
+    section = markdown.split("## Level II: CRL metrics\n", 1)[1].split("\n## ", 1)[0]
+    assert ("With crl.fit.restarts=3 or more" in summary) == (restarts == 1)
+    assert ("Agreement of the 3 restarts (test split)" in section) == (restarts > 1)
+    if restarts > 1:
+        assert "CRL: the 3 restarts turn the text block's axes differently" in summary
+        assert "| text | 0.783 | 0.753 | 0.976 | 0.971 | 3 |" in section
+        assert "Agreement is about reproducibility, not recovery" in section and "returns restart 2" in section
+
+
 def test_a_run_without_the_crl_stage_gets_no_crl_warning(hostile_bios, run_path):
     run_pipeline(raw_config(hostile_bios, "[ingest]"), run_path)
     summary = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
