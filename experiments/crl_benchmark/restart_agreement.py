@@ -16,8 +16,10 @@ records for every block:
 
 The rule was declared before any seed was run: a block whose restarts' axes agree below
 ``FLAG_BELOW`` (median over the pairs) is flagged "axes not reproducible". The summary counts how
-the flag sorts the returned model's blocks by their recovery (MCC below 0.85 or not) and gives
-the rank correlation between agreement and recovery over the blocks.
+the flag sorts the returned model's modality blocks by their recovery (MCC below 0.85 or not),
+gives the rank correlation between agreement and recovery over them, and how often the validation
+ELBO chose the restart that recovers the block best. The shared block is tabled but not counted:
+the search of its axes after the fit turns the returned restart's alone.
 
     .venv/bin/python experiments/crl_benchmark/restart_agreement.py fits --seeds 1050 1051 1052 1053 1054 1055
 

@@ -226,7 +226,7 @@ class FittedCRL:
         restart_params: With several restarts (not warm starts): every restart's best parameters,
             in restart order, as training left them, before any search after the fit
             (``orient_shared``, ``order_search``); ``chosen_restart`` indexes the one returned.
-            Their latents' agreement is a check of identifiability that needs no ground truth
+            Their latents' agreement is a check of reproducibility that needs no ground truth
             (:func:`personax.crl.diagnostics.restart_agreement`). Else None. Not saved either.
         chosen_restart: The index of the returned restart in ``restart_params``; else None.
     """

@@ -259,9 +259,11 @@ AXES_AGREEMENT_FLOOR = 0.9
 
 def restart_agreement(latents: Sequence[Mapping[str, np.ndarray]], train: np.ndarray, test: np.ndarray, *,
                       method: str = "pearson") -> dict[str, dict[str, Any]]:
-    """How far independent restarts of one model agree, block by block: a check of identifiability
+    """How far independent restarts of one model agree, block by block: a check of reproducibility
     that needs no ground truth (the idea of Duan et al. 2020's unsupervised disentanglement ranking:
-    what the data identify, every restart finds).
+    what the data identify, every restart finds). Agreement is not recovery: on the numeric
+    benchmark the restarts agreed on each modality block the returned model recovered below 0.85
+    (docs/crl.md, "Do the restarts agree?").
 
     For every pair of restarts and every block: ``axes``, the MCC between the two restarts' latents
     of the block (matching fitted on the ``train`` rows, scored on the ``test`` rows), and
