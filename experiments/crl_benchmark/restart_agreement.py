@@ -82,22 +82,20 @@ def summary(path: Path) -> str:
              f"before the first seed ran).", "",
              "| seed | block | axes agreement | content agreement | returned model's recovery | each restart's recovery "
              "| flagged |", "|---|---|---|---|---|---|---|"]
+    # the shared block is tabled but not counted below: the search of its axes after the fit turns the returned
+    # restart's alone, so its restarts' agreement does not describe the returned s
     table = []
-    for row in rows:
-        for block, a in row["agreement"].items():
-            if block not in row["returned"]:
-                continue
-            recovered = row["returned"][block]
-            flagged = a["axes"] < FLAG_BELOW
-            table.append((a["axes"], a["content"], recovered, flagged, [r[block] for r in row["per_restart"]]))
-            lines.append(f"| {row['seed']} | {block} | {a['axes']:.3f} ({a['axes_min']:.3f}) | "
-                         f"{a['content']:.3f} ({a['content_min']:.3f}) | {recovered:.3f} | "
-                         f"{', '.join(f'{v:.3f}' for v in table[-1][4])} | {'yes' if flagged else ''} |")
-    # the shared block is scored by the table but not counted below: the search of its axes after the fit turns
-    # the returned restart's alone, so its restarts' agreement does not describe the returned s
-    table = [entry for entry, (_, block) in zip(table, _blocks(rows)) if block != "shared"]
+    for row, block in _blocks(rows):
+        a, recovered = row["agreement"][block], row["returned"][block]
+        flagged = a["axes"] < FLAG_BELOW
+        per_restart = [r[block] for r in row["per_restart"]]
+        if block != "shared":
+            table.append((a["axes"], recovered, flagged, per_restart))
+        lines.append(f"| {row['seed']} | {block} | {a['axes']:.3f} ({a['axes_min']:.3f}) | "
+                     f"{a['content']:.3f} ({a['content_min']:.3f}) | {recovered:.3f} | "
+                     f"{', '.join(f'{v:.3f}' for v in per_restart)} | {'yes' if flagged else ''} |")
     if table:
-        axes, content, recovered, flagged, per_restart = zip(*table)
+        axes, recovered, flagged, per_restart = zip(*table)
         low = np.asarray(recovered) < RECOVERED
         flagged = np.asarray(flagged)
         lines += ["", "The modality blocks (the shared block left out: the search of its axes after the fit turns the "

@@ -983,11 +983,10 @@ def fit(
     if restarts > 1:
         for entry, (_, elbo, _) in zip(history, curves):
             entry["val_elbo_restarts"] = [float(v) for v in elbo]
-    every_restart = None
-    if restarts > 1 and initial_params is None:
-        stacked = jax.device_get(best_params)
-        every_restart = [jax.tree_util.tree_map(lambda x, r=r: x[r], stacked) for r in range(restarts)]
-    best_params = jax.device_get(jax.tree_util.tree_map(lambda x: x[chosen], best_params))
+    stacked = jax.device_get(best_params)  # one transfer: the returned restart and, to compare them, the others
+    every_restart = ([jax.tree_util.tree_map(lambda x, r=r: x[r], stacked) for r in range(restarts)]
+                     if restarts > 1 and initial_params is None else None)
+    best_params = jax.tree_util.tree_map(lambda x: x[chosen], stacked)
     model = FittedCRL(config=config, params=best_params, standardization=standardization, history=history,
                       splits=splits, fit_seconds=time.perf_counter() - start, stopped=stopped,
                       best_val_elbo=float(best[chosen]))

@@ -332,8 +332,8 @@ def restart_agreement_record(model: Any, data: dict[str, list[np.ndarray]]) -> t
               "axes_floor": D.AXES_AGREEMENT_FLOOR,
               "blocks": {block: {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
                          for block, values in blocks.items()}}
-    searched = " (the search of the shared axes then turns the returned restart's s, so this says how far the fit "
-    searched += "alone fixes them)" if model.orientation else ""
+    searched = (" (the search of the shared axes then turns the returned restart's s, so this says how far the fit "
+                "alone fixes them)") if model.orientation else ""
     warnings = [f"the {len(model.restart_params)} restarts turn the {block} block's axes differently (axes agreement "
                 f"{values['axes']:.2f} below {D.AXES_AGREEMENT_FLOOR}, content agreement {values['content']:.2f}): its "
                 f"latents are not reproducible one by one, as another initialisation returns other axes"

@@ -140,6 +140,9 @@ def test_a_block_whose_restarts_turn_its_axes_gets_a_warning_naming_the_block():
     assert record["restarts"] == 2 and record["returned_restart"] == 1 and set(record["blocks"]) == set(z)
     assert record["blocks"]["text"]["axes"] == pytest.approx(1.0)  # the same axes, reordered and flipped
     assert len(warnings) == 1 and "shared block's axes" in warnings[0] and "search of the shared axes" in warnings[0]
+    # without the search of s's axes (crl.fit.orient_shared=false) the warning ends where the sentence does
+    _, unsearched = restart_agreement_record(SimpleNamespace(**{**vars(model), "orientation": {}}), data={})
+    assert len(unsearched) == 1 and unsearched[0].endswith("another initialisation returns other axes")
 
 
 @pytest.mark.parametrize("recovery, expected", [
