@@ -7,6 +7,7 @@ import dataclasses
 
 import jax
 import numpy as np
+import pytest
 
 from personax.crl import _fit, fit
 from personax.crl._model import CausalMultimodalVAE, CRLConfig
@@ -20,6 +21,7 @@ def _same_params(a, b) -> bool:
         lambda x, y: np.array_equal(np.asarray(x), np.asarray(y)), a, b))
 
 
+@pytest.mark.slow  # about 15 s: keeps the README's quick tests under their budget
 def test_a_later_fit_reuses_the_programs_of_the_same_configuration_and_returns_the_same_model():
     bench = make_multimodal_numeric(200, seed=0)
     _fit._PROGRAMS.clear()
@@ -68,6 +70,7 @@ def test_only_the_most_recently_used_programs_are_kept():
     _fit._PROGRAMS.clear()
 
 
+@pytest.mark.slow  # about 15 s: keeps the README's quick tests under their budget
 def test_restarts_initialise_from_the_single_key_program_with_the_values_of_a_vmapped_one():
     """A fit's restarts call the one-key initialisation per key (which the searches of s's axes and of
     the within-block orders use too, so it compiles once): bit for bit what vmapping it gives."""

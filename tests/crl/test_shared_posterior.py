@@ -33,7 +33,7 @@ def test_mixture_entropy_term_is_unbiased_for_a_single_expert():
     mixture, params, batch = _model("mixture", measurements=1)
     product = CausalMultimodalVAE(dataclasses.replace(mixture.config, shared_posterior="product"))
     keys = jax.random.split(jax.random.key(0), 20_000)
-    elbo = lambda module: jax.vmap(lambda k: module.apply({"params": params}, batch, k)[0])(keys)
+    elbo = lambda module: jax.jit(jax.vmap(lambda k: module.apply({"params": params}, batch, k)[0]))(keys)
     difference = np.asarray(elbo(mixture) - elbo(product), np.float64)  # (draws, rows)
     standard_error = difference.std(0) / np.sqrt(len(keys))
     assert (np.abs(difference.mean(0)) < 5 * standard_error + 1e-3).all(), (difference.mean(0), standard_error)
@@ -115,7 +115,7 @@ def test_a_learned_mixtures_weighted_elbo_is_unbiased(monkeypatch):
     keys = jax.random.split(jax.random.key(0), 20_000)
 
     def draws():
-        return np.asarray(jax.vmap(lambda k: module.apply({"params": params}, batch, k)[0])(keys), np.float64)
+        return np.asarray(jax.jit(jax.vmap(lambda k: module.apply({"params": params}, batch, k)[0]))(keys), np.float64)
 
     weighted = draws()
     monkeypatch.setattr("personax.crl._model._mixture_proposal", lambda shared: shared.weights)

@@ -71,6 +71,7 @@ def test_lowrank_matches_exact_where_the_rank_is_not_capped():
     assert hs[0].p_value < 1e-6 and all(r.ok for r in hs)
 
 
+@pytest.mark.slow  # about 17 s; test_lowrank_matches_exact_where_the_rank_is_not_capped stays quick
 def test_matrix_records_approx_and_rank_and_decisions_agree():
     # fast decision-agreement check at n = 2,000 (the n = 3,000 benchmark records the full matrix)
     frame, features, traits, _ = cohort_frame(2000, seed=11)
