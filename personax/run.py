@@ -153,11 +153,27 @@ def crl_recovery_line(record: dict) -> str | None:
     verdicts = summary["recovery_verdicts"]
     if verdicts is None:
         return ("crl: no planted latents, so nothing checks the learned latents or graph: read them as hypotheses "
-                "(the report's summary)")
+                f"(the report's summary); {_restarts_clause(summary.get('restart_agreement'))}")
     missed = [name for name, verdict in verdicts.items() if verdict != "recovered"]
     if not missed:
         return None
     return f"crl: not recovered against the planted truth: {', '.join(missed)} (the report's summary says why)"
+
+
+def _restarts_clause(agreement: dict | None) -> str:
+    """What the restarts' agreement (metrics.json ``restart_agreement``) says of a run with no truth:
+    which blocks' axes are not reproducible, or how to find out with one restart."""
+    if not agreement:
+        return "with 1 restart, crl.fit.restarts=3 would tell whether its axes are reproducible"
+    floor = agreement.get("axes_floor")
+    blocks = agreement.get("blocks") or {}
+    turned = [block for block, values in blocks.items() if floor is not None and values.get("axes", 1.0) < floor]
+    restarts = agreement.get("restarts")
+    if turned:
+        return (f"its {restarts} restarts turn {', '.join(turned)} differently (axes agreement below {floor}): "
+                "those latents are not reproducible one by one")
+    # agreement is reproducibility, not recovery (docs/crl.md, "Do the restarts agree?"): say no more than that
+    return f"its {restarts} restarts agree on every block's axes: reproducible, which does not make them the true ones"
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
