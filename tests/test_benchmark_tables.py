@@ -823,6 +823,25 @@ def test_the_restart_agreement_summary_counts_the_flag_against_recovery_over_the
     assert "| recovery below 0.85 | 1 | 3 |" in table and "| recovery 0.85 or above | 1 | 1 |" in table
     # the returned restart (0) recovered its block best in the 3 image blocks, not in the 3 text blocks
     assert "best of the 3 restarts in 3 of 6 blocks" in table
+    # the 4 badly recovered blocks (3 text, 1 image) have lowest pairs of up to 0.93 and medians up to 0.95: a
+    # floor on the median above 0.95 flags both recovered image blocks too
+    assert ("The lowest pairs of the 4 modality blocks recovered below 0.85 agreed at up to 0.930, so a floor on such "
+            "an average that flags them all lies above 0.930; on the median, above 0.950, where it also flags 2 of the "
+            "2 blocks recovered at 0.85 or above.") in table
+
+
+def test_the_docs_quote_the_restart_agreement_records_floor_for_any_average_of_the_pairs():
+    """docs/crl.md's "No other average of the pairs would do better" quotes the record's summary."""
+    import re
+
+    script = _load_benchmark_script("restart_agreement.py")
+    table = script.summary(EXPERIMENTS / "crl_benchmark" / "results" / "restart_agreement_fits.jsonl")
+    floor, median_floor, flagged, recovered = re.search(
+        r"agreed at up to (\d\.\d+), .* on the median, above (\d\.\d+), where it also flags (\d+) of the (\d+) "
+        r"blocks", table).groups()
+    docs = " ".join((EXPERIMENTS.parent / "docs" / "crl.md").read_text().split())
+    assert (f"So a floor that flags all 4 badly recovered blocks lies above {floor}. On the median it must lie above "
+            f"{median_floor}, and there it also flags {flagged} of the {recovered} blocks recovered at 0.85 or above") in docs
 
 
 def test_every_restart_agreement_command_the_docs_show_parses():

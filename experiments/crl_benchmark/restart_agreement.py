@@ -18,7 +18,9 @@ The rule was declared before any seed was run: a block whose restarts' axes agre
 ``FLAG_BELOW`` (median over the pairs) is flagged "axes not reproducible". The summary counts how
 the flag sorts the returned model's modality blocks by their recovery (MCC below 0.85 or not),
 gives the rank correlation between agreement and recovery over them, and how often the validation
-ELBO chose the restart that recovers the block best. The shared block is tabled but not counted:
+ELBO chose the restart that recovers the block best, and where a floor on any average of the pairs
+(their median, the returned restart's agreement with the others) would have to lie to flag every
+badly recovered block, with what it would flag besides. The shared block is tabled but not counted:
 the search of its axes after the fit turns the returned restart's alone.
 
     .venv/bin/python experiments/crl_benchmark/restart_agreement.py fits --seeds 1050 1051 1052 1053 1054 1055
@@ -90,12 +92,12 @@ def summary(path: Path) -> str:
         flagged = a["axes"] < FLAG_BELOW
         per_restart = [r[block] for r in row["per_restart"]]
         if block != "shared":
-            table.append((a["axes"], recovered, flagged, per_restart))
+            table.append((a["axes"], recovered, flagged, per_restart, a["axes_min"]))
         lines.append(f"| {row['seed']} | {block} | {a['axes']:.3f} ({a['axes_min']:.3f}) | "
                      f"{a['content']:.3f} ({a['content_min']:.3f}) | {recovered:.3f} | "
                      f"{', '.join(f'{v:.3f}' for v in per_restart)} | {'yes' if flagged else ''} |")
     if table:
-        axes, recovered, flagged, per_restart = zip(*table)
+        axes, recovered, flagged, per_restart, lowest_pair = zip(*table)
         low = np.asarray(recovered) < RECOVERED
         flagged = np.asarray(flagged)
         lines += ["", "The modality blocks (the shared block left out: the search of its axes after the fit turns the "
@@ -117,7 +119,25 @@ def summary(path: Path) -> str:
                       f"the {rows[0]['restarts']} restarts in {best_chosen} of {len(table)} blocks; the restarts' "
                       f"recoveries of a modality block spread over {np.median(spread):.3f} (median; max "
                       f"{np.max(spread):.3f})."]
+        lines += _lowest_pair_floor(np.asarray(axes), np.asarray(lowest_pair), low)
     return "\n".join(lines) + "\n"
+
+
+def _lowest_pair_floor(axes: np.ndarray, lowest_pair: np.ndarray, low: np.ndarray) -> list[str]:
+    """Could another average of the pairs flag the badly recovered blocks? Every average over some of
+    the pairs (their median, the returned restart's mean agreement with the others) is at least the
+    lowest pair's agreement, so a floor on it that flags each badly recovered block lies above the
+    highest lowest pair among them; on the median, above the highest median among them, and this counts
+    the recovered blocks such a floor flags too."""
+    if not low.any() or low.all():
+        return []
+    floor, median_floor = float(lowest_pair[low].max()), float(axes[low].max())
+    return ["", f"Every average over some of the pairs (their median; the returned restart's mean agreement with the "
+                f"others) is at least the lowest pair's agreement. The lowest pairs of the {int(low.sum())} modality "
+                f"blocks recovered below {RECOVERED} agreed at up to {floor:.3f}, so a floor on such an average that "
+                f"flags them all lies above {floor:.3f}; on the median, above {median_floor:.3f}, where it also flags "
+                f"{int((axes[~low] <= median_floor).sum())} of the {int((~low).sum())} blocks recovered at {RECOVERED} "
+                f"or above."]
 
 
 def _blocks(rows: list[dict]) -> list[tuple[dict, str]]:
