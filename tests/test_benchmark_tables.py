@@ -831,7 +831,8 @@ def test_the_restart_agreement_summary_counts_the_flag_against_recovery_over_the
 
 
 def test_the_docs_quote_the_restart_agreement_records_floor_for_any_average_of_the_pairs():
-    """docs/crl.md's "No other average of the pairs would do better" quotes the record's summary."""
+    """docs/crl.md's "No other average of the pairs would do better" and docs/limitations.md quote the
+    record's summary."""
     import re
 
     script = _load_benchmark_script("restart_agreement.py")
@@ -842,6 +843,8 @@ def test_the_docs_quote_the_restart_agreement_records_floor_for_any_average_of_t
     docs = " ".join((EXPERIMENTS.parent / "docs" / "crl.md").read_text().split())
     assert (f"So a floor that flags all 4 badly recovered blocks lies above {floor}. On the median it must lie above "
             f"{median_floor}, and there it also flags {flagged} of the {recovered} blocks recovered at 0.85 or above") in docs
+    limitations = " ".join((EXPERIMENTS.parent / "docs" / "limitations.md").read_text().split())
+    assert f"that flags all 4 also flags {flagged} of the {recovered} blocks recovered at 0.85 or above" in limitations
 
 
 def test_every_restart_agreement_command_the_docs_show_parses():
