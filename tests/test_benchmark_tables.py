@@ -633,6 +633,7 @@ def test_every_gate_noise_command_the_docs_show_parses():
 
 
 @pytest.mark.slow  # a two-epoch fit with the stage's objective and the test of its within-block edges; runs under CI
+@pytest.mark.xla_default_level  # the test of the edges runs its programs long: 30 s at XLA's default level, 91 s at 0
 def test_the_edge_directions_command_records_each_within_block_edge_against_the_planted_graph(monkeypatch, tmp_path):
     """``edge_directions.py fits``, run tiny: one record per learned within-block edge (or one saying
     there is none), each with the test's verdict and the planted graph's say; the summary counts them."""
