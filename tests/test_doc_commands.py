@@ -119,3 +119,5 @@ def test_readme_own_cohort_with_an_llm_rater_runs_every_stage(tmp_path):
     assert "Level I" in html and "Level II" in html
     # no planted truth in one's own cohort: the summary says nothing checked the CRL's latents or graph
     assert "CRL on a cohort with no planted latents" in (run_dir / "report/report.md").read_text(encoding="utf-8")
+    # ... and so do the run's last lines, with how to check its axes' reproducibility (one restart here)
+    assert "crl.fit.restarts=3 would tell whether its axes are reproducible" in result.stdout + result.stderr
