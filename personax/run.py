@@ -162,7 +162,8 @@ def crl_recovery_line(record: dict) -> str | None:
 
 def _restarts_clause(agreement: dict | None) -> str:
     """What the restarts' agreement (metrics.json ``restart_agreement``) says of a run with no truth:
-    which blocks' axes are not reproducible, or how to find out with one restart."""
+    which blocks' axes are not reproducible, or how to find out with one restart. "As trained": the
+    record compares the restarts before any search after the fit (of s's axes, of the orders)."""
     if not agreement:
         return "with 1 restart, crl.fit.restarts=3 would tell whether its axes are reproducible"
     floor = agreement.get("axes_floor")
@@ -170,10 +171,11 @@ def _restarts_clause(agreement: dict | None) -> str:
     turned = [block for block, values in blocks.items() if floor is not None and values.get("axes", 1.0) < floor]
     restarts = agreement.get("restarts")
     if turned:
-        return (f"its {restarts} restarts turn {', '.join(turned)} differently (axes agreement below {floor}): "
-                "those latents are not reproducible one by one")
+        return (f"its {restarts} restarts, as trained, turn {', '.join(turned)} differently (axes agreement below "
+                f"{floor}): those latents are not reproducible one by one")
     # agreement is reproducibility, not recovery (docs/crl.md, "Do the restarts agree?"): say no more than that
-    return f"its {restarts} restarts agree on every block's axes: reproducible, which does not make them the true ones"
+    return (f"its {restarts} restarts, as trained, agree on every block's axes: reproducible, which does not make them "
+            "the true ones")
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")

@@ -54,10 +54,10 @@ def test_the_last_lines_say_which_crl_results_were_not_recovered():
     agreement = {"restarts": 3, "returned_restart": 0, "axes_floor": 0.9,
                  "blocks": {"shared": {"axes": 0.95}, "image": {"axes": 0.71}, "text": {"axes": 0.93}}}
     turned = {"status": "done", "summary": {"recovery_verdicts": None, "restart_agreement": agreement}}
-    assert crl_recovery_line(turned).endswith("its 3 restarts turn image differently (axes agreement below 0.9): "
+    assert crl_recovery_line(turned).endswith("its 3 restarts, as trained, turn image differently (axes agreement below 0.9): "
                                               "those latents are not reproducible one by one")
     agreement["blocks"]["image"]["axes"] = 0.91
-    assert crl_recovery_line(turned).endswith("its 3 restarts agree on every block's axes: reproducible, which does "
-                                              "not make them the true ones")
+    assert crl_recovery_line(turned).endswith("its 3 restarts, as trained, agree on every block's axes: reproducible, "
+                                              "which does not make them the true ones")
     assert crl_recovery_line({"status": "failed", "summary": {"recovery_verdicts": None}}) is None
     assert crl_recovery_line({"status": "done", "summary": {}}) is None  # a run directory from before the line
