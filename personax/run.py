@@ -162,17 +162,23 @@ def crl_recovery_line(record: dict) -> str | None:
 
 def _restarts_clause(agreement: dict | None) -> str:
     """What the restarts' agreement (metrics.json ``restart_agreement``) says of a run with no truth:
-    which blocks' axes are not reproducible, or how to find out with one restart. "As trained": the
-    record compares the restarts before any search after the fit (of s's axes, of the orders)."""
+    which blocks' content or axes are not reproducible, or how to find out with one restart. "As
+    trained": the record compares the restarts before any search after the fit (of s's axes, of the
+    orders)."""
     if not agreement:
         return "with 1 restart, crl.fit.restarts=3 would tell whether its axes are reproducible"
-    floor = agreement.get("axes_floor")
+    floor, content_floor = agreement.get("axes_floor"), agreement.get("content_floor")  # the latter since 2026-12-07
     blocks = agreement.get("blocks") or {}
-    turned = [block for block, values in blocks.items() if floor is not None and values.get("axes", 1.0) < floor]
+    other_content = [block for block, values in blocks.items()
+                     if content_floor is not None and values.get("content", 1.0) < content_floor]
+    turned = [block for block, values in blocks.items() if block not in other_content
+              and floor is not None and values.get("axes", 1.0) < floor]
     restarts = agreement.get("restarts")
-    if turned:
-        return (f"its {restarts} restarts, as trained, turn {', '.join(turned)} differently (axes agreement below "
-                f"{floor}): those latents are not reproducible one by one")
+    found = ([f"find different content in {', '.join(other_content)} (content agreement below {content_floor})"]
+             if other_content else []) + ([f"turn {', '.join(turned)} differently (axes agreement below {floor})"]
+                                          if turned else [])
+    if found:
+        return f"its {restarts} restarts, as trained, {' and '.join(found)}: those latents are not reproducible one by one"
     # agreement is reproducibility, not recovery (docs/crl.md, "Do the restarts agree?"): say no more than that
     return (f"its {restarts} restarts, as trained, agree on every block's axes: reproducible, which does not make them "
             "the true ones")

@@ -56,6 +56,12 @@ def test_the_last_lines_say_which_crl_results_were_not_recovered():
     turned = {"status": "done", "summary": {"recovery_verdicts": None, "restart_agreement": agreement}}
     assert crl_recovery_line(turned).endswith("its 3 restarts, as trained, turn image differently (axes agreement below 0.9): "
                                               "those latents are not reproducible one by one")
+    agreement["content_floor"] = 0.9  # records from 2026-12-07 on: a block whose content differs is named as such
+    agreement["blocks"]["text"]["content"] = 0.52
+    assert crl_recovery_line(turned).endswith("its 3 restarts, as trained, find different content in text (content "
+                                              "agreement below 0.9) and turn image differently (axes agreement below "
+                                              "0.9): those latents are not reproducible one by one")
+    agreement["blocks"]["text"]["content"] = 0.97
     agreement["blocks"]["image"]["axes"] = 0.91
     assert crl_recovery_line(turned).endswith("its 3 restarts, as trained, agree on every block's axes: reproducible, "
                                               "which does not make them the true ones")

@@ -325,20 +325,30 @@ def shared_proposal_agreement(model: Any, data: dict[str, list[np.ndarray]],
 def restart_agreement_record(model: Any, data: dict[str, list[np.ndarray]]) -> tuple[dict[str, Any], list[str]]:
     """metrics.json ``restart_agreement`` for a fit with several restarts: each block's agreement
     between the restarts as trained (:func:`personax.crl.diagnostics.restart_agreement`, test rows),
-    and a warning for each block whose restarts' axes agree below
-    :data:`~personax.crl.diagnostics.AXES_AGREEMENT_FLOOR`."""
-    blocks = D.restart_agreement(model.encode_restarts(data), model.splits["train"], model.splits["test"])
+    and a warning for each block whose restarts do not share its content
+    (:data:`~personax.crl.diagnostics.CONTENT_AGREEMENT_FLOOR`) or, sharing it, turn its axes
+    differently (:data:`~personax.crl.diagnostics.AXES_AGREEMENT_FLOOR`)."""
+    test = model.splits["test"]
+    blocks = D.restart_agreement(model.encode_restarts(data), model.splits["train"], test)
     record = {"restarts": len(model.restart_params), "returned_restart": model.chosen_restart,
-              "axes_floor": D.AXES_AGREEMENT_FLOOR,
+              "axes_floor": D.AXES_AGREEMENT_FLOOR, "content_floor": D.CONTENT_AGREEMENT_FLOOR, "test_rows": len(test),
               "blocks": {block: {k: round(v, 4) if isinstance(v, float) else v for k, v in values.items()}
                          for block, values in blocks.items()}}
     searched = (" (the search of the shared axes then turns the returned restart's s, so this says how far the fit "
                 "alone fixes them)") if model.orientation else ""
-    warnings = [f"the {len(model.restart_params)} restarts turn the {block} block's axes differently (axes agreement "
-                f"{values['axes']:.2f} below {D.AXES_AGREEMENT_FLOOR}, content agreement {values['content']:.2f}): its "
-                f"latents are not reproducible one by one, as another initialisation returns other axes"
-                + (searched if block == "shared" else "")
-                for block, values in record["blocks"].items() if values["axes"] < D.AXES_AGREEMENT_FLOOR]
+    restarts = len(model.restart_params)
+    warnings = []
+    for block, values in record["blocks"].items():
+        if values["content"] < D.CONTENT_AGREEMENT_FLOOR:  # not a turn of one content: the content itself differs
+            warnings.append(f"the {restarts} restarts do not find the same content in the {block} block (content "
+                            f"agreement {values['content']:.2f} below {D.CONTENT_AGREEMENT_FLOOR}, axes agreement "
+                            f"{values['axes']:.2f}, on {len(test)} test rows): not even what the block holds is "
+                            "reproducible, so neither are its latents")
+        elif values["axes"] < D.AXES_AGREEMENT_FLOOR:
+            warnings.append(f"the {restarts} restarts turn the {block} block's axes differently (axes agreement "
+                            f"{values['axes']:.2f} below {D.AXES_AGREEMENT_FLOOR}, content agreement "
+                            f"{values['content']:.2f}): its latents are not reproducible one by one, as another "
+                            "initialisation returns other axes" + (searched if block == "shared" else ""))
     return record, warnings
 
 

@@ -263,6 +263,9 @@ RESTART_AGREEMENT_NOTE = (
     "seeds, 3 restarts) the restarts agreed (axes 0.91 or more) on each of the 4 modality blocks the returned model "
     "recovered below 0.85, and each of the 6 blocks they turned differently was recovered at 0.85 or more (docs/crl.md, "
     "\"Do the restarts agree?\"). The run returns restart {returned}, the one with the best validation ELBO.")
+# added to the note where the record has a content floor (runs from 2026-12-07 on) and says on how many test rows
+RESTART_CONTENT_NOTE = (" Content below {content_floor}: the restarts do not even find the same content in the block. "
+                        "The agreement was computed on {test_rows} test rows; on a few dozen it is itself noisy.")
 
 
 # where the summary and the "Latent graphs" section send a reader for why a latent with parents is not unique
@@ -745,8 +748,11 @@ def crl_metrics_section(ctx: _Context) -> Section:
     if isinstance(agreement, Mapping) and agreement.get("blocks"):
         section.blocks.append(Heading(f"Agreement of the {agreement.get('restarts', '?')} restarts (test split)"))
         section.blocks.append(mapping_table(agreement["blocks"], "block", f"{A.CRL_METRICS.relpath()} restart_agreement"))
-        section.blocks.append(Note(RESTART_AGREEMENT_NOTE.format(floor=agreement.get("axes_floor"),
-                                                                 returned=agreement.get("returned_restart"))))
+        note = RESTART_AGREEMENT_NOTE.format(floor=agreement.get("axes_floor"), returned=agreement.get("returned_restart"))
+        if agreement.get("content_floor") is not None:
+            note += RESTART_CONTENT_NOTE.format(content_floor=agreement["content_floor"],
+                                                test_rows=agreement.get("test_rows", "?"))
+        section.blocks.append(Note(note))
     recovery = ctx.value(A.CRL_RECOVERY)
     if recovery:
         section.blocks.append(Heading("Recovery of the planted latent blocks (test split)"))

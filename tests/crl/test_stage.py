@@ -53,12 +53,13 @@ def test_crl_stage_writes_model_latents_graphs_and_recovery(compose_cfg, run_pat
     assert model.config.lr_schedule == "plateau" and metrics["learning_rate_cuts"] == []
     # score columns, and the sparse decoder kept the text block in use: no warning but the restarts' (3 epochs
     # leave their axes apart) ...
-    assert [w for w in metrics["warnings"] if "restarts turn" not in w] == []
+    assert [w for w in metrics["warnings"] if "restarts turn" not in w and "restarts do not find" not in w] == []
     # ... whose agreement, block by block, is recorded for the 2 restarts (crl.fit.restarts)
     agreement = metrics["restart_agreement"]
     assert agreement["restarts"] == 2 and set(agreement["blocks"]) == {"shared", "image", "text"}
-    assert sum("restarts turn" in w for w in metrics["warnings"]) == sum(
-        b["axes"] < agreement["axes_floor"] for b in agreement["blocks"].values())
+    assert sum("restarts turn" in w or "restarts do not find the same content" in w for w in metrics["warnings"]) == sum(
+        b["axes"] < agreement["axes_floor"] or b["content"] < agreement["content_floor"]
+        for b in agreement["blocks"].values())
     assert metrics["best_val_elbo"] == model.best_val_elbo
     assert "mixture_weights" not in metrics  # only a learned mixture (crl.fit.shared_posterior) has weights to report
     # the stage searched the shared block's axes (its default): the decision, without the turn's matrix
@@ -138,11 +139,18 @@ def test_a_block_whose_restarts_turn_its_axes_gets_a_warning_naming_the_block():
                             encode_restarts=lambda data: restarts)
     record, warnings = restart_agreement_record(model, data={})
     assert record["restarts"] == 2 and record["returned_restart"] == 1 and set(record["blocks"]) == set(z)
+    assert record["content_floor"] == 0.9 and record["test_rows"] == 100
     assert record["blocks"]["text"]["axes"] == pytest.approx(1.0)  # the same axes, reordered and flipped
     assert len(warnings) == 1 and "shared block's axes" in warnings[0] and "search of the shared axes" in warnings[0]
     # without the search of s's axes (crl.fit.orient_shared=false) the warning ends where the sentence does
     _, unsearched = restart_agreement_record(SimpleNamespace(**{**vars(model), "orientation": {}}), data={})
     assert len(unsearched) == 1 and unsearched[0].endswith("another initialisation returns other axes")
+    # a block whose restarts hold different content is not called turned: its content is what differs
+    restarts[1] = {**restarts[1], "image": rng.normal(size=(300, 2))}
+    record, warnings = restart_agreement_record(model, data={})
+    assert record["blocks"]["image"]["content"] < 0.1
+    (image,) = [w for w in warnings if "image" in w]
+    assert image.startswith("the 2 restarts do not find the same content in the image block") and "on 100 test rows" in image
 
 
 @pytest.mark.parametrize("recovery, expected", [

@@ -622,7 +622,7 @@ def test_the_restarts_agreement_is_tabled_and_a_run_without_it_says_how_to_get_i
     if restarts > 1:
         warning = "the 3 restarts turn the text block's axes differently (axes agreement 0.78 below 0.9, content 0.98)"
         metrics.update(warnings=[warning], restart_agreement={
-            "restarts": 3, "returned_restart": 2, "axes_floor": 0.9,
+            "restarts": 3, "returned_restart": 2, "axes_floor": 0.9, "content_floor": 0.9, "test_rows": 30,
             "blocks": {"text": {"axes": 0.7829, "axes_min": 0.7533, "content": 0.9763, "content_min": 0.9712, "pairs": 3}}})
     RunDir(run_path, stage="crl").write(A.CRL_METRICS, metrics)
     markdown = build_report(run_path, OmegaConf.create({"name": "x"}), {})["markdown"].read_text()
@@ -634,6 +634,8 @@ def test_the_restarts_agreement_is_tabled_and_a_run_without_it_says_how_to_get_i
         assert "CRL: the 3 restarts turn the text block's axes differently" in summary
         assert "| text | 0.783 | 0.753 | 0.976 | 0.971 | 3 |" in section
         assert "Agreement is about reproducibility, not recovery" in section and "returns restart 2" in section
+        assert "Content below 0.9: the restarts do not even find the same content" in section
+        assert "computed on 30 test rows" in section
 
 
 def test_a_run_without_the_crl_stage_gets_no_crl_warning(hostile_bios, run_path):
