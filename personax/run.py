@@ -167,12 +167,13 @@ def _restarts_clause(agreement: dict | None) -> str:
     orders)."""
     if not agreement:
         return "with 1 restart, crl.fit.restarts=3 would tell whether its axes are reproducible"
-    floor, content_floor = agreement.get("axes_floor"), agreement.get("content_floor")  # the latter since 2026-12-07
-    blocks = agreement.get("blocks") or {}
-    other_content = [block for block, values in blocks.items()
-                     if content_floor is not None and values.get("content", 1.0) < content_floor]
-    turned = [block for block, values in blocks.items() if block not in other_content
-              and floor is not None and values.get("axes", 1.0) < floor]
+    from personax.crl.diagnostics import restart_agreement_verdict  # the stage's own verdict; jax is loaded by now
+
+    floor, content_floor = agreement["axes_floor"], agreement.get("content_floor")  # the latter since 2026-12-07
+    verdicts = {block: restart_agreement_verdict(values, axes_floor=floor, content_floor=content_floor)
+                for block, values in (agreement.get("blocks") or {}).items()}
+    other_content = [block for block, verdict in verdicts.items() if verdict == "content"]
+    turned = [block for block, verdict in verdicts.items() if verdict == "axes"]
     restarts = agreement.get("restarts")
     found = ([f"find different content in {', '.join(other_content)} (content agreement below {content_floor})"]
              if other_content else []) + ([f"turn {', '.join(turned)} differently (axes agreement below {floor})"]

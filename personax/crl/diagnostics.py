@@ -261,6 +261,23 @@ AXES_AGREEMENT_FLOOR = 0.9
 CONTENT_AGREEMENT_FLOOR = 0.9
 
 
+def restart_agreement_verdict(block: Mapping[str, Any], *, axes_floor: float = AXES_AGREEMENT_FLOOR,
+                              content_floor: float | None = CONTENT_AGREEMENT_FLOOR) -> str | None:
+    """What one block's :func:`restart_agreement` says: ``"content"`` when the restarts do not share its
+    content, ``"axes"`` when, sharing it, they turn its axes differently, else None (reproducible,
+    which is not recovered). ``content_floor=None`` judges the axes only (records from before the
+    content floor existed).
+
+    Example:
+        >>> restart_agreement_verdict({"axes": 0.64, "content": 0.52}), restart_agreement_verdict({"axes": 0.8, "content": 0.99})
+        ('content', 'axes')
+    """
+    content = block.get("content")  # a partial record without it is judged on its axes
+    if content_floor is not None and content is not None and content < content_floor:
+        return "content"
+    return "axes" if block["axes"] < axes_floor else None
+
+
 def restart_agreement(latents: Sequence[Mapping[str, np.ndarray]], train: np.ndarray, test: np.ndarray, *,
                       method: str = "pearson") -> dict[str, dict[str, Any]]:
     """How far independent restarts of one model agree, block by block: a check of reproducibility

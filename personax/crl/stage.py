@@ -339,12 +339,13 @@ def restart_agreement_record(model: Any, data: dict[str, list[np.ndarray]]) -> t
     restarts = len(model.restart_params)
     warnings = []
     for block, values in record["blocks"].items():
-        if values["content"] < D.CONTENT_AGREEMENT_FLOOR:  # not a turn of one content: the content itself differs
+        verdict = D.restart_agreement_verdict(values)
+        if verdict == "content":  # not a turn of one content: the content itself differs
             warnings.append(f"the {restarts} restarts do not find the same content in the {block} block (content "
                             f"agreement {values['content']:.2f} below {D.CONTENT_AGREEMENT_FLOOR}, axes agreement "
                             f"{values['axes']:.2f}, on {len(test)} test rows): not even what the block holds is "
                             "reproducible, so neither are its latents")
-        elif values["axes"] < D.AXES_AGREEMENT_FLOOR:
+        elif verdict == "axes":
             warnings.append(f"the {restarts} restarts turn the {block} block's axes differently (axes agreement "
                             f"{values['axes']:.2f} below {D.AXES_AGREEMENT_FLOOR}, content agreement "
                             f"{values['content']:.2f}): its latents are not reproducible one by one, as another "
