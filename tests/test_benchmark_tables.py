@@ -854,6 +854,69 @@ def test_every_restart_agreement_command_the_docs_show_parses():
     assert any(args.seeds == list(range(1050, 1060)) and args.restarts == 3 for _, args in shown)
 
 
+def test_the_noise_independence_summary_sets_each_restarts_noises_beside_its_recovery(tmp_path):
+    """The summary tables every restart's block; over the modality blocks it correlates each statistic
+    with recovery and says what choosing the least dependent restart would change against the ELBO's choice."""
+    import json
+
+    script = _load_benchmark_script("noise_independence.py")
+
+    def dependence(within, across):
+        return {"within": within, "within_p": 0.5, "across": across, "across_p": 0.01}
+
+    rows = [{"seed": 5, "restarts": 2, "chosen_restart": 0,
+             "per_restart": [{"shared": 0.9, "image": 0.70, "text": 0.95}, {"shared": 0.99, "image": 0.96, "text": 0.90}],
+             "dependence": [{"shared": dependence(0.1, 0.1), "image": dependence(0.002, 0.03), "text": dependence(0.004, 0.01)},
+                            {"shared": dependence(0.2, 0.2), "image": dependence(0.006, 0.02), "text": dependence(0.003, 0.02)}]}]
+    path = tmp_path / "noise_independence_fits_x.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = script.summary(path)
+    assert "| 5 | image | 0* | 0.700 | 0.0020 (0.500) | 0.0300 (0.010) |" in table
+    assert "| 5 | shared | 1 | 0.990 |" in table  # tabled, not counted
+    # within, ranked as recovery (+1): image's least dependent restart is the ELBO's (0.70, not 0.96), text's is
+    # restart 1 (0.90, not the ELBO's 0.95)
+    assert "`within`: Spearman's rank correlation with recovery +1.00" in table
+    assert ("least dependent (`within`) recovered the block best in 0 of 2 blocks; choosing it instead of the ELBO's "
+            "choice would have changed the block's recovery by -0.025 (median; from -0.050 to +0.000)") in table
+    # across (ranks 4, 2.5, 1, 2.5 against 1, 4, 3, 2): its least dependent restarts are the best ones
+    assert ("`across`: Spearman's rank correlation with recovery -0.63; p below 0.05 in 1 of the 1 restarts' blocks "
+            "recovered below 0.85 and in 3 of the 3 recovered at 0.85 or above") in table
+    assert "least dependent (`across`) recovered the block best in 2 of 2 blocks" in table
+    assert "The restart the validation ELBO chose recovered the block best in 1 of 2 blocks." in table
+    assert "by +0.130 (median; from +0.000 to +0.260)" in table
+
+
+def test_the_docs_quote_the_noise_independence_records_summary():
+    """docs/crl.md's "Nor do the model's own noises" and the benchmark README quote the record's summary."""
+    import re
+
+    script = _load_benchmark_script("noise_independence.py")
+    table = script.summary(EXPERIMENTS / "crl_benchmark" / "results" / "noise_independence_fits.jsonl")
+    rho, bad_low, bad, good_low, good = re.search(
+        r"`within`: Spearman's rank correlation with recovery ([+-]\d\.\d\d); p below 0.05 in (\d+) of the (\d+) "
+        r"restarts' blocks recovered below 0.85 and in (\d+) of the (\d+)", table).groups()
+    elbo_best, blocks = re.search(r"ELBO chose recovered the block best in (\d+) of (\d+)", table).groups()
+    least_best, median, low, high = re.search(
+        r"least dependent \(`within`\) recovered the block best in (\d+) of \d+ blocks; choosing it instead of the "
+        r"ELBO's choice would have changed the block's recovery by ([+-]\d\.\d+) \(median; from ([+-]\d\.\d+) to "
+        r"([+-]\d\.\d+)\)", table).groups()
+    docs = " ".join((EXPERIMENTS.parent / "docs" / "crl.md").read_text().split())
+    assert (f"HSIC's p-value was below 0.05 in {bad_low} of the {bad} restarts' modality blocks recovered below 0.85 "
+            f"and in {good_low} of the {good} recovered at 0.85 or above") in docs
+    assert f"Spearman's correlation of the within-block dependence with recovery is {rho.replace('-', '−')}" in docs
+    assert (f"recovered its block best in {least_best} of {blocks} blocks, the ELBO's choice in {elbo_best}; choosing "
+            f"it would have changed the block's recovery by {median.replace('-', '−')} (median; "
+            f"{low.replace('-', '−')} to {high.replace('-', '−')})") in docs
+    readme = " ".join((EXPERIMENTS / "crl_benchmark" / "README.md").read_text().split())
+    assert f"below 0.05 in {bad_low} of {bad} badly recovered restarts' blocks and {good_low} of {good} others" in readme
+
+
+def test_every_noise_independence_command_the_docs_show_parses():
+    """The record's command names spent numeric seeds of restart_agreement.py's record (not fresh evidence)."""
+    shown = _shown_commands("crl_benchmark/noise_independence.py", minimum=1)
+    assert any(set(args.seeds) <= set(range(1050, 1060)) and args.restarts == 3 for _, args in shown)
+
+
 def test_the_reports_note_on_the_restarts_agreement_quotes_the_records_numbers():
     """The report's note under the restarts' agreement quotes restart_agreement.py's record; its numbers
     are recounted here from it, so that a new record cannot leave the report's text behind."""

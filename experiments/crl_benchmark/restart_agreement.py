@@ -40,7 +40,7 @@ import numpy as np
 from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).parent))
-from run import RESULTS, _data, append_records, diagnostic_parser, fit_options  # noqa: E402
+from run import _data, diagnostic_parser, fit_options, record_and_summarise  # noqa: E402
 
 from personax.crl import diagnostics as D  # noqa: E402
 from personax.crl import fit  # noqa: E402
@@ -145,22 +145,23 @@ def _blocks(rows: list[dict]) -> list[tuple[dict, str]]:
     return [(row, block) for row in rows for block in row["agreement"] if block in row["returned"]]
 
 
-def argument_parser():
-    """The command line (a test parses every command the docs show with it)."""
-    parser = diagnostic_parser(__doc__.splitlines()[0], ["fits", "summary"])
-    parser.add_argument("--dataset", choices=["numeric", "digits"], default="numeric")
+def restarts_parser(description: str, datasets: list[str]):
+    """The command line of a diagnostic of restarts side by side (this script's, ``noise_independence.py``'s)."""
+    parser = diagnostic_parser(description, ["fits", "summary"])
+    parser.add_argument("--dataset", choices=datasets, default=datasets[0])
     parser.add_argument("--restarts", type=int, default=3, help="fits: restarts side by side (at least 2)")
     return parser
 
 
+def argument_parser():
+    """The command line (a test parses every command the docs show with it)."""
+    return restarts_parser(__doc__.splitlines()[0], ["numeric", "digits"])
+
+
 def main() -> None:
     args = argument_parser().parse_args()
-    path = RESULTS / f"restart_agreement_fits{'_' + args.tag if args.tag else ''}.jsonl"
-    if args.part == "fits":
-        append_records("restart_agreement", args, lambda seed: fits(
-            seed, dataset=args.dataset, n=args.n, epochs=args.epochs, method=args.method, restarts=args.restarts))
-    path.with_suffix(".md").write_text(summary(path))
-    print(path.with_suffix(".md").read_text())
+    record_and_summarise("restart_agreement", args, lambda seed: fits(
+        seed, dataset=args.dataset, n=args.n, epochs=args.epochs, method=args.method, restarts=args.restarts), summary)
 
 
 if __name__ == "__main__":

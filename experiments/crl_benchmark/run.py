@@ -227,6 +227,17 @@ def append_records(name: str, args: argparse.Namespace, records_of_seed) -> None
                 out.flush()
 
 
+def record_and_summarise(name: str, args: argparse.Namespace, records_of_seed, summary) -> None:
+    """A diagnostic's two parts: ``fits`` appends ``records_of_seed(seed)``'s records
+    (:func:`append_records`); then either part rewrites ``results/<name>_fits[_<tag>].md`` with
+    ``summary`` of the whole record and prints it."""
+    path = RESULTS / f"{name}_fits{'_' + args.tag if args.tag else ''}.jsonl"
+    if args.part == "fits":
+        append_records(name, args, records_of_seed)
+    path.with_suffix(".md").write_text(summary(path))
+    print(path.with_suffix(".md").read_text())
+
+
 def argument_parser() -> argparse.ArgumentParser:
     """The command line (a test parses every command the docs show with it)."""
     parser = argparse.ArgumentParser()

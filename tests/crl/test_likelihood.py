@@ -79,6 +79,27 @@ def test_potentials_get_gradients_through_the_order():
     assert float(grads["adjacency"][1, 0]) == 0.0  # the inactive direction gets no likelihood gradient
 
 
+@pytest.mark.parametrize("mechanism", ["additive", "mlp"])
+def test_the_exogenous_noise_is_the_variable_the_prior_scores(mechanism):
+    """``exogenous_noise`` is the prior's change of variables: log N(n_j; 0, 1) + log |dn_j/du_j| is
+    ``prior_node_logpdf``'s term for every node (float32, tolerance 1e-4), with an edge 0 -> 1 active."""
+    module, params = _two_node_block(mechanism)
+    params = {**params, "adjacency": jnp.array([[0.0, 0.9], [0.0, 0.0]]), "order_potential": jnp.array([0.0, 1.0])}
+    u = 1.5 * jax.random.normal(jax.random.key(1), (32, 2))
+
+    def noise(rows):
+        return module.apply({"params": params}, rows, method=CausalMultimodalVAE.exogenous_noise)
+
+    n = noise(u)
+    own_slope = jax.vmap(lambda row: jnp.diag(jax.jacfwd(lambda r: noise(r[None])[0])(row)))(u)
+    expected = module.apply({"params": params}, u, method=CausalMultimodalVAE.prior_node_logpdf)
+    from_noise = -0.5 * (np.log(2 * np.pi) + n**2) + jnp.log(jnp.abs(own_slope))
+    np.testing.assert_allclose(np.asarray(from_noise), np.asarray(expected), atol=1e-4)
+    # the child's noise depends on its parent (the mechanism is taken out), the root's does not
+    cross = jax.vmap(lambda row: jax.jacfwd(lambda r: noise(r[None])[0])(row))(u)
+    assert np.all(np.asarray(cross[:, 0, 1]) == 0) and np.any(np.abs(np.asarray(cross[:, 1, 0])) > 1e-3)
+
+
 def test_proximal_step_in_adams_metric_solves_the_lasso():
     """Adam + this prox on 0.5 * sum(w_i (x - b)^2) + lam * |x|_1 converges to the lasso solution
     soft(b, lam / w) for every coordinate, whatever its curvature w; thresholding at lr * lam
