@@ -122,20 +122,20 @@ def summary(path: Path) -> str:
                      f"{sum(a and b for a, b in zip(low, bad))} of the {sum(bad)} restarts' blocks recovered below "
                      f"{RECOVERED} and in {sum(a and not b for a, b in zip(low, bad))} of the "
                      f"{len(bad) - sum(bad)} recovered at {RECOVERED} or above.")
-    groups = sorted({(t[0], t[1]) for t in table})
-    elbo_best = sum(next(t[3] for t in table if (t[0], t[1]) == group and t[5])
-                    == max(t[3] for t in table if (t[0], t[1]) == group) for group in groups)
-    lines.append(f"- The restart the validation ELBO chose recovered the block best in {elbo_best} of {len(groups)} "
+    blocks: dict[tuple[int, str], list[tuple]] = {}  # (seed, block) -> its restarts' rows of the table
+    for t in table:
+        blocks.setdefault((t[0], t[1]), []).append(t)
+    best = {key: max(t[3] for t in restarts) for key, restarts in blocks.items()}
+    chosen = {key: next(t[3] for t in restarts if t[5]) for key, restarts in blocks.items()}
+    elbo_best = sum(chosen[key] == best[key] for key in blocks)
+    lines.append(f"- The restart the validation ELBO chose recovered the block best in {elbo_best} of {len(blocks)} "
                  f"blocks.")
     for statistic in STATISTICS:
-        picked_best, change = 0, []
-        for seed, block in groups:
-            restarts = [t for t in table if (t[0], t[1]) == (seed, block)]
-            least = min(restarts, key=lambda t: t[4][statistic])
-            picked_best += least[3] == max(t[3] for t in restarts)
-            change.append(least[3] - next(t[3] for t in restarts if t[5]))
+        least = {key: min(restarts, key=lambda t: t[4][statistic])[3] for key, restarts in blocks.items()}
+        picked_best = sum(least[key] == best[key] for key in blocks)
+        change = [least[key] - chosen[key] for key in blocks]
         lines.append(f"- The restart whose noises are least dependent (`{statistic}`) recovered the block best in "
-                     f"{picked_best} of {len(groups)} blocks; choosing it instead of the ELBO's choice would have "
+                     f"{picked_best} of {len(blocks)} blocks; choosing it instead of the ELBO's choice would have "
                      f"changed the block's recovery by {np.median(change):+.3f} (median; from {min(change):+.3f} "
                      f"to {max(change):+.3f}).")
     return "\n".join(lines) + "\n"

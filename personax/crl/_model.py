@@ -704,10 +704,9 @@ class CausalMultimodalVAE(nn.Module):
     def prior_node_logpdf(self, u, auxiliary=None):
         """Each latent's term log p(u_j | its parents, auxiliary), (batch, latents): the graph is a
         DAG, so they sum to :meth:`prior_logpdf`."""
-        residual, log_sigma = self._standardised_residual(u, auxiliary)
-        tau = jnp.exp(self.flow_log_tail)
-        inner = tau * jnp.arcsinh(residual) - self.flow_skew
+        inner, residual, log_sigma = self._inverse_flow(u, auxiliary)
         base = jnp.sinh(inner)
+        tau = jnp.exp(self.flow_log_tail)
         log_det = jnp.log(jnp.cosh(inner)) + jnp.log(tau) - 0.5 * jnp.log1p(residual**2) - log_sigma
         return -0.5 * (LOG_2PI + base**2) + log_det
 
@@ -715,11 +714,12 @@ class CausalMultimodalVAE(nn.Module):
         """Each latent's exogenous noise n_j ~ N(0, 1) under the prior, (batch, latents): what is left
         of u_j once its parents' mechanism is taken out, through the inverse of its flow. The
         prior says these are independent."""
-        residual, _ = self._standardised_residual(u, auxiliary)
-        return jnp.sinh(jnp.exp(self.flow_log_tail) * jnp.arcsinh(residual) - self.flow_skew)
+        return jnp.sinh(self._inverse_flow(u, auxiliary)[0])
 
-    def _standardised_residual(self, u, auxiliary):
-        """(u - f(parents)) / sigma, the flow's input, and log sigma, (batch, latents) each."""
+    def _inverse_flow(self, u, auxiliary):
+        """The prior's change of variables u -> n but its last step, (batch, latents) each: ``inner``
+        (n = sinh(inner)), the residual r = (u - f(parents)) / sigma that the inverse sinh-arcsinh flow
+        takes (inner = tau * asinh(r) - skew, tau > 0), and log sigma."""
         weights = self.weighted_adjacency()
         if self.config.mechanism == "additive":
             # Each g_ij normalised on a fixed standard-normal grid: A carries the strength for unit-scale latents.
@@ -735,8 +735,8 @@ class CausalMultimodalVAE(nn.Module):
                 raise ValueError("this model's prior is conditioned on auxiliary covariates: pass them")
             mechanism = mechanism + auxiliary @ self.auxiliary_location
             log_sigma = log_sigma + auxiliary @ self.auxiliary_log_scale
-        # Inverse sinh-arcsinh flow (in the callers): n = sinh(tau * asinh(r) - skew), tau > 0.
-        return (u - mechanism) * jnp.exp(-log_sigma), log_sigma
+        residual = (u - mechanism) * jnp.exp(-log_sigma)
+        return jnp.exp(self.flow_log_tail) * jnp.arcsinh(residual) - self.flow_skew, residual, log_sigma
 
     def __call__(self, batch: dict[str, jnp.ndarray], rng: jax.Array, *, with_views: bool = False):
         """Per-example ELBO terms: (elbo, reconstruction log-likelihood, KL-like rest), and with
