@@ -934,3 +934,57 @@ def test_the_reports_note_on_the_restarts_agreement_quotes_the_records_numbers()
     assert (f"agreed (axes {np.floor(min(low) * 100) / 100:.2f} or more) on each of the {len(low)} modality blocks "
             "the returned model recovered below 0.85") in RESTART_AGREEMENT_NOTE
     assert min(turned) >= 0.85 and f"each of the {len(turned)} blocks they turned differently" in RESTART_AGREEMENT_NOTE
+
+
+# ---- experiments/level2_targets.py: where Level II stands, from the records ----
+
+@pytest.fixture(scope="module")
+def level2_targets():
+    return _load_script("level2_targets.py")
+
+
+def test_the_level2_targets_file_is_what_the_records_say(level2_targets, tmp_path, monkeypatch):
+    """``experiments/level2_targets.md`` is regenerated from the records by both of its commands."""
+    assert level2_targets.main(["--check"]) == 0
+    monkeypatch.setattr(level2_targets, "OUTPUT", tmp_path / "level2_targets.md")
+    assert level2_targets.main([]) == 0
+    assert (tmp_path / "level2_targets.md").read_text(encoding="utf-8") == \
+        (EXPERIMENTS / "level2_targets.md").read_text(encoding="utf-8")
+    (tmp_path / "level2_targets.md").write_text("stale", encoding="utf-8")
+    assert level2_targets.main(["--check"]) == 1
+
+
+def test_the_readme_and_the_crl_docs_lead_with_the_level2_targets_summary(level2_targets):
+    """The findings sentence the README and docs/crl.md show is the records' (line breaks aside)."""
+    sentence = level2_targets.summary()
+    for path in (EXPERIMENTS.parent / "README.md", EXPERIMENTS.parent / "docs" / "crl.md"):
+        assert sentence in " ".join(path.read_text(encoding="utf-8").split()), path.name
+
+
+def test_the_level2_targets_judge_each_set_by_the_issues_rules(level2_targets):
+    """Boundaries: a median of exactly 0.93 meets it, a lowest seed of 0.849 does not; the SHD target
+    holds only where every recorded way of counting edges is at most 1."""
+    record = level2_targets.BenchmarkRecord("numeric", "x", "x.csv", "m", "x")
+    scores = pd.DataFrame({"seed": [1, 2, 3], "mcc": [0.849, 0.93, 0.99], "shd": [0.0, 1.0, 2.0],
+                           "shd_nonzero": [1.0, 2.0, 3.0]})
+    verdict = level2_targets.judge_benchmark(record, scores)
+    assert verdict["median_met"] and not verdict["every_seed_met"]
+    assert verdict["shd"] == {"shd": 1.0, "shd_nonzero": 2.0} and not verdict["shd_met"]
+    verdict = level2_targets.judge_benchmark(record, scores.drop(columns="shd_nonzero"))
+    assert verdict["shd_met"]
+    digits = level2_targets.judge_benchmark(level2_targets.BenchmarkRecord("digits", "x", "x.csv", "m", "x"), scores)
+    assert "every_seed_met" not in digits and digits["median_met"]  # 0.93 >= the digits target of 0.90
+
+
+def test_a_demo_record_whose_verdict_breaks_the_rule_is_refused(level2_targets, tmp_path):
+    """A block recorded "recovered" below its best baseline (or "not recovered" above the floor and every
+    baseline) stops the table instead of being counted either way."""
+    path = tmp_path / "demo.csv"
+    rows = pd.DataFrame({"seed": [1, 1], "block": ["shared", "text"], "mcc": [0.85, 0.85],
+                         "best_baseline_mcc": [0.80, 0.85], "verdict": ["recovered", "recovered"]})
+    rows.to_csv(path, index=False)
+    table = level2_targets.judge_demo(level2_targets.DemoRecord("1", str(path), "x"))
+    assert table["recovered"].tolist() == [1, 1]  # at least the best baseline, as the stage's rule says
+    rows.assign(mcc=[0.85, 0.84]).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="seed 1, block text"):
+        level2_targets.judge_demo(level2_targets.DemoRecord("1", str(path), "x"))
