@@ -88,7 +88,7 @@ RECORDS: tuple[BenchmarkRecord, ...] = (
 _DEMO = "experiments/demo_level2/results/"
 DEMO_RECORDS: tuple[DemoRecord, ...] = (
     DemoRecord("1000–1004", _DEMO + "spearman_spent.csv",
-               "2026-12-07, the stage's defaults (these seeds were fresh on 2026-12-02 and have been rerun since)"),
+               "2026-12-07, the stage's defaults (these seeds were fresh when first run, on 2026-12-01, and have been rerun with many versions since)"),
     DemoRecord("1005–1009", _DEMO + "fresh2_prior_refit.csv", "2026-12-06, the stage's defaults then; fresh"),
 )
 
