@@ -6,6 +6,7 @@ never call a development seed fresh, and every command the docs show parses and 
 from __future__ import annotations
 
 import argparse
+import json
 import importlib.util
 from pathlib import Path
 
@@ -988,3 +989,32 @@ def test_a_demo_record_whose_verdict_breaks_the_rule_is_refused(level2_targets, 
     rows.assign(mcc=[0.85, 0.84]).to_csv(path, index=False)
     with pytest.raises(ValueError, match="seed 1, block text"):
         level2_targets.judge_demo(level2_targets.DemoRecord("1", str(path), "x"))
+
+
+# ---- experiments/example_cohort/restarts.py: the example cohort's restarts ----
+
+def test_the_docs_quote_the_example_cohorts_restarts_record():
+    """docs/crl.md and the script's README give the record's content agreement range and test rows, and
+    docs/own_data.md's "3 restarts share no block's content" is what the record's verdicts say."""
+    from personax.crl import diagnostics
+
+    script = _load_script("example_cohort/restarts.py")
+    entry = json.loads((EXPERIMENTS / "example_cohort" / "results" / "restarts3.json").read_text(encoding="utf-8"))
+    assert entry["command"] == " ".join(script.own_data_command()) + " crl.fit.restarts=3"
+    low, high = script.content_range(entry)
+    quoted = f"content agreement {low:.2f}–{high:.2f}"
+    rows = f"{entry['restart_agreement']['test_rows']} test rows"
+    for path in (EXPERIMENTS.parent / "docs" / "crl.md", EXPERIMENTS / "example_cohort" / "README.md"):
+        text = " ".join(path.read_text(encoding="utf-8").split())
+        assert quoted in text, path.name
+        assert rows in text, path.name
+    verdicts = {block: diagnostics.restart_agreement_verdict(values)
+                for block, values in entry["restart_agreement"]["blocks"].items()}
+    assert set(verdicts.values()) == {"content"}, verdicts
+    assert "3 restarts share no block's content" in " ".join(
+        (EXPERIMENTS.parent / "docs" / "own_data.md").read_text(encoding="utf-8").split())
+
+
+def test_every_example_cohort_command_the_docs_show_parses():
+    shown = _shown_commands("example_cohort/restarts.py", minimum=2)
+    assert {args.restarts for _, args in shown} == {3}
