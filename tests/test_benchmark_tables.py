@@ -959,7 +959,8 @@ def test_the_readme_and_the_crl_docs_lead_with_the_level2_targets_summary(level2
     """The findings sentence the README and docs/crl.md show is the records' (line breaks aside)."""
     sentence = level2_targets.summary()
     for path in (EXPERIMENTS.parent / "README.md", EXPERIMENTS.parent / "docs" / "crl.md"):
-        assert sentence in " ".join(path.read_text(encoding="utf-8").split()), path.name
+        assert sentence in " ".join(path.read_text(encoding="utf-8").split()), \
+            f"{path.name} should say, as the records do (line breaks aside): {sentence}"
 
 
 def test_the_level2_targets_judge_each_set_by_the_issues_rules(level2_targets):
