@@ -90,6 +90,7 @@ DEMO_RECORDS: tuple[DemoRecord, ...] = (
     DemoRecord("1000–1004", _DEMO + "spearman_spent.csv",
                "2026-12-07, the stage's defaults (these seeds were fresh when first run, on 2026-12-01, and have been rerun with many versions since)"),
     DemoRecord("1005–1009", _DEMO + "fresh2_prior_refit.csv", "2026-12-06, the stage's defaults then; fresh"),
+    DemoRecord("1010–1014", _DEMO + "fresh3.csv", "2026-12-08, the stage's defaults (the fit as at 6eacbc5); fresh"),
 )
 
 TIMING_RECORD = "experiments/benchmarks/results/crl_training.json"
