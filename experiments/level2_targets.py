@@ -83,6 +83,8 @@ RECORDS: tuple[BenchmarkRecord, ...] = (
                     "2026-12-03, n 10,000, 200 epochs; the rerun of the first record, which it reproduces and which lacked `shd_nonzero`"),
     BenchmarkRecord("digits", "1010–1019", _BENCH + "edge_directions_fits_digits_fresh2.jsonl", "personax-stage-converged",
                     "2026-12-07, n 10,000, trained to convergence"),
+    BenchmarkRecord("digits", "1020–1029", _BENCH + "digits_fresh3_converged.csv", "personax-stage-converged",
+                    "2026-12-08, n 10,000, trained to convergence (the fit as at 6eacbc5)"),
 )
 
 _DEMO = "experiments/demo_level2/results/"
