@@ -101,6 +101,19 @@ TIMING_RECORD = "experiments/benchmarks/results/crl_training.json"
 OBJECTIVE_TIMING, WHOLE_STAGE_TIMING = "stage_default_sparse_text", "stage_default_oriented"
 
 
+def named_seeds(seeds: str) -> set[int]:
+    """The seeds a set's name covers: ``"1000–1009"`` is 1000 to 1009, both included."""
+    first, last = (int(part) for part in seeds.split("–"))
+    return set(range(first, last + 1))
+
+
+def _check_seeds(path: str, seeds: str, recorded) -> None:
+    """A record judges its set only if it holds every seed of it, and no other (a partial run cannot pass as a set)."""
+    found = {int(seed) for seed in recorded}
+    if found != named_seeds(seeds):
+        raise ValueError(f"{path}: the set {seeds} but the record has seeds {sorted(found)}")
+
+
 def benchmark_scores(record: BenchmarkRecord) -> pd.DataFrame:
     """One row per seed of ``record.method``: ``mcc`` and whichever SHD columns the record has."""
     path = ROOT / record.path
@@ -115,6 +128,7 @@ def benchmark_scores(record: BenchmarkRecord) -> pd.DataFrame:
         raise ValueError(f"{record.path}: no rows of method {record.method!r}")
     if table["seed"].duplicated().any():
         raise ValueError(f"{record.path}: method {record.method!r} has a seed twice")
+    _check_seeds(record.path, record.seeds, table["seed"])
     return table[["seed", "mcc", *[c for c in SHD_COLUMNS if c in table and table[c].notna().all()]]]
 
 
@@ -140,6 +154,7 @@ def judge_demo(record: DemoRecord) -> pd.DataFrame:
             mistake in the record cannot pass silently).
     """
     table = pd.read_csv(ROOT / record.path)
+    _check_seeds(record.path, record.seeds, table["seed"].unique())
     # personax.crl._baselines.recovery_verdicts' rule: at least the floor and at least every baseline
     recovered = (table["mcc"] >= DEMO_MCC_TARGET) & (table["mcc"] >= table["best_baseline_mcc"])
     recorded = table["verdict"] == "recovered"

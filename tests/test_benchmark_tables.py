@@ -985,11 +985,20 @@ def test_a_demo_record_whose_verdict_breaks_the_rule_is_refused(level2_targets, 
     rows = pd.DataFrame({"seed": [1, 1], "block": ["shared", "text"], "mcc": [0.85, 0.85],
                          "best_baseline_mcc": [0.80, 0.85], "verdict": ["recovered", "recovered"]})
     rows.to_csv(path, index=False)
-    table = level2_targets.judge_demo(level2_targets.DemoRecord("1", str(path), "x"))
+    table = level2_targets.judge_demo(level2_targets.DemoRecord("1–1", str(path), "x"))
     assert table["recovered"].tolist() == [1, 1]  # at least the best baseline, as the stage's rule says
     rows.assign(mcc=[0.85, 0.84]).to_csv(path, index=False)
     with pytest.raises(ValueError, match="seed 1, block text"):
-        level2_targets.judge_demo(level2_targets.DemoRecord("1", str(path), "x"))
+        level2_targets.judge_demo(level2_targets.DemoRecord("1–1", str(path), "x"))
+
+
+def test_a_record_without_every_seed_of_its_set_is_refused(level2_targets, tmp_path):
+    """A partial run (an interrupted benchmark) cannot stand for a set of seeds."""
+    path = tmp_path / "bench.csv"
+    pd.DataFrame({"seed": [1000, 1001], "method": ["m", "m"], "mcc": [0.9, 0.95]}).to_csv(path, index=False)
+    assert len(level2_targets.benchmark_scores(level2_targets.BenchmarkRecord("numeric", "1000–1001", str(path), "m", "x"))) == 2
+    with pytest.raises(ValueError, match=r"the set 1000–1002 but the record has seeds \[1000, 1001\]"):
+        level2_targets.benchmark_scores(level2_targets.BenchmarkRecord("numeric", "1000–1002", str(path), "m", "x"))
 
 
 # ---- experiments/example_cohort/restarts.py: the example cohort's restarts ----
