@@ -79,6 +79,8 @@ RECORDS: tuple[BenchmarkRecord, ...] = (
                     "2026-12-07"),
     BenchmarkRecord("numeric", "1090–1099", _BENCH + "edge_directions_fits_fresh10.jsonl", "personax-stage-converged",
                     "2026-12-07, recorded beside the test of directions (1080–1089 went to that test without an MCC)"),
+    BenchmarkRecord("numeric", "1100–1109", _BENCH + "numeric_fresh11_converged.csv", "personax-stage-converged",
+                    "2026-12-08 (the fit as at 6eacbc5)"),
     BenchmarkRecord("digits", "1000–1009", _BENCH + "digits_fresh_stage_n10000_rerun.csv", "personax-stage",
                     "2026-12-03, n 10,000, 200 epochs; the rerun of the first record, which it reproduces and which lacked `shd_nonzero`"),
     BenchmarkRecord("digits", "1010–1019", _BENCH + "edge_directions_fits_digits_fresh2.jsonl", "personax-stage-converged",
